@@ -1,0 +1,198 @@
+"""Client → server frames (PROTOCOL.md §2), as msgspec types.
+
+The wire envelope is ``{"command", "type", "request_id", "data"}``; each command's
+``data`` decodes into one of the structs below, and the decoder copies the
+envelope's ``request_id`` onto it. Unknown keys are ignored everywhere, as the
+protocol requires; only the fields the server uses are declared.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "ClearModels",
+    "ClientFrame",
+    "Edge",
+    "EndInputStream",
+    "Envelope",
+    "ExecutionOptions",
+    "GetNode",
+    "GetStatus",
+    "Graph",
+    "CancelJob",
+    "ListNodes",
+    "Node",
+    "Ping",
+    "Pong",
+    "ReconnectJob",
+    "RunJob",
+    "SetMode",
+    "Stop",
+    "StreamInput",
+    "UpdateNodeProperties",
+]
+
+#: A JSON/MessagePack value: the protocol layer forwards these untouched.
+Value = object
+
+
+class Envelope(msgspec.Struct):
+    """The outer map of every client frame; ``data`` stays undecoded until dispatch."""
+
+    command: str | None = None
+    type: str | None = None
+    request_id: str | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")
+
+
+class _Frame(msgspec.Struct, kw_only=True):
+    #: Copied from the envelope after decoding, never read from ``data``.
+    request_id: str | None = None
+
+
+class Node(msgspec.Struct, kw_only=True):
+    id: str
+    type: str
+    data: dict[str, Value] = {}
+
+
+class Edge(msgspec.Struct, kw_only=True):
+    source: str
+    target: str
+    source_handle: str = msgspec.field(name="sourceHandle")
+    target_handle: str = msgspec.field(name="targetHandle")
+    id: str | None = None
+    edge_type: str | None = None
+
+
+class Graph(msgspec.Struct, kw_only=True):
+    nodes: list[Node] = []
+    edges: list[Edge] = []
+
+
+class ExecutionOptions(msgspec.Struct, kw_only=True):
+    persistence: Literal["session", "job"] = "session"
+    event_detail: Literal["full", "outputs", "terminal"] = "full"
+
+
+class RunJob(_Frame, kw_only=True):
+    """``run_job``: the RunJobRequest of PROTOCOL.md §2.1."""
+
+    job_id: str | None = None
+    workflow_id: str = ""
+    graph: Graph | None = None
+    params: dict[str, Value] | None = None
+    explicit_types: bool = False
+    require_terminal_result: bool = False
+    execution_options: ExecutionOptions | None = None
+
+
+class CancelJob(_Frame, kw_only=True):
+    """``cancel_job``: names one run."""
+
+    job_id: str
+    workflow_id: str | None = None
+
+
+class ReconnectJob(_Frame, kw_only=True):
+    """``reconnect_job`` and ``resume_job``.
+
+    ``after_seq`` is a noderun extension: the last ``job_seq`` the client holds,
+    so replay starts after it (0 replays the whole buffer).
+    """
+
+    job_id: str
+    workflow_id: str | None = None
+    after_seq: int = 0
+
+
+class GetStatus(_Frame, kw_only=True):
+    job_id: str | None = None
+
+
+class SetMode(_Frame, kw_only=True):
+    mode: Literal["binary", "text"]
+
+
+class StreamInput(_Frame, kw_only=True):
+    job_id: str
+    input: str
+    value: Value = None
+    handle: str | None = None
+    workflow_id: str | None = None
+
+
+class EndInputStream(_Frame, kw_only=True):
+    job_id: str
+    input: str
+    handle: str | None = None
+    workflow_id: str | None = None
+
+
+class UpdateNodeProperties(_Frame, kw_only=True):
+    job_id: str
+    node_id: str
+    properties: dict[str, Value]
+    workflow_id: str | None = None
+
+
+class ClearModels(_Frame, kw_only=True):
+    pass
+
+
+class Stop(_Frame, kw_only=True):
+    job_id: str
+
+
+class ListNodes(_Frame, kw_only=True):
+    namespace: str | None = None
+
+
+class GetNode(_Frame, kw_only=True):
+    node_type: str
+
+
+class Ping(_Frame, kw_only=True):
+    """Client ``{"type": "ping"}`` (no command): answered with a pong."""
+
+
+class Pong(_Frame, kw_only=True):
+    """Client ``{"type": "pong"}``: the SDK's answer to our ping, accepted silently."""
+
+
+ClientFrame = (
+    RunJob
+    | ReconnectJob
+    | CancelJob
+    | GetStatus
+    | SetMode
+    | StreamInput
+    | EndInputStream
+    | UpdateNodeProperties
+    | ClearModels
+    | Stop
+    | ListNodes
+    | GetNode
+    | Ping
+    | Pong
+)
+
+#: command name → the struct its ``data`` decodes into.
+COMMANDS: dict[str, type[_Frame]] = {
+    "run_job": RunJob,
+    "reconnect_job": ReconnectJob,
+    "resume_job": ReconnectJob,
+    "cancel_job": CancelJob,
+    "get_status": GetStatus,
+    "set_mode": SetMode,
+    "stream_input": StreamInput,
+    "end_input_stream": EndInputStream,
+    "update_node_properties": UpdateNodeProperties,
+    "clear_models": ClearModels,
+    "stop": Stop,
+    "list_nodes": ListNodes,
+    "get_node": GetNode,
+}

@@ -1,0 +1,123 @@
+"""Bytes ↔ frames, sans I/O: MessagePack for binary frames, JSON for text frames.
+
+Decoders and encoders are built once at import. A client frame is decoded in
+two steps: the envelope (with ``data`` kept as :class:`msgspec.Raw`), then the
+command's ``data`` with the decoder of that command's struct, so a bad
+``data`` is told apart from a bad frame (PROTOCOL.md §2).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong
+from noderun.protocol.errors import CommandError, FrameError, MessageError
+
+__all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack"]
+
+_NIL_MSGPACK = b"\xc0"
+_NIL_JSON = b"null"
+
+_envelope_msgpack = msgspec.msgpack.Decoder(Envelope)
+_envelope_json = msgspec.json.Decoder(Envelope)
+_data_msgpack = {name: msgspec.msgpack.Decoder(cls) for name, cls in COMMANDS.items()}
+_data_json = {name: msgspec.json.Decoder(cls) for name, cls in COMMANDS.items()}
+_job_id_msgpack = msgspec.msgpack.Decoder(dict[str, object])
+_job_id_json = msgspec.json.Decoder(dict[str, object])
+
+encode_msgpack = msgspec.msgpack.Encoder().encode
+encode_json = msgspec.json.Encoder().encode
+
+_TYPE_ONLY: dict[str, type[Ping] | type[Pong]] = {"ping": Ping, "pong": Pong}
+
+
+def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
+    """Decode one WebSocket message into a client frame.
+
+    Raises :class:`FrameError`, :class:`MessageError` or :class:`CommandError`,
+    each carrying the frame's ``request_id`` when it could be read.
+    """
+    try:
+        envelope = (_envelope_json if text else _envelope_msgpack).decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise FrameError(str(exc)) from None
+    command = envelope.command
+    request_id = envelope.request_id
+    if command is None:
+        kind = _TYPE_ONLY.get(envelope.type or "")
+        if kind is None:
+            raise MessageError(
+                f"frame has no 'command' and an unknown type {envelope.type!r}",
+                request_id=request_id,
+            )
+        return kind(request_id=request_id)
+    decoders = _data_json if text else _data_msgpack
+    decoder = decoders.get(command)
+    if decoder is None:
+        raise CommandError(f"unknown command {command!r}", command=command, request_id=request_id)
+    raw = bytes(envelope.data)
+    if not raw or raw == (_NIL_JSON if text else _NIL_MSGPACK):
+        raw = b"{}" if text else b"\x80"
+    try:
+        frame = decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CommandError(
+            f"malformed {command!r} data: {exc}",
+            command=command,
+            request_id=request_id,
+            job_id=_job_id_of(raw, text=text),
+        ) from None
+    frame.request_id = request_id
+    return frame  # type: ignore[return-value]
+
+
+def _job_id_of(raw: bytes, *, text: bool) -> str | None:
+    """The ``job_id`` of malformed data when it is readable, for the error frame."""
+    try:
+        data = (_job_id_json if text else _job_id_msgpack).decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    job_id = data.get("job_id")
+    return job_id if isinstance(job_id, str) else None
+
+
+class Outbound:
+    """One outgoing message with its encodings, each made at most once.
+
+    A run hands the same :class:`Outbound` to every attached connection, to its
+    replay buffer and to a durable store; each asks for the encoding it needs,
+    so a message is encoded once per wire format however many read it.
+    """
+
+    __slots__ = ("_json", "_msgpack", "message", "seq")
+
+    def __init__(self, message: object, seq: int = 0) -> None:
+        self.message = message
+        self.seq = seq
+        self._msgpack: bytes | None = None
+        self._json: bytes | None = None
+
+    def msgpack(self) -> bytes:
+        data = self._msgpack
+        if data is None:
+            data = self._msgpack = encode_msgpack(self.message)
+        return data
+
+    def json(self) -> bytes:
+        data = self._json
+        if data is None:
+            data = self._json = encode_json(self.ensure_message())
+        return data
+
+    @classmethod
+    def from_msgpack(cls, seq: int, frame: bytes) -> Outbound:
+        """A stored frame (exact MessagePack bytes) ready to be resent."""
+        item = cls(None, seq)
+        item._msgpack = frame
+        return item
+
+    def ensure_message(self) -> object:
+        """The decoded message, for a stored frame that must be resent as JSON."""
+        if self.message is None and self._msgpack is not None:
+            self.message = msgspec.msgpack.decode(self._msgpack)
+        return self.message

@@ -1,0 +1,33 @@
+"""Value helpers of the wire: ``explicit_types`` wrapping (PROTOCOL.md §3.4)."""
+
+from __future__ import annotations
+
+__all__ = ["wrap_explicit"]
+
+
+def wrap_explicit(value: object) -> object:
+    """Wrap a value the way NodeTool's SDK expects when ``explicit_types`` is on.
+
+    str → ``{"type": "string", "value": …}``, bool → ``boolean``, int →
+    ``integer``, float → ``float``, bytes → ``bytes``, list → ``list`` of wrapped
+    items, a map without a ``type`` key → each value wrapped, a map with a
+    ``type`` key (already typed, e.g. an asset) → unchanged.
+    """
+    # bool before int: bool is a subclass of int.
+    if isinstance(value, str):
+        return {"type": "string", "value": value}
+    if isinstance(value, bool):
+        return {"type": "boolean", "value": value}
+    if isinstance(value, int):
+        return {"type": "integer", "value": value}
+    if isinstance(value, float):
+        return {"type": "float", "value": value}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"type": "bytes", "value": bytes(value)}
+    if isinstance(value, (list, tuple)):
+        return {"type": "list", "value": [wrap_explicit(item) for item in value]}
+    if isinstance(value, dict):
+        if "type" in value:
+            return value
+        return {key: wrap_explicit(item) for key, item in value.items()}
+    return value
