@@ -1,0 +1,309 @@
+"""The benchmark's WebSocket client: single-node runs, timed and verified.
+
+A run is one binary ``run_job`` frame for a ``nodetool.text.Concat`` node
+(``"hello " + "world"``); its round trip lasts from the send until the run's
+terminal ``job_update`` arrives. Every terminal frame is checked — status
+``completed`` and ``result.outputs["n1"]["output"] == {"type": "string",
+"value": "hello world"}`` — so a server that skips the work shows up as failures
+instead of as speed. Failed runs are counted and left out of latencies and
+throughput.
+
+Every wait is bounded: each run by ``RUN_TIMEOUT_S`` (a timeout raises
+``RunTimeout``: the connection's state is unknown after it, so the phase stops),
+each throughput phase by its duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+
+__all__ = [
+    "RUN_TIMEOUT_S",
+    "BenchConnection",
+    "RunSpec",
+    "RunTimeout",
+    "SequentialResult",
+    "ThroughputResult",
+    "measure_sequential",
+    "measure_throughput",
+]
+
+RUN_TIMEOUT_S = 10.0
+NODE_ID = "n1"
+EXPECTED_OUTPUT: dict[str, object] = {"type": "string", "value": "hello world"}
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+class RunTimeout(Exception):
+    """No terminal ``job_update`` arrived within ``RUN_TIMEOUT_S``."""
+
+    def __init__(self, job_id: str, frames: int) -> None:
+        super().__init__(f"run {job_id}: no terminal job_update after {RUN_TIMEOUT_S} s")
+        self.job_id = job_id
+        self.frames = frames
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What each run asks the server for (PROTOCOL.md §2.1 ``execution_options``)."""
+
+    event_detail: Literal["terminal", "full"]
+    persistence: Literal["session", "job"] = "session"
+
+    def request(self, job_id: str) -> bytes:
+        """The binary ``run_job`` frame for one run with this ``job_id``."""
+        return _encoder.encode(
+            {
+                "command": "run_job",
+                "type": "run_job",
+                "request_id": None,
+                "data": {
+                    "type": "run_job_request",
+                    "job_id": job_id,
+                    "workflow_id": NODE_ID,
+                    "graph": {
+                        "nodes": [
+                            {
+                                "id": NODE_ID,
+                                "type": "nodetool.text.Concat",
+                                "data": {"a": "hello ", "b": "world"},
+                            }
+                        ],
+                        "edges": [],
+                    },
+                    "params": {},
+                    "explicit_types": True,
+                    "require_terminal_result": True,
+                    "execution_options": {
+                        "persistence": self.persistence,
+                        "event_detail": self.event_detail,
+                    },
+                },
+            }
+        )
+
+
+class _Frame(msgspec.Struct):
+    # Only what tells a terminal frame apart; ``result`` stays raw until the
+    # frame is known to be terminal, so intermediate frames cost the client little.
+    type: str | None = None
+    status: str | None = None
+    job_id: str | None = None
+    result: msgspec.Raw | None = None
+    error: object = None
+
+
+class _Result(msgspec.Struct):
+    outputs: dict[str, dict[str, object]]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_frame_decoder = msgspec.msgpack.Decoder(_Frame)
+_result_decoder = msgspec.msgpack.Decoder(_Result)
+
+
+def check_terminal(frame: _Frame) -> str | None:
+    """``None`` when ``frame`` is the expected successful terminal, else why not."""
+    if frame.status != "completed":
+        return f"status {frame.status!r}: {frame.error!r}"[:300]
+    if frame.result is None:
+        return "completed without result"
+    try:
+        outputs = _result_decoder.decode(frame.result).outputs
+    except msgspec.ValidationError as exc:
+        return f"result is not {{outputs: …}}: {exc}"
+    got = outputs.get(NODE_ID, {}).get("output")
+    if got != EXPECTED_OUTPUT:
+        return f"wrong output {got!r}"[:300]
+    return None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One finished run: ``frames`` counts every frame received for it, ack included."""
+
+    frames: int
+    failure: str | None
+
+
+class BenchConnection:
+    """One WebSocket to ``/ws`` that carries sequential runs (never two at once)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    @classmethod
+    async def open(cls, uri: str) -> BenchConnection:
+        """Connect with deflate and keepalive pings off: neither is part of what is measured."""
+        ws = await connect(
+            uri,
+            compression=None,
+            max_size=2**24,
+            ping_interval=None,
+            open_timeout=RUN_TIMEOUT_S,
+            close_timeout=2,
+        )
+        return cls(ws)
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+    async def run_once(self, spec: RunSpec) -> RunOutcome:
+        """Send one run and read frames until its terminal ``job_update``.
+
+        Raises ``RunTimeout`` after ``RUN_TIMEOUT_S``, and websockets'
+        ``ConnectionClosed`` if the server closes the socket.
+        """
+        job_id = uuid.uuid4().hex
+        frames = 0
+        try:
+            async with asyncio.timeout(RUN_TIMEOUT_S):
+                await self._ws.send(spec.request(job_id))
+                while True:
+                    data = await self._ws.recv(decode=False)
+                    frames += 1
+                    frame = _frame_decoder.decode(data)
+                    if (
+                        frame.type == "job_update"
+                        and frame.status in _TERMINAL
+                        and frame.job_id == job_id
+                    ):
+                        return RunOutcome(frames, check_terminal(frame))
+                    if frame.type is None and frame.error is not None:
+                        # An untyped error ack (e.g. invalid_command) ends nothing
+                        # on the server side, so no terminal would ever come.
+                        return RunOutcome(frames, f"error ack: {frame.error!r}"[:300])
+        except TimeoutError:
+            raise RunTimeout(job_id, frames) from None
+
+
+@dataclass
+class _Tally:
+    frames: Counter[int] = field(default_factory=Counter)
+    failures: int = 0
+    first_failure: str | None = None
+
+    def add(self, outcome: RunOutcome) -> bool:
+        """Record ``outcome``; True when the run succeeded."""
+        self.frames[outcome.frames] += 1
+        if outcome.failure is None:
+            return True
+        self.failures += 1
+        if self.first_failure is None:
+            self.first_failure = outcome.failure
+        return False
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """Round trips of successful runs, in microseconds, after warm-up."""
+
+    latencies_us: list[float]
+    failures: int
+    first_failure: str | None
+    frames: Counter[int]
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    """``runs`` successful runs in ``elapsed_s`` seconds over all connections.
+
+    ``client_cpu`` is this process's CPU time over wall time in the timed window
+    (1.0 = one core busy); ``server_cpu`` the same for the server, when probed.
+    """
+
+    runs: int
+    elapsed_s: float
+    failures: int
+    first_failure: str | None
+    frames: Counter[int]
+    client_cpu: float
+    server_cpu: float | None
+
+    @property
+    def runs_per_s(self) -> float:
+        return self.runs / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+async def measure_sequential(uri: str, spec: RunSpec, warmup: int, runs: int) -> SequentialResult:
+    """``warmup`` untimed then ``runs`` timed runs, one after another on one fresh connection."""
+    conn = await BenchConnection.open(uri)
+    tally = _Tally()
+    latencies: list[float] = []
+    try:
+        for _ in range(warmup):
+            tally.add(await conn.run_once(spec))
+        tally = _Tally()  # warm-up frames and failures are reported by the timed runs too
+        for _ in range(runs):
+            t0 = time.perf_counter_ns()
+            outcome = await conn.run_once(spec)
+            t1 = time.perf_counter_ns()
+            if tally.add(outcome):
+                latencies.append((t1 - t0) / 1000)
+    finally:
+        await conn.close()
+    return SequentialResult(latencies, tally.failures, tally.first_failure, tally.frames)
+
+
+async def measure_throughput(
+    uri: str,
+    spec: RunSpec,
+    *,
+    connections: int,
+    duration_s: float,
+    warmup_per_connection: int = 5,
+    server_cpu_s: Callable[[], float | None] | None = None,
+) -> ThroughputResult:
+    """Runs/s with ``connections`` sockets each running back to back for ``duration_s``.
+
+    All sockets are opened and warmed up before the clock starts; a run in flight
+    at the deadline is finished and counted, and the window ends when the last one
+    does, so runs/elapsed is exact. ``server_cpu_s`` returns the server's
+    cumulative CPU seconds (or None) and is read at both ends of the window.
+    """
+    conns = await asyncio.gather(*(BenchConnection.open(uri) for _ in range(connections)))
+    tally = _Tally()
+    completed = 0
+
+    async def warm(conn: BenchConnection) -> None:
+        for _ in range(warmup_per_connection):
+            await conn.run_once(spec)
+
+    async def work(conn: BenchConnection, deadline: float) -> None:
+        nonlocal completed
+        while time.perf_counter() < deadline:
+            if tally.add(await conn.run_once(spec)):
+                completed += 1
+
+    try:
+        await asyncio.gather(*(warm(c) for c in conns))
+        server0 = server_cpu_s() if server_cpu_s else None
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(work(c, t0 + duration_s) for c in conns))
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        server1 = server_cpu_s() if server_cpu_s else None
+    finally:
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+    server_cpu = (
+        (server1 - server0) / elapsed if server0 is not None and server1 is not None else None
+    )
+    return ThroughputResult(
+        runs=completed,
+        elapsed_s=elapsed,
+        failures=tally.failures,
+        first_failure=tally.first_failure,
+        frames=tally.frames,
+        client_cpu=cpu / elapsed,
+        server_cpu=server_cpu,
+    )
