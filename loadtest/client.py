@@ -28,7 +28,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 __all__ = [
     "RUN_TIMEOUT_S",
+    "BadFrame",
     "BenchConnection",
+    "RunError",
     "RunSpec",
     "RunTimeout",
     "SequentialResult",
@@ -43,13 +45,26 @@ EXPECTED_OUTPUT: dict[str, object] = {"type": "string", "value": "hello world"}
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
-class RunTimeout(Exception):
+class RunError(Exception):
+    """A run left its connection in an unknown state; the phase cannot go on."""
+
+
+class RunTimeout(RunError):
     """No terminal ``job_update`` arrived within ``RUN_TIMEOUT_S``."""
 
     def __init__(self, job_id: str, frames: int) -> None:
         super().__init__(f"run {job_id}: no terminal job_update after {RUN_TIMEOUT_S} s")
         self.job_id = job_id
         self.frames = frames
+
+
+class BadFrame(RunError):
+    """A frame that is not a msgpack map with string ``type``, ``status`` and ``job_id``."""
+
+    def __init__(self, job_id: str, data: bytes | str, reason: str) -> None:
+        super().__init__(f"run {job_id}: bad frame ({reason}): {data[:200]!r}")
+        self.job_id = job_id
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,8 @@ class _Frame(msgspec.Struct):
     type: str | None = None
     status: str | None = None
     job_id: str | None = None
-    result: msgspec.Raw | None = None
+    # msgspec cannot put Raw in a union: a missing result is an empty Raw.
+    result: msgspec.Raw = msgspec.Raw()
     error: object = None
 
 
@@ -115,7 +131,7 @@ def check_terminal(frame: _Frame) -> str | None:
     """``None`` when ``frame`` is the expected successful terminal, else why not."""
     if frame.status != "completed":
         return f"status {frame.status!r}: {frame.error!r}"[:300]
-    if frame.result is None:
+    if not frame.result:
         return "completed without result"
     try:
         outputs = _result_decoder.decode(frame.result).outputs
@@ -160,8 +176,9 @@ class BenchConnection:
     async def run_once(self, spec: RunSpec) -> RunOutcome:
         """Send one run and read frames until its terminal ``job_update``.
 
-        Raises ``RunTimeout`` after ``RUN_TIMEOUT_S``, and websockets'
-        ``ConnectionClosed`` if the server closes the socket.
+        Raises ``RunTimeout`` after ``RUN_TIMEOUT_S``, ``BadFrame`` for a frame
+        it cannot read, and websockets' ``ConnectionClosed`` if the server closes
+        the socket.
         """
         job_id = uuid.uuid4().hex
         frames = 0
@@ -171,7 +188,10 @@ class BenchConnection:
                 while True:
                     data = await self._ws.recv(decode=False)
                     frames += 1
-                    frame = _frame_decoder.decode(data)
+                    try:
+                        frame = _frame_decoder.decode(data)
+                    except msgspec.MsgspecError as exc:
+                        raise BadFrame(job_id, data, str(exc)) from None
                     if (
                         frame.type == "job_update"
                         and frame.status in _TERMINAL

@@ -28,7 +28,7 @@ def measure_inprocess(n: int) -> float | None:
     except ModuleNotFoundError as exc:
         # Only the hook's own absence means "unavailable"; a broken import inside
         # it is a bug that should surface.
-        if exc.name is not None and HOOK.startswith(exc.name):
+        if exc.name is not None and (HOOK + ".").startswith(exc.name + "."):
             return None
         raise
     run_trivial = cast(Callable[[int], float] | None, getattr(module, "run_trivial", None))

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -188,7 +188,7 @@ def wait_healthy(server: ServerProcess, timeout_s: float = HEALTH_TIMEOUT_S) -> 
 
 @contextlib.contextmanager
 def spawn_servers(
-    commands: dict[str, Sequence[str]], plan: CpuPlan
+    commands: Mapping[str, Sequence[str]], plan: CpuPlan
 ) -> Iterator[dict[str, ServerProcess]]:
     """Start each ``name → argv`` (``--host``/``--port`` are appended) on the plan's
     server CPUs, wait until all are healthy, pin this process to the client CPU,

@@ -1,0 +1,200 @@
+"""Benchmark results: per-round samples, medians across rounds, ratios, table and JSON.
+
+Ratios are noderun / floor for each noderun target: above 1 is slower for p50
+and p99, below 1 is less throughput. A side of the throughput measurement is
+called saturated when it used at least ``SATURATED`` of a CPU in the timed
+window; a saturated client means the runs/s figure is a lower bound for the
+server, and the output says so.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from loadtest.client import SequentialResult, ThroughputResult
+from loadtest.stats import median, percentile
+
+__all__ = ["SATURATED", "Round", "TargetSummary", "render", "to_json"]
+
+SATURATED = 0.9
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round's measurements of one target."""
+
+    sequential: SequentialResult
+    throughput: ThroughputResult
+
+    @property
+    def p50_us(self) -> float:
+        return percentile(self.sequential.latencies_us, 50)
+
+    @property
+    def p99_us(self) -> float:
+        return percentile(self.sequential.latencies_us, 99)
+
+
+@dataclass
+class TargetSummary:
+    """All rounds of one target (``floor``, ``terminal`` or ``full``)."""
+
+    name: str
+    label: str
+    expected_frames: int
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def p50_us(self) -> float:
+        return median([r.p50_us for r in self.rounds])
+
+    @property
+    def p99_us(self) -> float:
+        return median([r.p99_us for r in self.rounds])
+
+    @property
+    def runs_per_s(self) -> float:
+        return median([r.throughput.runs_per_s for r in self.rounds])
+
+    @property
+    def client_cpu(self) -> float:
+        return median([r.throughput.client_cpu for r in self.rounds])
+
+    @property
+    def server_cpu(self) -> float | None:
+        values = [r.throughput.server_cpu for r in self.rounds]
+        known = [v for v in values if v is not None]
+        return median(known) if len(known) == len(values) and known else None
+
+    @property
+    def failures(self) -> int:
+        return sum(r.sequential.failures + r.throughput.failures for r in self.rounds)
+
+    @property
+    def first_failure(self) -> str | None:
+        for r in self.rounds:
+            for failure in (r.sequential.first_failure, r.throughput.first_failure):
+                if failure is not None:
+                    return failure
+        return None
+
+    @property
+    def frames(self) -> Counter[int]:
+        total: Counter[int] = Counter()
+        for r in self.rounds:
+            total += r.sequential.frames
+            total += r.throughput.frames
+        return total
+
+    @property
+    def bound(self) -> str:
+        """Which side limited throughput, judged by CPU use."""
+        if self.client_cpu >= SATURATED:
+            return "client"
+        if self.server_cpu is not None and self.server_cpu >= SATURATED:
+            return "server"
+        return "neither" if self.server_cpu is not None else "unknown"
+
+
+def _frames_text(frames: Counter[int]) -> str:
+    if not frames:
+        return "-"
+    return "/".join(str(n) for n, _ in frames.most_common())
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float]:
+    """``target`` / ``floor`` for p50, p99 and throughput."""
+    return {
+        "p50": target.p50_us / floor.p50_us,
+        "p99": target.p99_us / floor.p99_us,
+        "throughput": target.runs_per_s / floor.runs_per_s if floor.runs_per_s else 0.0,
+    }
+
+
+def render(
+    targets: list[TargetSummary], header: str, inprocess_us: float | None, notes: list[str]
+) -> str:
+    """The human-readable report: a table, the ratios, the in-process cost and notes."""
+    lines = [header, ""]
+    lines.append(
+        f"{'target':<18}{'p50 µs':>9}{'p99 µs':>9}{'runs/s':>10}{'frames/run':>12}"
+        f"{'client CPU':>12}{'server CPU':>12}{'bound':>9}{'failures':>10}"
+    )
+    for t in targets:
+        if not t.rounds:
+            continue
+        frames = _frames_text(t.frames)
+        if frames != str(t.expected_frames):
+            frames += f" (!{t.expected_frames})"
+        lines.append(
+            f"{t.label:<18}{t.p50_us:>9.1f}{t.p99_us:>9.1f}{t.runs_per_s:>10.0f}{frames:>12}"
+            f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}{t.bound:>9}{t.failures:>10}"
+        )
+    by_name = {t.name: t for t in targets if t.rounds}
+    floor = by_name.get("floor")
+    others = [t for t in targets if t.rounds and t.name != "floor"]
+    if floor is not None and others:
+        lines += ["", f"{'noderun / floor':<18}{'p50':>9}{'p99':>9}{'runs/s':>10}"]
+        for t in others:
+            r = ratios(floor, t)
+            lines.append(f"{t.label:<18}{r['p50']:>8.2f}x{r['p99']:>8.2f}x{r['throughput']:>9.2f}x")
+    lines.append("")
+    if inprocess_us is None:
+        lines.append("in-process: unavailable")
+    else:
+        lines.append(f"in-process: {inprocess_us:.1f} µs per trivial run (no socket)")
+    for t in targets:
+        if t.first_failure is not None:
+            notes.append(f"{t.label}: {t.failures} failed runs; first: {t.first_failure}")
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def to_json(
+    targets: list[TargetSummary], config: dict[str, object], inprocess_us: float | None
+) -> dict[str, object]:
+    """Everything measured, per round and summarised, as JSON-ready data."""
+    summary: dict[str, object] = {}
+    for t in targets:
+        if not t.rounds:
+            continue
+        summary[t.name] = {
+            "p50_us": t.p50_us,
+            "p99_us": t.p99_us,
+            "runs_per_s": t.runs_per_s,
+            "client_cpu": t.client_cpu,
+            "server_cpu": t.server_cpu,
+            "bound": t.bound,
+            "failures": t.failures,
+            "first_failure": t.first_failure,
+            "frames_per_run": {str(k): v for k, v in sorted(t.frames.items())},
+            "rounds": [
+                {
+                    "p50_us": r.p50_us,
+                    "p99_us": r.p99_us,
+                    "sequential_runs": len(r.sequential.latencies_us),
+                    "runs_per_s": r.throughput.runs_per_s,
+                    "throughput_runs": r.throughput.runs,
+                    "throughput_elapsed_s": r.throughput.elapsed_s,
+                    "client_cpu": r.throughput.client_cpu,
+                    "server_cpu": r.throughput.server_cpu,
+                }
+                for r in t.rounds
+            ],
+        }
+    by_name = {t.name: t for t in targets if t.rounds}
+    floor = by_name.get("floor")
+    ratio_map = {
+        t.name: ratios(floor, t) for t in by_name.values() if floor is not None and t is not floor
+    }
+    return {
+        "config": config,
+        "summary": summary,
+        "ratios": ratio_map,
+        "inprocess_us_per_run": inprocess_us,
+    }
