@@ -150,13 +150,17 @@ def _header(args: argparse.Namespace, plan: CpuPlan) -> str:
     )
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def _notes(summaries: list[TargetSummary], plan: CpuPlan) -> list[str]:
     notes = [plan.warning] if plan.warning else []
     for t in summaries:
-        if t.rounds and t.bound == "client":
+        if t.rounds and t.bound in ("client", "both"):
             notes.append(
-                f"{t.label}: the client used {t.client_cpu:.0%} of its CPU, so its runs/s is "
-                "a lower bound for the server (one client process generates the load)"
+                f"{t.label}: the single client process used {t.client_cpu:.0%} of its CPU "
+                f"(server {_percent(t.server_cpu)}), so its runs/s may understate the server"
             )
     return notes
 

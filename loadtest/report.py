@@ -3,8 +3,9 @@
 Ratios are noderun / floor for each noderun target: above 1 is slower for p50
 and p99, below 1 is less throughput. A side of the throughput measurement is
 called saturated when it used at least ``SATURATED`` of a CPU in the timed
-window; a saturated client means the runs/s figure is a lower bound for the
-server, and the output says so.
+window. ``bound`` names the saturated side(s): ``server`` is the clean case; with
+``client`` the runs/s figure is only a lower bound for the server, and with
+``both`` it is close to, but may slightly understate, the server's capacity.
 """
 
 from __future__ import annotations
@@ -90,11 +91,13 @@ class TargetSummary:
     @property
     def bound(self) -> str:
         """Which side limited throughput, judged by CPU use."""
-        if self.client_cpu >= SATURATED:
-            return "client"
-        if self.server_cpu is not None and self.server_cpu >= SATURATED:
-            return "server"
-        return "neither" if self.server_cpu is not None else "unknown"
+        client = self.client_cpu >= SATURATED
+        if self.server_cpu is None:
+            return "client" if client else "unknown"
+        server = self.server_cpu >= SATURATED
+        return {(True, True): "both", (True, False): "client", (False, True): "server"}.get(
+            (client, server), "neither"
+        )
 
 
 def _frames_text(frames: Counter[int]) -> str:
