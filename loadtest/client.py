@@ -141,6 +141,11 @@ _frame_decoder = msgspec.msgpack.Decoder(_Frame)
 _result_decoder = msgspec.msgpack.Decoder(_Result)
 
 
+def decode_frame(data: bytes) -> _Frame:
+    """The fields of a server frame the client looks at; raises ``msgspec.MsgspecError``."""
+    return _frame_decoder.decode(data)
+
+
 def check_terminal(frame: _Frame) -> str | None:
     """``None`` when ``frame`` is the expected successful terminal, else why not."""
     if frame.status != "completed":
@@ -215,7 +220,7 @@ class BenchConnection:
             data = await self._ws.recv(decode=False)
             self.frames += 1
             try:
-                frame = _frame_decoder.decode(data)
+                frame = decode_frame(data)
             except msgspec.MsgspecError as exc:
                 raise BadFrame(job_id, data, str(exc)) from None
             if frame.type == "job_update" and frame.status in _TERMINAL and frame.job_id == job_id:

@@ -1,0 +1,105 @@
+"""The benchmark's pieces: the floor answers like noderun, the client's verification
+rejects wrong answers, and the floor-only benchmark runs end to end.
+
+No test asserts a timing: numbers only have to be present and positive.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from loadtest.client import RunSpec, check_terminal, decode_frame
+from loadtest.echo import answer
+from loadtest.stats import median, percentile
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB_ID = "0123456789abcdef0123456789abcdef"
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(v) for v in range(1, 101)]
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile([3.0], 99) == 3.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_median_of_odd_and_even_counts() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
+
+
+def test_request_carries_the_job_id_and_event_detail() -> None:
+    request = msgspec.msgpack.decode(RunSpec("full").request(JOB_ID))
+    assert request["command"] == "run_job"
+    assert request["data"]["job_id"] == JOB_ID
+    assert request["data"]["execution_options"] == {
+        "persistence": "session",
+        "event_detail": "full",
+    }
+    with pytest.raises(ValueError):
+        RunSpec("full").request("short")
+
+
+def test_floor_answers_ack_then_a_verified_terminal() -> None:
+    ack, terminal = answer(RunSpec("terminal").request(JOB_ID))
+    assert msgspec.msgpack.decode(ack) == {
+        "message": "Job started",
+        "job_id": JOB_ID,
+        "workflow_id": "n1",
+    }
+    frame = decode_frame(terminal)
+    assert (frame.type, frame.status, frame.job_id) == ("job_update", "completed", JOB_ID)
+    assert check_terminal(frame) is None
+
+
+@pytest.mark.parametrize(
+    ("terminal", "reason"),
+    [
+        ({"status": "failed", "error": "boom"}, "status 'failed'"),
+        ({"status": "completed", "result": None}, "result is not"),
+        ({"status": "completed"}, "without result"),
+        (
+            {"status": "completed", "result": {"outputs": {"n1": {"output": "hello world"}}}},
+            "wrong output",
+        ),
+        ({"status": "completed", "result": {"outputs": {}}}, "wrong output"),
+    ],
+)
+def test_check_terminal_rejects_wrong_answers(terminal: dict[str, object], reason: str) -> None:
+    frame = decode_frame(
+        msgspec.msgpack.encode({"type": "job_update", "job_id": JOB_ID, **terminal})
+    )
+    failure = check_terminal(frame)
+    assert failure is not None
+    assert reason in failure
+
+
+def test_floor_only_quick_bench_reports_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--quick", "--only", "floor", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "p50 µs" in proc.stdout
+    assert "runs/s" in proc.stdout
+    floor_line = next(line for line in proc.stdout.splitlines() if line.startswith("floor"))
+    assert len(floor_line.split()) >= 8
+    summary = json.loads(out.read_text())["summary"]["floor"]
+    assert summary["p50_us"] > 0
+    assert summary["p99_us"] >= summary["p50_us"]
+    assert summary["runs_per_s"] > 0
+    assert summary["failures"] == 0
+    assert set(summary["frames_per_run"]) == {"2"}
