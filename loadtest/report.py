@@ -1,11 +1,13 @@
 """Benchmark results: per-round samples, medians across rounds, ratios, table and JSON.
 
-Ratios are noderun / floor for each noderun target: above 1 is slower for p50
-and p99, below 1 is less throughput. A side of the throughput measurement is
-called saturated when it used at least ``SATURATED`` of a CPU in the timed
-window. ``bound`` names the saturated side(s): ``server`` is the clean case; with
-``client`` the runs/s figure is only a lower bound for the server, and with
-``both`` it is close to, but may slightly understate, the server's capacity.
+Ratios are noderun / floor for each noderun target, paired by round (see
+``ratios``): above 1 is slower for p50 and p99, below 1 is less throughput.
+
+A side of the throughput measurement is saturated when it used at least
+``SATURATED`` of a CPU in the timed window. ``bound`` names the saturated
+side(s): ``server`` is the clean case; with ``client`` the runs/s figure is only
+a lower bound for the server; with ``both`` it is close to, but may understate,
+the server's capacity.
 """
 
 from __future__ import annotations
@@ -111,11 +113,24 @@ def _pct(value: float | None) -> str:
 
 
 def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float]:
-    """``target`` / ``floor`` for p50, p99 and throughput."""
+    """``target`` / ``floor`` for p50, p99 and throughput: the median of per-round ratios.
+
+    Pairing each round's target with the floor of the same round cancels drift of
+    the machine between rounds (a shared VM's speed wanders by tens of percent
+    over a minute), which a ratio of medians would keep.
+    """
+    pairs = list(zip(floor.rounds, target.rounds, strict=True))
     return {
-        "p50": target.p50_us / floor.p50_us,
-        "p99": target.p99_us / floor.p99_us,
-        "throughput": target.runs_per_s / floor.runs_per_s if floor.runs_per_s else 0.0,
+        "p50": median([t.p50_us / f.p50_us for f, t in pairs]),
+        "p99": median([t.p99_us / f.p99_us for f, t in pairs]),
+        "throughput": median(
+            [
+                t.throughput.runs_per_s / f.throughput.runs_per_s
+                for f, t in pairs
+                if f.throughput.runs_per_s > 0
+            ]
+            or [0.0]
+        ),
     }
 
 
