@@ -1,0 +1,34 @@
+"""Durable run stores (PROTOCOL.md §5): an embedded sqlite store and a PostgreSQL store.
+
+Both implement :class:`noderun.runtime.store.RunStore`; :func:`open_store` picks one
+from a URL. The PostgreSQL store is imported only when asked for, so asyncpg stays an
+optional dependency.
+"""
+
+from noderun.persistence.errors import (
+    RunExists,
+    SchemaTooNew,
+    StoreConfigError,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    WriteRejected,
+)
+from noderun.persistence.factory import open_store
+from noderun.persistence.options import StoreOptions
+from noderun.persistence.recovery import INTERRUPTED_ERROR
+from noderun.persistence.retention import run_retention
+
+__all__ = [
+    "INTERRUPTED_ERROR",
+    "RunExists",
+    "SchemaTooNew",
+    "StoreConfigError",
+    "StoreError",
+    "StoreFull",
+    "StoreOptions",
+    "StoreUnavailable",
+    "WriteRejected",
+    "open_store",
+    "run_retention",
+]

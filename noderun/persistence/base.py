@@ -1,0 +1,326 @@
+"""The part of a run store that does not depend on the database.
+
+:class:`StoreBase` implements :class:`noderun.runtime.store.RunStore` on top of a few
+backend primitives (``_open``, ``_commit``, ``_read_tail`` …) that the sqlite and
+PostgreSQL stores provide. It owns the lifecycle (start fails fast, close drains then
+releases), the group-commit writer, the heartbeat/sweep task, followers and cancel
+callbacks.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+import structlog
+
+from noderun.persistence.errors import StoreError, StoreUnavailable
+from noderun.persistence.groupcommit import Append, Finish, GroupCommitter, Item
+from noderun.persistence.health import Health
+from noderun.persistence.options import StoreOptions
+from noderun.persistence.waiters import Waiters
+from noderun.protocol.records import RunRecord, StoredFrame
+
+__all__ = ["StoreBase"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    # A finish() that timed out no longer awaits its future; read the outcome so
+    # asyncio does not report "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+class StoreBase(abc.ABC):
+    """Backend-independent run store; subclasses implement the ``_``-prefixed primitives.
+
+    Lifecycle: ``start()`` once, then any operation, then ``close()``. Calling an
+    operation outside that window raises :class:`StoreUnavailable`.
+    """
+
+    backend: ClassVar[str]
+
+    def __init__(self, *, server_id: str | None = None, options: StoreOptions | None = None):
+        self._server_id = server_id or uuid.uuid4().hex
+        self._options = options or StoreOptions()
+        self._health = Health(self.backend)
+        self._waiters = Waiters()
+        self._cancel_callbacks: list[Callable[[str], None]] = []
+        #: Runs created here and not finished yet: the ones cancels can target.
+        self._active: set[str] = set()
+        self._committer = GroupCommitter(
+            self._commit, health=self._health, options=self._options, on_committed=self._committed
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._state = "new"
+
+    # -- RunStore -----------------------------------------------------------------
+
+    @property
+    def server_id(self) -> str:
+        return self._server_id
+
+    @property
+    def options(self) -> StoreOptions:
+        return self._options
+
+    async def start(self) -> None:
+        """Connect, migrate, register this server and fail the runs of dead servers.
+
+        Idempotent on a started store. Raises :class:`StoreUnavailable` when the database
+        cannot be reached within ``options.connect_timeout``.
+        """
+        if self._state == "started":
+            return
+        if self._state != "new":
+            raise StoreUnavailable(self.backend, "store closed")
+        await self._open()
+        try:
+            recovered = await self._register_and_recover()
+        except BaseException:
+            await self._close_backend()
+            raise
+        self._state = "started"
+        if recovered:
+            log.warning("store.runs_interrupted", count=len(recovered), job_ids=recovered[:20])
+            self._waiters.wake(recovered)
+        self._committer.start()
+        self._spawn(self._heartbeat_loop(), "heartbeat")
+        for name, coro in self._background():
+            self._spawn(coro, name)
+        log.info("store.started", backend=self.backend, server_id=self._server_id)
+
+    async def close(self) -> None:
+        """Commit pending items (within ``finish_timeout``), fail this server's runs that
+        are still running as interrupted, unregister, then release connections."""
+        if self._state != "started":
+            self._state = "closed"
+            return
+        self._state = "closing"
+        await self._committer.close(self._options.finish_timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        try:
+            interrupted = await self._retire()
+            if interrupted:
+                log.warning("store.runs_interrupted", count=len(interrupted), at="close")
+        except StoreError as exc:
+            log.warning("store.retire_failed", error=str(exc))
+        await self._close_backend()
+        self._state = "closed"
+        self._waiters.wake_all()
+        log.info("store.closed", backend=self.backend, server_id=self._server_id)
+
+    async def create_run(self, record: RunRecord) -> None:
+        self._check_open()
+        row = msgspec.structs.replace(
+            record,
+            status="running",
+            server_id=self._server_id,
+            created_at=record.created_at or time.time(),
+            finished_at=None,
+            last_seq=0,
+            error=None,
+            terminal_frame=None,
+        )
+        await self._guard("create_run", self._insert_run(row))
+        self._active.add(row.job_id)
+        self._run_added()
+
+    def append(self, job_id: str, seq: int, frame: bytes) -> None:
+        """Queue one frame; never blocks. Dropped (and logged) if the queue is full."""
+        self._check_open()
+        self._committer.put(Append(job_id, seq, frame))
+
+    async def finish(
+        self, job_id: str, status: str, seq: int, frame: bytes, error: str | None
+    ) -> None:
+        """Commit the terminal frame and status, after every earlier append of the run.
+
+        Raises :class:`StoreUnavailable` if that is not done within
+        ``options.finish_timeout``; the finish stays queued and is committed when the
+        store comes back, so the run does not stay ``running`` forever.
+        """
+        self._check_open()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_consume)
+        self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done))
+        timeout = self._options.finish_timeout
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            last = self._health.last_error
+            reason = last.reason if last else f"commit not done within {timeout}s"
+            raise StoreUnavailable(self.backend, reason) from last
+
+    async def get_run(self, job_id: str) -> RunRecord | None:
+        self._check_open()
+        return await self._guard("get_run", self._get_run(job_id))
+
+    async def read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]:
+        self._check_open()
+        return await self._guard("read_frames", self._read_frames(job_id, after_seq))
+
+    async def follow(self, job_id: str, after_seq: int) -> AsyncIterator[StoredFrame]:
+        """Committed frames after ``after_seq``, then live ones until the terminal frame.
+
+        Ends when the run is finished (after its terminal frame) or unknown; raises
+        :class:`StoreUnavailable` when a read fails or the store is closed meanwhile.
+        """
+        self._check_open()
+        event = self._waiters.register(job_id)
+        try:
+            position = after_seq
+            while True:
+                self._check_open()
+                event.clear()
+                run, frames = await self._guard("follow", self._read_tail(job_id, position))
+                for stored in frames:
+                    position = stored.seq
+                    yield stored
+                # _read_tail reads the run before its frames, so a finished run's
+                # terminal frame was among them.
+                if run is None or run.finished:
+                    return
+                await self._wait_for_commit(event)
+        finally:
+            self._waiters.unregister(job_id, event)
+
+    async def request_cancel(self, job_id: str) -> bool:
+        self._check_open()
+        owner = await self._guard("request_cancel", self._request_cancel(job_id))
+        if owner is None:
+            return False
+        if owner == self._server_id:
+            asyncio.get_running_loop().call_soon(self._deliver_cancel, job_id)
+        return True
+
+    def on_cancel_request(self, callback: Callable[[str], None]) -> None:
+        """Register ``callback(job_id)``; called on the event loop, at least once per
+        cancel request for a run this server owns."""
+        self._cancel_callbacks.append(callback)
+
+    async def delete_finished_before(self, cutoff: float) -> int:
+        self._check_open()
+        return await self._guard("delete_finished_before", self._delete_finished_before(cutoff))
+
+    # -- shared machinery ---------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state != "started":
+            raise StoreUnavailable(self.backend, f"store {self._state}")
+
+    async def _guard(self, during: str, operation: Awaitable[T]) -> T:
+        try:
+            result = await operation
+        except StoreUnavailable as exc:
+            self._health.failed(exc, during=during)
+            raise
+        self._health.succeeded()
+        return result
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"noderun-store-{name}"))
+
+    def _committed(self, batch: Sequence[Item]) -> None:
+        job_ids = {item.job_id for item in batch}
+        for item in batch:
+            if isinstance(item, Finish):
+                self._active.discard(item.job_id)
+        self._waiters.wake(job_ids)
+
+    def _deliver_cancel(self, job_id: str) -> None:
+        for callback in list(self._cancel_callbacks):
+            try:
+                callback(job_id)
+            except Exception:
+                log.exception("store.cancel_callback_failed", job_id=job_id)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.heartbeat_interval)
+            try:
+                swept = await self._guard("heartbeat", self._heartbeat_and_sweep())
+            except StoreUnavailable:
+                continue  # logged by Health; the next beat retries
+            except StoreError:
+                log.exception("store.heartbeat_failed")
+                continue
+            if swept:
+                log.warning("store.runs_interrupted", count=len(swept), job_ids=swept[:20])
+                self._waiters.wake(swept)
+
+    def _background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """Hook: extra long-lived tasks of the backend, as ``(name, coroutine)``."""
+        return []
+
+    # -- backend primitives -------------------------------------------------------
+
+    @abc.abstractmethod
+    def _run_added(self) -> None:
+        """A run owned here was created (the sqlite store starts polling for cancels)."""
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect and create or migrate the schema; raise StoreUnavailable fast."""
+
+    @abc.abstractmethod
+    async def _close_backend(self) -> None:
+        """Release connections and threads (never raises StoreError)."""
+
+    @abc.abstractmethod
+    async def _register_and_recover(self) -> list[str]:
+        """Upsert this server's lease and interrupt runs of this id and of dead servers."""
+
+    @abc.abstractmethod
+    async def _heartbeat_and_sweep(self) -> list[str]:
+        """Refresh this server's lease and interrupt runs of dead servers."""
+
+    @abc.abstractmethod
+    async def _retire(self) -> list[str]:
+        """Interrupt this server's runs that are still running; drop its lease row."""
+
+    @abc.abstractmethod
+    async def _insert_run(self, record: RunRecord) -> None:
+        """Commit the row, replacing a finished run; RunExists if one is running."""
+
+    @abc.abstractmethod
+    async def _commit(self, batch: Sequence[Item]) -> None:
+        """Commit a batch in one transaction (see groupcommit for the error contract)."""
+
+    @abc.abstractmethod
+    async def _get_run(self, job_id: str) -> RunRecord | None: ...
+
+    @abc.abstractmethod
+    async def _read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]: ...
+
+    @abc.abstractmethod
+    async def _read_tail(
+        self, job_id: str, after_seq: int
+    ) -> tuple[RunRecord | None, list[StoredFrame]]:
+        """The run row, *then* its frames after ``after_seq`` (that order matters)."""
+
+    @abc.abstractmethod
+    async def _wait_for_commit(self, event: asyncio.Event) -> None:
+        """Return when ``event`` is set, or when it is time to look again."""
+
+    @abc.abstractmethod
+    async def _request_cancel(self, job_id: str) -> str | None:
+        """Flag a running run for cancel and notify its owner; return the owner id."""
+
+    @abc.abstractmethod
+    async def _delete_finished_before(self, cutoff: float) -> int: ...

@@ -1,0 +1,82 @@
+"""Errors raised by the durable run stores.
+
+Every exception carries its facts as fields; ``str()`` is derived from them::
+
+    StoreError                      root: anything a store raises on purpose
+    ├── StoreConfigError            bad URL, bad option, missing driver (also ValueError)
+    ├── SchemaTooNew                the database was migrated by a newer noderun
+    ├── RunExists                   create_run for a job_id that is still running
+    ├── WriteRejected               the database refused the data (constraint, bad value);
+    │                               retrying cannot help, the writer drops it and goes on
+    └── StoreUnavailable            the database cannot be reached or cannot commit now;
+        └── StoreFull               … because its disk (or quota) is full
+
+``StoreUnavailable`` is the one the runtime reports to clients as "store unavailable"; the
+group-commit writer keeps retrying in the background while it is raised.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RunExists",
+    "SchemaTooNew",
+    "StoreConfigError",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "WriteRejected",
+]
+
+
+class StoreError(Exception):
+    """Root of every error a run store raises on purpose."""
+
+
+class StoreConfigError(StoreError, ValueError):
+    """A store setting (URL, option, environment variable) is invalid or unusable."""
+
+    def __init__(self, setting: str, value: object, reason: str) -> None:
+        self.setting = setting
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {setting} {value!r}: {reason}")
+
+
+class SchemaTooNew(StoreError):
+    """The database schema is newer than this code understands (do not touch it)."""
+
+    def __init__(self, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(f"store schema version {found} is newer than supported {supported}")
+
+
+class RunExists(StoreError):
+    """A run with this ``job_id`` is still running, so it cannot be created again."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(f"run {job_id!r} already exists with status {status!r}")
+
+
+class WriteRejected(StoreError):
+    """The database refused a write for a reason that retrying cannot fix."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        self.reason = reason
+        super().__init__(f"{backend} store rejected a write: {reason}")
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or cannot commit right now (maybe later)."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        self.reason = reason
+        super().__init__(f"{backend} store unavailable: {reason}")
+
+
+class StoreFull(StoreUnavailable):
+    """The store's disk or quota is full; writes are retried until space frees up."""

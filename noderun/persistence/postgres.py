@@ -1,0 +1,488 @@
+"""The PostgreSQL run store (asyncpg).
+
+A pool serves commits and reads; its size, command timeout and idle lifetime come from
+:class:`StoreOptions`. A separate, dedicated connection LISTENs on two channels, so
+nothing polls the database:
+
+* ``noderun_frames``: every group commit (and every recovery sweep) sends the job ids it
+  touched with ``pg_notify`` inside its transaction, so the notification arrives only
+  once the frames are visible; followers in every server wake on it.
+* ``noderun_cancel``: ``request_cancel`` notifies the owning server.
+
+When the listener connection drops, it is re-established with backoff; then every
+follower is woken and pending cancel flags are re-read, since notifications sent
+meanwhile are lost. Cancel callbacks are therefore at-least-once.
+
+Leases use the database clock (``now()``), so servers on different hosts agree on who
+is dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from typing import Any, TypeAlias
+
+import asyncpg
+import structlog
+
+from noderun.persistence.base import StoreBase
+from noderun.persistence.errors import (
+    RunExists,
+    StoreFull,
+    StoreUnavailable,
+    WriteRejected,
+)
+from noderun.persistence.groupcommit import Append, Finish, Item
+from noderun.persistence.options import StoreOptions
+from noderun.persistence.postgres_schema import CANCEL_CHANNEL, FRAMES_CHANNEL, migrate
+from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
+from noderun.protocol.records import RunRecord, StoredFrame
+
+__all__ = ["PostgresStore"]
+
+log = structlog.get_logger(__name__)
+
+# A string: asyncpg's classes are generic only in the stubs.
+Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+_RUN_COLUMNS = (
+    "job_id, workflow_id, user_id, status, server_id, created_at, finished_at, last_seq,"
+    " error, terminal_frame"
+)
+_DELETE_CHUNK = 1000
+_TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now, …
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, out of memory
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
+)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Map asyncpg and socket errors to the store's error classes."""
+    try:
+        yield
+    except asyncpg.exceptions.DiskFullError as exc:
+        raise StoreFull("postgres", str(exc)) from exc
+    except _TRANSIENT as exc:
+        raise StoreUnavailable("postgres", str(exc) or type(exc).__name__) from exc
+    except asyncpg.PostgresError as exc:
+        raise WriteRejected("postgres", str(exc)) from exc
+    except asyncpg.InterfaceError as exc:
+        if isinstance(exc, ValueError):  # an argument that cannot be encoded: our bug
+            raise WriteRejected("postgres", str(exc)) from exc
+        # "connection is closed", "connection was released", …
+        raise StoreUnavailable("postgres", str(exc)) from exc
+
+
+def _record(row: asyncpg.Record) -> RunRecord:
+    return RunRecord(
+        job_id=row["job_id"],
+        workflow_id=row["workflow_id"],
+        user_id=row["user_id"],
+        status=row["status"],
+        server_id=row["server_id"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        last_seq=row["last_seq"],
+        error=row["error"],
+        terminal_frame=row["terminal_frame"],
+    )
+
+
+async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
+    if job_ids:
+        await conn.execute(
+            "SELECT pg_notify($1, j) FROM unnest($2::text[]) AS j", FRAMES_CHANNEL, job_ids
+        )
+
+
+class PostgresStore(StoreBase):
+    """:class:`~noderun.runtime.store.RunStore` on PostgreSQL, reached through ``dsn``."""
+
+    backend = "postgres"
+
+    def __init__(
+        self, dsn: str, *, server_id: str | None = None, options: StoreOptions | None = None
+    ) -> None:
+        super().__init__(server_id=server_id, options=options)
+        self.dsn = dsn
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._listener_lost = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        if self._pool is None:
+            raise StoreUnavailable(self.backend, "store not started")
+        with _translated():
+            async with self._pool.acquire(timeout=self._options.connect_timeout) as conn:
+                yield conn
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        options = self._options
+        try:
+            with _translated():
+                self._pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=options.pg_pool_min,
+                    max_size=options.pg_pool_max,
+                    command_timeout=options.pg_command_timeout,
+                    max_inactive_connection_lifetime=options.pg_idle_lifetime,
+                    timeout=options.connect_timeout,
+                )
+            async with self._connection() as conn:
+                await migrate(conn)
+            self._listener = await self._connect_listener()
+        except WriteRejected as exc:
+            # At start every database refusal (unknown database, bad password…) means
+            # "cannot use the store", which start() reports as unavailable.
+            await self._close_backend()
+            raise StoreUnavailable(self.backend, exc.reason) from exc
+        except BaseException:
+            await self._close_backend()
+            raise
+
+    async def _connect_listener(self) -> asyncpg.Connection[asyncpg.Record]:
+        with _translated():
+            conn = await asyncpg.connect(self.dsn, timeout=self._options.connect_timeout)
+            try:
+                await conn.add_listener(FRAMES_CHANNEL, self._on_notify)
+                await conn.add_listener(CANCEL_CHANNEL, self._on_notify)
+            except BaseException:
+                conn.terminate()
+                raise
+        conn.add_termination_listener(self._on_listener_terminated)
+        return conn
+
+    async def _close_backend(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.remove_termination_listener(self._on_listener_terminated)
+            try:
+                await asyncio.wait_for(listener.close(), self._options.connect_timeout)
+            except Exception:
+                listener.terminate()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._options.finish_timeout)
+            except Exception:
+                pool.terminate()
+
+    # -- notifications --------------------------------------------------------------
+
+    def _on_notify(
+        self,
+        connection: asyncpg.Connection[Any] | Conn,
+        pid: int,
+        channel: str,
+        payload: object,
+    ) -> None:
+        if not isinstance(payload, str):
+            return
+        if channel == FRAMES_CHANNEL:
+            self._waiters.wake((payload,))
+        elif channel == CANCEL_CHANNEL:
+            owner, job_id = json.loads(payload)
+            if owner == self._server_id:
+                self._deliver_cancel(job_id)
+
+    def _on_listener_terminated(self, connection: asyncpg.Connection[Any] | Conn) -> None:
+        self._listener_lost.set()
+
+    def _background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        return [("listener", self._listener_loop())]
+
+    async def _listener_loop(self) -> None:
+        """Keep the LISTEN connection alive; after a reconnect, catch up on what was missed."""
+        delay = self._options.retry_initial
+        while True:
+            listener = self._listener
+            if listener is not None and not listener.is_closed():
+                self._listener_lost.clear()
+                # Termination callbacks are the fast path; the timeout also catches a
+                # connection that died without one.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._listener_lost.wait(), self._options.heartbeat_interval
+                    )
+                continue
+            if listener is not None:
+                listener.terminate()
+                self._listener = None
+            try:
+                self._listener = await self._connect_listener()
+            except StoreUnavailable as exc:
+                self._health.failed(exc, during="listen")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._options.retry_max)
+                continue
+            delay = self._options.retry_initial
+            self._health.succeeded()
+            log.info("store.listener_reconnected", server_id=self._server_id)
+            self._waiters.wake_all()
+            with contextlib.suppress(StoreUnavailable):
+                for job_id in await self._pending_cancels():
+                    self._deliver_cancel(job_id)
+
+    async def _pending_cancels(self) -> list[str]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                """SELECT job_id FROM noderun_runs
+                    WHERE server_id = $1 AND status = 'running' AND cancel_requested""",
+                self._server_id,
+            )
+        return [row["job_id"] for row in rows]
+
+    def _run_added(self) -> None:
+        pass  # cancels arrive by NOTIFY
+
+    async def _wait_for_commit(self, event: asyncio.Event) -> None:
+        await event.wait()
+
+    # -- leases and recovery --------------------------------------------------------
+
+    async def _interrupt(self, conn: Conn, where: str, *args: object) -> list[str]:
+        # SKIP LOCKED: a run locked by a commit in flight (or by another sweeper) is
+        # left for the next sweep instead of risking a deadlock.
+        rows = await conn.fetch(
+            f"""SELECT job_id, workflow_id FROM noderun_runs r
+                WHERE status = 'running' AND ({where})
+                ORDER BY job_id FOR UPDATE SKIP LOCKED""",
+            *args,
+        )
+        if not rows:
+            return []
+        job_ids = [row["job_id"] for row in rows]
+        workflows = {row["job_id"]: row["workflow_id"] for row in rows}
+        lasts = await conn.fetch(
+            """SELECT r.job_id, GREATEST(r.last_seq, COALESCE(
+                    (SELECT MAX(f.seq) FROM noderun_frames f WHERE f.job_id = r.job_id), 0))
+                    AS last_seq
+                FROM noderun_runs r WHERE r.job_id = ANY($1::text[])""",
+            job_ids,
+        )
+        seqs = {row["job_id"]: row["last_seq"] + 1 for row in lasts}
+        frames = [interrupted_frame(j, workflows[j], seqs[j]) for j in job_ids]
+        ordered_seqs = [seqs[j] for j in job_ids]
+        await conn.execute(
+            """INSERT INTO noderun_frames (job_id, seq, frame)
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
+                ON CONFLICT DO NOTHING""",
+            job_ids,
+            ordered_seqs,
+            frames,
+        )
+        await conn.execute(
+            """UPDATE noderun_runs r SET status = 'failed', error = $4, finished_at = $5,
+                    last_seq = v.seq, terminal_frame = v.frame
+                FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS v(job_id, seq, frame)
+                WHERE r.job_id = v.job_id""",
+            job_ids,
+            ordered_seqs,
+            frames,
+            INTERRUPTED_ERROR,
+            time.time(),
+        )
+        await _notify_frames(conn, job_ids)
+        return job_ids
+
+    async def _sweep(self, *, include_self: bool) -> list[str]:
+        live = """SELECT server_id FROM noderun_servers
+            WHERE last_heartbeat >= now() - make_interval(secs => $2) AND server_id <> $1"""
+        if include_self:
+            where = f"r.server_id = $1 OR r.server_id NOT IN ({live})"
+        else:
+            where = f"r.server_id <> $1 AND r.server_id NOT IN ({live})"
+        lease = self._options.lease_timeout
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO noderun_servers (server_id) VALUES ($1)
+                    ON CONFLICT (server_id) DO UPDATE SET last_heartbeat = now()""",
+                self._server_id,
+            )
+            interrupted = await self._interrupt(conn, where, self._server_id, lease)
+            await conn.execute(
+                """DELETE FROM noderun_servers WHERE server_id <> $1
+                    AND last_heartbeat < now() - make_interval(secs => $2)""",
+                self._server_id,
+                lease,
+            )
+        return interrupted
+
+    async def _register_and_recover(self) -> list[str]:
+        return await self._sweep(include_self=True)
+
+    async def _heartbeat_and_sweep(self) -> list[str]:
+        return await self._sweep(include_self=False)
+
+    async def _retire(self) -> list[str]:
+        async with self._connection() as conn, conn.transaction():
+            interrupted = await self._interrupt(conn, "r.server_id = $1", self._server_id)
+            await conn.execute("DELETE FROM noderun_servers WHERE server_id = $1", self._server_id)
+        return interrupted
+
+    # -- runs and frames ------------------------------------------------------------
+
+    async def _insert_run(self, record: RunRecord) -> None:
+        async with self._connection() as conn, conn.transaction():
+            status = await conn.fetchval(
+                "SELECT status FROM noderun_runs WHERE job_id = $1 FOR UPDATE", record.job_id
+            )
+            if status == "running":
+                raise RunExists(record.job_id, status)
+            if status is not None:
+                await conn.execute("DELETE FROM noderun_frames WHERE job_id = $1", record.job_id)
+                await conn.execute("DELETE FROM noderun_runs WHERE job_id = $1", record.job_id)
+            try:
+                await conn.execute(
+                    f"""INSERT INTO noderun_runs ({_RUN_COLUMNS})
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+                    record.job_id,
+                    record.workflow_id,
+                    record.user_id,
+                    record.status,
+                    record.server_id,
+                    record.created_at,
+                    record.finished_at,
+                    record.last_seq,
+                    record.error,
+                    record.terminal_frame,
+                )
+            except asyncpg.UniqueViolationError:
+                # Another server created the same id between our check and insert.
+                raise RunExists(record.job_id, "running") from None
+
+    async def _commit(self, batch: Sequence[Item]) -> None:
+        job_ids = list({item.job_id for item in batch})
+        async with self._connection() as conn, conn.transaction():
+            # Only runs still running here take frames: a run a sweep already failed
+            # as interrupted must not grow after its terminal frame. FOR SHARE makes a
+            # concurrent sweep wait for (or skip) this commit.
+            rows = await conn.fetch(
+                """SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
+                    AND status = 'running' AND server_id = $2
+                    ORDER BY job_id FOR SHARE""",
+                job_ids,
+                self._server_id,
+            )
+            owned = {row["job_id"] for row in rows}
+            kept = [item for item in batch if item.job_id in owned]
+            if kept:
+                await conn.execute(
+                    """INSERT INTO noderun_frames (job_id, seq, frame)
+                        SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
+                        ON CONFLICT DO NOTHING""",
+                    [item.job_id for item in kept],
+                    [item.seq for item in kept],
+                    [item.frame for item in kept],
+                )
+            last: dict[str, int] = {}
+            for item in kept:
+                if isinstance(item, Append):
+                    last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
+            if last:
+                await conn.execute(
+                    """UPDATE noderun_runs r SET last_seq = GREATEST(r.last_seq, v.seq)
+                        FROM unnest($1::text[], $2::bigint[]) AS v(job_id, seq)
+                        WHERE r.job_id = v.job_id""",
+                    list(last),
+                    list(last.values()),
+                )
+            finishes = [item for item in kept if isinstance(item, Finish)]
+            if finishes:
+                await conn.execute(
+                    """UPDATE noderun_runs r SET status = v.status, error = v.error,
+                            finished_at = v.finished_at, last_seq = v.seq,
+                            terminal_frame = v.frame
+                        FROM unnest($1::text[], $2::text[], $3::text[],
+                                    $4::double precision[], $5::bigint[], $6::bytea[])
+                            AS v(job_id, status, error, finished_at, seq, frame)
+                        WHERE r.job_id = v.job_id""",
+                    [f.job_id for f in finishes],
+                    [f.status for f in finishes],
+                    [f.error for f in finishes],
+                    [f.finished_at for f in finishes],
+                    [f.seq for f in finishes],
+                    [f.frame for f in finishes],
+                )
+            await _notify_frames(conn, sorted(owned))
+        for item in batch:
+            if isinstance(item, Finish) and item.job_id not in owned:
+                log.warning("store.finish_ignored", job_id=item.job_id, reason="not running here")
+
+    async def _get_run(self, job_id: str) -> RunRecord | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RUN_COLUMNS} FROM noderun_runs WHERE job_id = $1", job_id
+            )
+        return None if row is None else _record(row)
+
+    async def _fetch_frames(self, conn: Conn, job_id: str, after_seq: int) -> list[StoredFrame]:
+        rows = await conn.fetch(
+            "SELECT seq, frame FROM noderun_frames WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+            job_id,
+            after_seq,
+        )
+        return [StoredFrame(row["seq"], row["frame"]) for row in rows]
+
+    async def _read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]:
+        async with self._connection() as conn:
+            return await self._fetch_frames(conn, job_id, after_seq)
+
+    async def _read_tail(
+        self, job_id: str, after_seq: int
+    ) -> tuple[RunRecord | None, list[StoredFrame]]:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RUN_COLUMNS} FROM noderun_runs WHERE job_id = $1", job_id
+            )
+            frames = await self._fetch_frames(conn, job_id, after_seq)
+        return (None if row is None else _record(row)), frames
+
+    # -- cancel and retention -------------------------------------------------------
+
+    async def _request_cancel(self, job_id: str) -> str | None:
+        async with self._connection() as conn, conn.transaction():
+            owner: str | None = await conn.fetchval(
+                """UPDATE noderun_runs SET cancel_requested = true
+                    WHERE job_id = $1 AND status = 'running' RETURNING server_id""",
+                job_id,
+            )
+            if owner is not None and owner != self._server_id:
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", CANCEL_CHANNEL, json.dumps([owner, job_id])
+                )
+        return owner
+
+    async def _delete_finished_before(self, cutoff: float) -> int:
+        total = 0
+        while True:
+            async with self._connection() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    """SELECT job_id FROM noderun_runs WHERE status <> 'running'
+                        AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                    cutoff,
+                    _DELETE_CHUNK,
+                )
+                job_ids = [row["job_id"] for row in rows]
+                if job_ids:
+                    await conn.execute(
+                        "DELETE FROM noderun_frames WHERE job_id = ANY($1::text[])", job_ids
+                    )
+                    await conn.execute(
+                        "DELETE FROM noderun_runs WHERE job_id = ANY($1::text[])", job_ids
+                    )
+            total += len(job_ids)
+            if len(job_ids) < _DELETE_CHUNK:
+                return total

@@ -1,0 +1,32 @@
+"""Periodic deletion of old finished runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from noderun.persistence.errors import StoreError
+from noderun.runtime.store import RunStore
+
+__all__ = ["run_retention"]
+
+log = structlog.get_logger(__name__)
+
+
+async def run_retention(store: RunStore, retention_seconds: float, interval: float) -> None:
+    """Every ``interval`` seconds, delete runs finished more than ``retention_seconds`` ago.
+
+    Runs until cancelled. Store errors are logged and retried at the next interval, so a
+    store outage never ends the task.
+    """
+    while True:
+        try:
+            deleted = await store.delete_finished_before(time.time() - retention_seconds)
+        except StoreError as exc:
+            log.warning("store.retention_failed", error=str(exc))
+        else:
+            if deleted:
+                log.info("store.retention_deleted", runs=deleted)
+        await asyncio.sleep(interval)

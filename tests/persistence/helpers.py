@@ -1,0 +1,79 @@
+"""Shared helpers of the store tests: timing constant, records, frames, store lifecycles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from noderun.persistence import StoreOptions, open_store
+from noderun.protocol.records import RunRecord
+from noderun.runtime.store import RunStore
+
+#: The one timing constant of these tests, in seconds; every wait is derived from it.
+#: Raise NODERUN_TEST_TIME_SCALE on slow machines.
+WAIT = 1.0 * float(os.environ.get("NODERUN_TEST_TIME_SCALE", "1"))
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def fast_options(**overrides: Any) -> StoreOptions:
+    """Options with short timers, so the tests do not sit through production defaults."""
+    values: dict[str, Any] = {
+        "heartbeat_interval": WAIT / 10,
+        "lease_timeout": WAIT * 30,
+        "finish_timeout": WAIT * 5,
+        "connect_timeout": WAIT * 2,
+        "retry_initial": WAIT / 100,
+        "retry_max": WAIT / 10,
+        "sqlite_poll_interval": WAIT / 50,
+        "sqlite_cancel_poll_interval": WAIT / 50,
+        "pg_pool_min": 1,
+        "pg_pool_max": 4,
+    }
+    values.update(overrides)
+    return StoreOptions(**values)
+
+
+def record(job_id: str, workflow_id: str = "wf") -> RunRecord:
+    return RunRecord(job_id=job_id, workflow_id=workflow_id, user_id="u1", status="running")
+
+
+def frame(job_id: str, seq: int, *, size: int = 0) -> bytes:
+    """The msgpack bytes of a job message, as the runtime would store them."""
+    return _encoder.encode(
+        {"type": "job_update", "job_id": job_id, "job_seq": seq, "pad": b"\x00\xff" * size}
+    )
+
+
+def terminal(job_id: str, seq: int, status: str = "completed") -> bytes:
+    return _encoder.encode(
+        {"type": "job_update", "job_id": job_id, "job_seq": seq, "status": status}
+    )
+
+
+@contextlib.asynccontextmanager
+async def started(
+    url: str, *, server_id: str | None = None, **overrides: Any
+) -> AsyncIterator[RunStore]:
+    """A started store that is closed on exit."""
+    store = open_store(url, server_id=server_id, options=fast_options(**overrides))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT * 5) -> None:
+    """Wait until ``check()`` is true; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(WAIT / 50)
