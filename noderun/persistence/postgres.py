@@ -32,6 +32,7 @@ import structlog
 from noderun.persistence.base import StoreBase
 from noderun.persistence.errors import (
     RunExists,
+    StoreError,
     StoreFull,
     StoreUnavailable,
     WriteRejected,
@@ -82,6 +83,19 @@ def _translated() -> Iterator[None]:
         raise StoreUnavailable("postgres", str(exc)) from exc
 
 
+@contextlib.contextmanager
+def _connecting() -> Iterator[None]:
+    """Map any failure to open a connection to StoreUnavailable.
+
+    While connecting, even a server-side refusal (database not accepting connections,
+    too many clients, bad password) means "cannot reach the store now".
+    """
+    try:
+        yield
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreUnavailable("postgres", str(exc) or type(exc).__name__) from exc
+
+
 def _record(row: asyncpg.Record) -> RunRecord:
     return RunRecord(
         job_id=row["job_id"],
@@ -120,18 +134,24 @@ class PostgresStore(StoreBase):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise StoreUnavailable(self.backend, "store not started")
-        with _translated():
-            async with self._pool.acquire(timeout=self._options.connect_timeout) as conn:
+        with _connecting():
+            conn = await pool.acquire(timeout=self._options.connect_timeout)
+        try:
+            with _translated():
                 yield conn
+        finally:
+            # Shielded: a cancelled caller must not leak the connection.
+            await asyncio.shield(pool.release(conn))
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def _open(self) -> None:
         options = self._options
         try:
-            with _translated():
+            with _connecting():
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
                     min_size=options.pg_pool_min,
@@ -144,8 +164,7 @@ class PostgresStore(StoreBase):
                 await migrate(conn)
             self._listener = await self._connect_listener()
         except WriteRejected as exc:
-            # At start every database refusal (unknown database, bad password…) means
-            # "cannot use the store", which start() reports as unavailable.
+            # E.g. no right to create the tables: the store cannot be used at all.
             await self._close_backend()
             raise StoreUnavailable(self.backend, exc.reason) from exc
         except BaseException:
@@ -153,7 +172,7 @@ class PostgresStore(StoreBase):
             raise
 
     async def _connect_listener(self) -> asyncpg.Connection[asyncpg.Record]:
-        with _translated():
+        with _connecting():
             conn = await asyncpg.connect(self.dsn, timeout=self._options.connect_timeout)
             try:
                 await conn.add_listener(FRAMES_CHANNEL, self._on_notify)
@@ -208,8 +227,8 @@ class PostgresStore(StoreBase):
         delay = self._options.retry_initial
         while True:
             listener = self._listener
+            self._listener_lost.clear()  # before the check, so a loss after it still wakes us
             if listener is not None and not listener.is_closed():
-                self._listener_lost.clear()
                 # Termination callbacks are the fast path; the timeout also catches a
                 # connection that died without one.
                 with contextlib.suppress(TimeoutError):
@@ -231,7 +250,7 @@ class PostgresStore(StoreBase):
             self._health.succeeded()
             log.info("store.listener_reconnected", server_id=self._server_id)
             self._waiters.wake_all()
-            with contextlib.suppress(StoreUnavailable):
+            with contextlib.suppress(StoreError):
                 for job_id in await self._pending_cancels():
                     self._deliver_cancel(job_id)
 
