@@ -21,7 +21,7 @@ import functools
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -302,6 +302,20 @@ class ThroughputResult:
         return self.runs / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+async def _all(coros: Iterable[Coroutine[object, object, None]]) -> None:
+    """Run ``coros`` concurrently; the first failure cancels the rest and is raised as is.
+
+    A TaskGroup rather than gather: gather leaves the siblings of a failed
+    coroutine running against connections that are about to be closed.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except ExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+
+
 async def measure_sequential(uri: str, spec: RunSpec, warmup: int, runs: int) -> SequentialResult:
     """``warmup`` untimed then ``runs`` timed runs, one after another on one fresh connection."""
     conn = await BenchConnection.open(uri)
@@ -363,11 +377,11 @@ async def measure_throughput(
                 completed += 1
 
     try:
-        await watched(asyncio.gather(*(warm(c) for c in conns)), conns)
+        await watched(_all(warm(c) for c in conns), conns)
         server0 = server_cpu_s() if server_cpu_s else None
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        await watched(asyncio.gather(*(work(c, t0 + duration_s) for c in conns)), conns)
+        await watched(_all(work(c, t0 + duration_s) for c in conns), conns)
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         server1 = server_cpu_s() if server_cpu_s else None
