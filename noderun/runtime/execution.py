@@ -1,0 +1,285 @@
+"""Executing a plan: an event-driven scheduler inside the run's own coroutine.
+
+Values flow along edges as streams. A node fires once per value arriving on
+any connected input, as soon as every connected input has had a value (the
+others keep their latest value); source nodes fire once; streaming nodes
+(async generators) send each item downstream as it is produced. Firings of one
+node are serial and in arrival order; independent nodes run concurrently.
+
+Inline nodes are called directly by the scheduler (no task); async and
+streaming nodes get a task per firing; blocking nodes run on the runner pool.
+A single inline node therefore completes with no task switch at all: the hot
+path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from noderun.runtime.context import NodeContext
+from noderun.runtime.errors import NodeFailed, PropertyError
+from noderun.runtime.graph import Plan, PlannedNode
+from noderun.runtime.pool import RunnerPool
+
+__all__ = ["Execution", "ExecutionEvents"]
+
+
+class ExecutionEvents(Protocol):
+    """What the execution reports to its run (which turns them into messages)."""
+
+    job_id: str
+    workflow_id: str
+
+    def node_started(self, node: PlannedNode, properties: Mapping[str, object]) -> None: ...
+    def node_completed(self, node: PlannedNode, result: Mapping[str, object]) -> None: ...
+    def node_failed(self, node: PlannedNode, error: str) -> None: ...
+    def output_value(self, node: PlannedNode, name: str, value: object) -> None: ...
+    def emit_detail(self, message: Any) -> None: ...
+
+
+class _State:
+    """Mutable per-run state of one node."""
+
+    __slots__ = ("busy", "closed", "inbox", "latest", "open_in", "pending_fire")
+
+    def __init__(self, node: PlannedNode) -> None:
+        self.latest: dict[str, object] = {}
+        self.inbox: deque[tuple[str, object]] = deque()
+        self.busy = False
+        self.open_in = node.fan_in
+        # Sources fire once at start, except a streaming input without a param.
+        self.pending_fire = node.fan_in == 0 and (node.has_param or not node.streaming_input)
+        # A streaming input stays open until end_input_stream.
+        self.closed = not node.streaming_input
+
+
+class Execution:
+    """One run of one plan. Not reusable."""
+
+    def __init__(self, plan: Plan, events: ExecutionEvents, pool: RunnerPool | None) -> None:
+        self.plan = plan
+        self.outputs: dict[str, object] = {}
+        self._events = events
+        self._pool = pool
+        self._states = [_State(node) for node in plan.nodes]
+        self._remaining = len(plan.nodes)
+        self._work: deque[int] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finished: asyncio.Future[None] | None = None
+
+    async def execute(self) -> dict[str, object]:
+        """Run every node; return ``result.outputs``. Raises :class:`NodeFailed`."""
+        loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
+        self._work.extend(range(len(self.plan.nodes)))
+        try:
+            self._pump()
+            await self._finished
+        finally:
+            for task in self._tasks:
+                task.cancel()
+        return self.outputs
+
+    # -- commands from the client -------------------------------------------------
+
+    def push_input(self, name: str, value: object) -> str | None:
+        """Send one streamed value out of input ``name``; an error text, or ``None``."""
+        node = self.plan.inputs.get(name)
+        if node is None or not node.streaming_input:
+            return f"no streaming input named {name!r}"
+        state = self._states[node.index]
+        if state.closed:
+            return f"input stream {name!r} is already ended"
+        try:
+            checked = node.spec.properties["value"].check(node.spec.node_type, value)
+        except PropertyError as exc:
+            return exc.detail
+        self._route(node, {"output": checked})
+        self._pump()
+        return None
+
+    def end_input(self, name: str) -> str | None:
+        node = self.plan.inputs.get(name)
+        if node is None or not node.streaming_input:
+            return f"no streaming input named {name!r}"
+        state = self._states[node.index]
+        if state.closed:
+            return f"input stream {name!r} is already ended"
+        state.closed = True
+        self._work.append(node.index)
+        self._pump()
+        return None
+
+    def update_properties(self, node_id: str, properties: Mapping[str, object]) -> str | None:
+        """Apply new property values to the node's next firings; an error text, or ``None``."""
+        node = self.plan.by_id.get(node_id)
+        if node is None:
+            return f"no node {node_id!r} in this run"
+        checked: dict[str, object] = {}
+        for name, value in properties.items():
+            prop = node.spec.properties.get(name)
+            if prop is None:
+                return f"node {node_id!r} ({node.spec.node_type}) has no property {name!r}"
+            try:
+                checked[name] = prop.check(node.spec.node_type, value)
+            except PropertyError as exc:
+                return str(exc)
+        node.properties.update(checked)
+        return None
+
+    # -- scheduling ---------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Fire or retire every node on the work list until nothing changes."""
+        work = self._work
+        states = self._states
+        nodes = self.plan.nodes
+        while work:
+            if self._finished is None or self._finished.done():
+                work.clear()
+                return
+            index = work.popleft()
+            state = states[index]
+            if state.busy:
+                continue
+            node = nodes[index]
+            if state.pending_fire:
+                state.pending_fire = False
+                self._fire(node, state, dict(node.properties))
+                continue
+            fired = False
+            while state.inbox:
+                handle, value = state.inbox.popleft()
+                state.latest[handle] = value
+                if len(state.latest) == len(node.connected):
+                    self._fire(node, state, {**node.properties, **state.latest})
+                    fired = True
+                    break
+            if fired:
+                continue
+            if state.open_in == 0 and state.closed:
+                state.open_in = -1  # retired: never again
+                self._retire(node)
+
+    def _fire(self, node: PlannedNode, state: _State, args: dict[str, object]) -> None:
+        spec = node.spec
+        self._events.node_started(node, args)
+        if spec.takes_context:
+            args["ctx"] = NodeContext(self._events, node.id, node.name, asyncio.get_running_loop())
+        if spec.kind == "inline":
+            try:
+                value = spec.fn(**args)
+            except Exception as exc:
+                self._fail(node, exc)
+                return
+            self._complete(node, value)
+            return
+        state.busy = True
+        task = asyncio.get_running_loop().create_task(self._invoke(node, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _invoke(self, node: PlannedNode, args: dict[str, object]) -> None:
+        spec = node.spec
+        try:
+            if spec.kind == "async":
+                value = await spec.fn(**args)
+            elif spec.kind == "blocking":
+                value = await self._pool_call(spec.fn, args)
+            else:
+                merged: dict[str, object] = {}
+                async for item in spec.fn(**args):
+                    produced = self._outputs_of(node, item)
+                    merged.update(produced)
+                    self._route(node, produced)
+                    self._pump()
+                self._states[node.index].busy = False
+                self._events.node_completed(node, merged)
+                self._record_sink(node, merged)
+                self._work.append(node.index)
+                self._pump()
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(node, exc)
+            return
+        self._states[node.index].busy = False
+        self._complete(node, value)
+        self._pump()
+
+    async def _pool_call(self, fn: Callable[..., object], args: dict[str, object]) -> object:
+        if self._pool is None:
+            raise RuntimeError("no runner pool to run a blocking node on")
+        return await self._pool.call(fn, args)
+
+    def _complete(self, node: PlannedNode, value: object) -> None:
+        try:
+            produced = self._outputs_of(node, value)
+        except TypeError as exc:
+            self._fail(node, exc)
+            return
+        self._events.node_completed(node, produced)
+        if node.spec.is_output:
+            name = str(node.properties.get("name") or node.id)
+            values = self.outputs.setdefault(name, [])
+            assert isinstance(values, list)
+            values.append(produced["output"])
+            self._events.output_value(node, name, produced["output"])
+        else:
+            self._record_sink(node, produced)
+        self._route(node, produced)
+        self._work.append(node.index)
+
+    def _record_sink(self, node: PlannedNode, produced: dict[str, object]) -> None:
+        if node.is_sink and not node.spec.is_output:
+            self.outputs[node.id] = produced
+
+    def _route(self, node: PlannedNode, produced: Mapping[str, object]) -> None:
+        states = self._states
+        nodes = self.plan.nodes
+        for handle, targets in node.targets.items():
+            if handle not in produced:
+                continue
+            value = produced[handle]
+            for target in targets:
+                target_node = nodes[target.node]
+                prop = target_node.spec.properties[target.handle]
+                try:
+                    checked = prop.check(target_node.spec.node_type, value)
+                except PropertyError as exc:
+                    self._fail(target_node, exc)
+                    return
+                states[target.node].inbox.append((target.handle, checked))
+                self._work.append(target.node)
+
+    def _retire(self, node: PlannedNode) -> None:
+        states = self._states
+        for targets in node.targets.values():
+            for target in targets:
+                states[target.node].open_in -= 1
+                self._work.append(target.node)
+        self._remaining -= 1
+        if self._remaining == 0 and self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
+
+    def _fail(self, node: PlannedNode, exc: BaseException) -> None:
+        if self._finished is None or self._finished.done():
+            return
+        failure = NodeFailed(node.id, node.spec.node_type, node.name, exc)
+        self._events.node_failed(node, str(failure))
+        self._finished.set_exception(failure)
+
+    @staticmethod
+    def _outputs_of(node: PlannedNode, value: object) -> dict[str, object]:
+        if node.spec.single_output:
+            return {"output": value}
+        if not isinstance(value, dict) or not set(value) <= set(node.spec.outputs):
+            raise TypeError(
+                f"expected a dict with keys among {sorted(node.spec.outputs)}, "
+                f"got {type(value).__name__}"
+            )
+        return value

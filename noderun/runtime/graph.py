@@ -1,0 +1,164 @@
+"""Graph validation and planning: everything checked before anything runs.
+
+:func:`plan_graph` turns the client's graph into a :class:`Plan` or raises
+:class:`GraphError` (unknown node type, duplicate id, edge to a missing node or
+unknown handle, a cycle, a wrong property type, a required property with no
+value and no edge). The plan is immutable; an execution keeps its per-run state
+elsewhere, so one plan could serve many runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from noderun.protocol.client import Graph
+from noderun.runtime.errors import GraphError, PropertyError
+from noderun.runtime.node import NodeSpec
+from noderun.runtime.registry import Registry
+
+__all__ = ["Plan", "PlannedNode", "Target", "plan_graph"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one output handle's values go: node index and input handle."""
+
+    node: int
+    handle: str
+
+
+@dataclass(slots=True)
+class PlannedNode:
+    index: int
+    id: str
+    name: str
+    spec: NodeSpec
+    #: Validated property values (defaults overlaid with ``data``, params applied).
+    properties: dict[str, object]
+    #: Input handles fed by at least one edge.
+    connected: frozenset[str] = frozenset()
+    #: Number of incoming edges.
+    fan_in: int = 0
+    #: output handle → targets.
+    targets: dict[str, list[Target]] = field(default_factory=dict)
+    #: An input node kept open for ``stream_input``.
+    streaming_input: bool = False
+    #: Whether the input node's value comes from ``params`` (sent even when streaming).
+    has_param: bool = False
+
+    @property
+    def is_sink(self) -> bool:
+        return not self.targets
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    nodes: list[PlannedNode]
+    by_id: Mapping[str, PlannedNode]
+    inputs: Mapping[str, PlannedNode]
+
+    @property
+    def single(self) -> bool:
+        """One node and no edges: the SDK's single-node run, the hot path."""
+        return len(self.nodes) == 1 and self.nodes[0].fan_in == 0 and not self.nodes[0].targets
+
+
+def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Registry) -> Plan:
+    """Validate ``graph`` against ``registry`` and return its execution plan."""
+    if not graph.nodes:
+        raise GraphError("the graph has no nodes")
+    params = params or {}
+    nodes: list[PlannedNode] = []
+    by_id: dict[str, PlannedNode] = {}
+    inputs: dict[str, PlannedNode] = {}
+    for raw in graph.nodes:
+        spec = registry.get(raw.type)
+        if spec is None:
+            raise GraphError(f"node {raw.id!r}: unknown node type {raw.type!r}", node_id=raw.id)
+        if raw.id in by_id:
+            raise GraphError(f"duplicate node id {raw.id!r}", node_id=raw.id)
+        try:
+            properties = spec.check_properties(raw.data)
+        except PropertyError as exc:
+            raise GraphError(f"node {raw.id!r}: {exc}", node_id=raw.id) from None
+        name = raw.data.get("name")
+        planned = PlannedNode(
+            index=len(nodes),
+            id=raw.id,
+            name=name if isinstance(name, str) and name else spec.title,
+            spec=spec,
+            properties=properties,
+        )
+        if spec.is_input:
+            _apply_param(planned, params)
+            inputs.setdefault(str(properties.get("name", "")), planned)
+        nodes.append(planned)
+        by_id[raw.id] = planned
+    connected: dict[int, set[str]] = {}
+    for edge in graph.edges:
+        source = by_id.get(edge.source)
+        target = by_id.get(edge.target)
+        label = edge.id or f"{edge.source}->{edge.target}"
+        if source is None or target is None:
+            missing = edge.source if source is None else edge.target
+            raise GraphError(f"edge {label!r} refers to a missing node {missing!r}")
+        if edge.source_handle not in source.spec.outputs:
+            raise GraphError(
+                f"edge {label!r}: node {source.id!r} ({source.spec.node_type}) has no output "
+                f"{edge.source_handle!r}",
+                node_id=source.id,
+            )
+        if edge.target_handle not in target.spec.properties:
+            raise GraphError(
+                f"edge {label!r}: node {target.id!r} ({target.spec.node_type}) has no input "
+                f"{edge.target_handle!r}",
+                node_id=target.id,
+            )
+        source.targets.setdefault(edge.source_handle, []).append(
+            Target(target.index, edge.target_handle)
+        )
+        target.fan_in += 1
+        connected.setdefault(target.index, set()).add(edge.target_handle)
+    for planned in nodes:
+        planned.connected = frozenset(connected.get(planned.index, ()))
+        missing = planned.spec.missing_required(planned.properties, set(planned.connected))
+        if missing:
+            raise GraphError(
+                f"node {planned.id!r} ({planned.spec.node_type}): required "
+                f"{', '.join(map(repr, missing))} has no value and no edge",
+                node_id=planned.id,
+            )
+    _check_acyclic(nodes)
+    return Plan(nodes=nodes, by_id=by_id, inputs=inputs)
+
+
+def _apply_param(planned: PlannedNode, params: Mapping[str, object]) -> None:
+    name = planned.properties.get("name")
+    if isinstance(name, str) and name in params:
+        prop = planned.spec.properties["value"]
+        try:
+            planned.properties["value"] = prop.check(planned.spec.node_type, params[name])
+        except PropertyError as exc:
+            raise GraphError(f"param {name!r}: {exc.detail}", node_id=planned.id) from None
+        planned.has_param = True
+    planned.streaming_input = planned.properties.get("streaming") is True
+
+
+def _check_acyclic(nodes: list[PlannedNode]) -> None:
+    """Kahn's algorithm; names the nodes left on a cycle."""
+    indegree = [n.fan_in for n in nodes]
+    ready = deque(n.index for n in nodes if indegree[n.index] == 0)
+    seen = 0
+    while ready:
+        index = ready.popleft()
+        seen += 1
+        for targets in nodes[index].targets.values():
+            for target in targets:
+                indegree[target.node] -= 1
+                if indegree[target.node] == 0:
+                    ready.append(target.node)
+    if seen != len(nodes):
+        stuck = [n.id for n in nodes if indegree[n.index] > 0]
+        raise GraphError(f"the graph has a cycle through {', '.join(map(repr, stuck))}")

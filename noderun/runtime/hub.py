@@ -1,0 +1,189 @@
+"""The hub: every run this process holds, by ``job_id``, and how runs start and end.
+
+Active runs live until they finish; finished runs stay reachable for
+``reconnect_job`` for ``finished_ttl`` seconds, at most ``finished_limit`` of
+them (oldest evicted first). At most ``max_active_runs`` run at once: past that,
+``run_job`` is refused with ``server_busy`` (named overflow policy: reject).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import structlog
+
+from noderun.protocol.client import ExecutionOptions, RunJob
+from noderun.protocol.records import RunRecord
+from noderun.runtime.errors import GraphError
+from noderun.runtime.execution import Execution
+from noderun.runtime.graph import plan_graph
+from noderun.runtime.pool import RunnerPool
+from noderun.runtime.registry import Registry
+from noderun.runtime.run import Run, Subscriber
+from noderun.runtime.store import RunStore
+
+__all__ = ["Hub", "RuntimeConfig", "StartRefused"]
+
+log = structlog.get_logger(__name__)
+
+_DEFAULT_OPTIONS = ExecutionOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    replay_limit: int = 2000
+    detach_grace: float = 600.0
+    finished_ttl: float = 600.0
+    finished_limit: int = 10_000
+    max_active_runs: int = 10_000
+
+
+class StartRefused(Exception):
+    """``run_job`` refused before the run started; ``code`` goes on the error frame."""
+
+    def __init__(self, code: str, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.job_id = job_id
+
+
+class Hub:
+    """Starts runs, finds them by id, and shuts them all down."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        pool: RunnerPool | None,
+        config: RuntimeConfig | None = None,
+        store: RunStore | None = None,
+    ) -> None:
+        self.registry = registry
+        self.pool = pool
+        self.config = config or RuntimeConfig()
+        self.store = store
+        self.active: dict[str, Run] = {}
+        self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
+        self._reserved: set[str] = set()
+
+    def get(self, job_id: str) -> Run | None:
+        run = self.active.get(job_id)
+        if run is not None:
+            return run
+        entry = self._finished.get(job_id)
+        return entry[0] if entry is not None else None
+
+    def start(self, frame: RunJob, user_id: str, subscriber: Subscriber | None) -> Run:
+        """Start an ephemeral run (synchronously: the hot path has no await)."""
+        job_id = self._admit(frame)
+        return self._launch(self._new_run(frame, job_id, user_id, None), frame, subscriber)
+
+    async def start_durable(self, frame: RunJob, user_id: str, subscriber: Subscriber | None) -> Run:
+        """Start a durable run: its row is committed before this returns (and before the ack)."""
+        job_id = self._admit(frame)
+        store = self.store
+        if store is None:
+            raise StartRefused("store_unavailable", "this server has no run store configured", job_id)
+        self._reserved.add(job_id)
+        try:
+            run = self._new_run(frame, job_id, user_id, store)
+            record = RunRecord(
+                job_id=job_id,
+                workflow_id=run.workflow_id,
+                user_id=user_id,
+                status="running",
+                server_id=store.server_id,
+                created_at=time.time(),
+            )
+            try:
+                await store.create_run(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                code = "job_already_running" if type(exc).__name__ == "RunExists" else "store_unavailable"
+                raise StartRefused(code, f"{code.replace('_', ' ')}: {exc}", job_id) from None
+        finally:
+            self._reserved.discard(job_id)
+        return self._launch(run, frame, subscriber)
+
+    def _admit(self, frame: RunJob) -> str:
+        job_id = frame.job_id or uuid.uuid4().hex
+        if job_id in self.active or job_id in self._reserved:
+            raise StartRefused("job_already_running", f"job {job_id!r} is already running", job_id)
+        if len(self.active) + len(self._reserved) >= self.config.max_active_runs:
+            raise StartRefused(
+                "server_busy",
+                f"server busy: {self.config.max_active_runs} runs already active",
+                job_id,
+            )
+        return job_id
+
+    def _new_run(self, frame: RunJob, job_id: str, user_id: str, store: RunStore | None) -> Run:
+        options = frame.execution_options or _DEFAULT_OPTIONS
+        config = self.config
+        return Run(
+            job_id=job_id,
+            workflow_id=frame.workflow_id,
+            user_id=user_id,
+            detail=options.event_detail,
+            explicit_types=frame.explicit_types,
+            require_terminal_result=frame.require_terminal_result,
+            replay_limit=config.replay_limit,
+            detach_grace=config.detach_grace,
+            store=store,
+            on_finished=self._finished_run,
+        )
+
+    def _launch(self, run: Run, frame: RunJob, subscriber: Subscriber | None) -> Run:
+        error: str | None = None
+        execution: Execution | None = None
+        if frame.graph is None:
+            error = (
+                f"no graph given and no stored workflow {frame.workflow_id!r} "
+                "(this server runs the graph sent with run_job)"
+            )
+        else:
+            try:
+                plan = plan_graph(frame.graph, frame.params, self.registry)
+            except GraphError as exc:
+                error = f"invalid graph: {exc.detail}"
+            else:
+                execution = Execution(plan, run, self.pool)
+        self.active[run.job_id] = run
+        self._finished.pop(run.job_id, None)
+        if subscriber is not None:
+            run.attach(subscriber)
+        run.start(execution, error)
+        return run
+
+    def _finished_run(self, run: Run) -> None:
+        if self.active.get(run.job_id) is run:
+            del self.active[run.job_id]
+        finished = self._finished
+        now = time.monotonic()
+        finished[run.job_id] = (run, now)
+        finished.move_to_end(run.job_id)
+        limit = self.config.finished_limit
+        cutoff = now - self.config.finished_ttl
+        while finished:
+            oldest, at = next(iter(finished.values()))
+            if len(finished) <= limit and at >= cutoff:
+                break
+            finished.popitem(last=False)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Shut down: cancel every active run with a reason, wait for their terminal frames."""
+        runs = list(self.active.values())
+        for run in runs:
+            run.cancel("server shutting down")
+        tasks = [run.task for run in runs if run.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("hub.close_timeout", pending=len(pending))

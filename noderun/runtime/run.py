@@ -1,0 +1,333 @@
+"""One run: its messages, its subscribers, its replay buffer, its terminal state.
+
+A run does not depend on any connection (PROTOCOL.md §4). It numbers every
+message it emits (``job_seq``), keeps the newest ones in a bounded replay
+buffer (oldest dropped first), hands each to every attached subscriber and,
+for a durable run, to the store. The terminal ``job_update`` of a durable run
+is committed before any subscriber sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Literal, Protocol
+
+import structlog
+
+from noderun.protocol.codec import Outbound
+from noderun.protocol.records import TERMINAL_STATUSES
+from noderun.protocol.server import (
+    Chunk,
+    JobUpdate,
+    NodeUpdate,
+    OutputUpdate,
+    RunMessage,
+)
+from noderun.protocol.values import wrap_explicit
+from noderun.runtime.errors import NodeFailed
+from noderun.runtime.execution import Execution
+from noderun.runtime.graph import PlannedNode
+from noderun.runtime.store import RunStore
+
+__all__ = ["Detail", "Run", "Subscriber"]
+
+log = structlog.get_logger(__name__)
+
+Detail = Literal["full", "outputs", "terminal"]
+
+_MAX_ERROR = 1000
+
+
+class Subscriber(Protocol):
+    """A connection attached to runs: receives each message, must not block."""
+
+    def deliver(self, item: Outbound) -> None: ...
+
+
+class Run:
+    """A run's state and message stream. Created and driven by the :class:`~.hub.Hub`."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        workflow_id: str,
+        user_id: str,
+        detail: Detail,
+        explicit_types: bool,
+        require_terminal_result: bool,
+        replay_limit: int,
+        detach_grace: float,
+        store: RunStore | None = None,
+        on_finished: Callable[[Run], None] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.workflow_id = workflow_id
+        self.user_id = user_id
+        self.detail = detail
+        self.explicit_types = explicit_types
+        self.require_terminal_result = require_terminal_result
+        self.store = store
+        self.status = "queued"
+        self.seq = 0
+        self.execution: Execution | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.terminal: Outbound | None = None
+        self.subscribers: list[Subscriber] = []
+        self._buffer: deque[Outbound] = deque(maxlen=replay_limit)
+        self._detach_grace = detach_grace
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._on_finished = on_finished
+        self._started = time.perf_counter()
+        self._cancel_reason: str | None = None
+        self._full = detail == "full"
+        self._outputs = detail != "terminal"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def durable(self) -> bool:
+        return self.store is not None
+
+    # -- subscribers --------------------------------------------------------------
+
+    def attach(self, subscriber: Subscriber) -> bool:
+        """Attach a subscriber for live messages; ``False`` if it already was."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        if subscriber in self.subscribers:
+            return False
+        self.subscribers.append(subscriber)
+        return True
+
+    def detach(self, subscriber: Subscriber) -> bool:
+        """Stop sending to ``subscriber``; a run left alone is cancelled after the grace period."""
+        try:
+            self.subscribers.remove(subscriber)
+        except ValueError:
+            return False
+        if not self.subscribers and not self.finished and self._grace_timer is None:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(self._detach_grace, self._grace_expired)
+        return True
+
+    def _grace_expired(self) -> None:
+        self._grace_timer = None
+        if not self.subscribers:
+            log.info("run.detached_too_long", job_id=self.job_id)
+            self.cancel("no client attached within the grace period")
+
+    def replay(self, after_seq: int) -> tuple[list[Outbound], bool]:
+        """Buffered messages with ``job_seq > after_seq``, and whether some were dropped."""
+        items = [item for item in self._buffer if item.seq > after_seq]
+        first = items[0].seq if items else self.seq + 1
+        return items, first > after_seq + 1
+
+    # -- emitting -----------------------------------------------------------------
+
+    def emit(self, message: RunMessage) -> Outbound:
+        self.seq += 1
+        message.job_seq = self.seq
+        item = Outbound(message, self.seq)
+        self._buffer.append(item)
+        if self.store is not None:
+            self.store.append(self.job_id, self.seq, item.msgpack())
+        for subscriber in self.subscribers:
+            subscriber.deliver(item)
+        return item
+
+    def emit_detail(self, message: RunMessage) -> None:
+        """Progress, logs and chunks: in ``full``; chunks also in ``outputs``."""
+        if self.finished:
+            return
+        if self._full or (self._outputs and isinstance(message, Chunk)):
+            self.emit(message)
+
+    def node_started(self, node: PlannedNode, properties: Mapping[str, object]) -> None:
+        if self._full:
+            self.emit(
+                NodeUpdate(
+                    job_id=self.job_id,
+                    workflow_id=self.workflow_id,
+                    node_id=node.id,
+                    node_name=node.name,
+                    node_type=node.spec.node_type,
+                    status="running",
+                )
+            )
+
+    def node_completed(self, node: PlannedNode, result: Mapping[str, object]) -> None:
+        if self._full:
+            self.emit(
+                NodeUpdate(
+                    job_id=self.job_id,
+                    workflow_id=self.workflow_id,
+                    node_id=node.id,
+                    node_name=node.name,
+                    node_type=node.spec.node_type,
+                    status="completed",
+                    result=self._wrap_map(result),
+                )
+            )
+
+    def node_failed(self, node: PlannedNode, error: str) -> None:
+        self.emit(
+            NodeUpdate(
+                job_id=self.job_id,
+                workflow_id=self.workflow_id,
+                node_id=node.id,
+                node_name=node.name,
+                node_type=node.spec.node_type,
+                status="error",
+                error=error[:_MAX_ERROR],
+            )
+        )
+
+    def output_value(self, node: PlannedNode, name: str, value: object) -> None:
+        if self._outputs:
+            self.emit(
+                OutputUpdate(
+                    job_id=self.job_id,
+                    workflow_id=self.workflow_id,
+                    node_id=node.id,
+                    node_name=node.name,
+                    output_name=name,
+                    value=value,
+                    output_type=_output_type(value),
+                )
+            )
+
+    def _wrap_map(self, values: Mapping[str, object]) -> dict[str, object]:
+        if self.explicit_types:
+            return {key: wrap_explicit(value) for key, value in values.items()}
+        return dict(values)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self, execution: Execution | None, error: str | None = None) -> None:
+        """Start the run's coroutine; with ``error`` the run fails at once, nothing executed."""
+        self.execution = execution
+        self.status = "running"
+        self.task = asyncio.get_running_loop().create_task(self._main(error))
+
+    def cancel(self, reason: str = "cancelled by client") -> bool:
+        """Request cancellation; the run ends with a terminal ``cancelled``."""
+        if self.finished or self.task is None or self._cancel_reason is not None:
+            return False
+        self._cancel_reason = reason
+        self.task.cancel()
+        return True
+
+    async def _main(self, error: str | None) -> None:
+        if error is not None:
+            await self._finish("failed", error=error)
+            return
+        assert self.execution is not None
+        if self._full:
+            self.emit(
+                JobUpdate(
+                    job_id=self.job_id,
+                    workflow_id=self.workflow_id,
+                    status="running",
+                    message="Workflow started",
+                )
+            )
+        try:
+            outputs = await self.execution.execute()
+        except NodeFailed as exc:
+            await self._finish("failed", error=str(exc))
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:
+                raise  # not ours (server shutdown cancels through Hub.close)
+            await self._finish("cancelled", message=self._cancel_reason)
+        except Exception as exc:
+            log.exception("run.internal_error", job_id=self.job_id)
+            await self._finish("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            await self._finish("completed", outputs=outputs)
+
+    async def _finish(
+        self,
+        status: Literal["completed", "failed", "cancelled"],
+        *,
+        outputs: dict[str, object] | None = None,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        result: dict[str, object] | None = None
+        if outputs is not None:
+            wrapped = self._wrap_map(outputs)
+            result = {"outputs": wrapped} if self.require_terminal_result else wrapped
+        elif status == "completed" and self.require_terminal_result:
+            result = {"outputs": {}}
+        self.seq += 1
+        terminal = JobUpdate(
+            job_id=self.job_id,
+            workflow_id=self.workflow_id,
+            status=status,
+            message=message,
+            result=result,
+            error=error[:_MAX_ERROR] if error else None,
+            duration=time.perf_counter() - self._started,
+            job_seq=self.seq,
+        )
+        item = Outbound(terminal, self.seq)
+        if self.store is not None:
+            item = await self._commit_terminal(item, terminal)
+        self.status = terminal.status
+        self.terminal = item
+        self._buffer.append(item)
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        for subscriber in self.subscribers:
+            subscriber.deliver(item)
+        if self._on_finished is not None:
+            self._on_finished(self)
+
+    async def _commit_terminal(self, item: Outbound, terminal: JobUpdate) -> Outbound:
+        """Commit a durable run's terminal state; if the store fails, say so instead."""
+        assert self.store is not None
+        try:
+            await self.store.finish(
+                self.job_id, terminal.status, terminal.job_seq, item.msgpack(), terminal.error
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("run.store_finish_failed", job_id=self.job_id, error=str(exc))
+            failed = JobUpdate(
+                job_id=self.job_id,
+                workflow_id=self.workflow_id,
+                status="failed",
+                error=f"store unavailable: could not commit the terminal state: {exc}"[:_MAX_ERROR],
+                duration=terminal.duration,
+                job_seq=terminal.job_seq,
+            )
+            return Outbound(failed, terminal.job_seq)
+        return item
+
+
+def _output_type(value: object) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (bytes, bytearray)):
+        return "bytes"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        kind = value.get("type")
+        return kind if isinstance(kind, str) else "dict"
+    return "any"

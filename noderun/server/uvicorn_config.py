@@ -1,0 +1,50 @@
+"""The uvicorn settings noderun runs with, shared with the benchmark's echo floor.
+
+The floor must run under exactly these flags, or the server/floor ratio
+measures a configuration difference instead of noderun's overhead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import uvicorn
+from uvicorn._types import ASGIApplication
+
+__all__ = ["uvicorn_config"]
+
+
+def _loop_setting() -> str:
+    # uvloop is a hard dependency except on Windows, where it does not build.
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def uvicorn_config(
+    app: ASGIApplication,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    lifespan: str = "on",
+) -> uvicorn.Config:
+    """uvicorn settings for the hot path.
+
+    ``websockets-sansio`` writes each frame straight to the transport (no
+    per-connection task or queue of its own); per-message deflate is off because
+    it costs ~70 KiB per connection and CPU per frame (PROTOCOL.md §1).
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop=_loop_setting(),
+        http="httptools",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        lifespan=lifespan,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+    )
