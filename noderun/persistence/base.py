@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -111,8 +110,12 @@ class StoreBase(abc.ABC):
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("store.task_failed", task=task.get_name())
         self._tasks.clear()
         try:
             interrupted = await self._retire()
@@ -120,8 +123,9 @@ class StoreBase(abc.ABC):
                 log.warning("store.runs_interrupted", count=len(interrupted), at="close")
         except StoreError as exc:
             log.warning("store.retire_failed", error=str(exc))
-        await self._close_backend()
-        self._state = "closed"
+        finally:
+            await self._close_backend()
+            self._state = "closed"
         self._waiters.wake_all()
         log.info("store.closed", backend=self.backend, server_id=self._server_id)
 

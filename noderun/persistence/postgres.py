@@ -143,8 +143,13 @@ class PostgresStore(StoreBase):
             with _translated():
                 yield conn
         finally:
-            # Shielded: a cancelled caller must not leak the connection.
-            await asyncio.shield(pool.release(conn))
+            try:
+                # Shielded: a cancelled caller must not leak the connection.
+                await asyncio.shield(pool.release(conn))
+            except Exception:
+                # asyncpg could not reset it (a query was interrupted, the server went
+                # away) and terminated it; the pool opens a fresh one when needed.
+                log.debug("store.connection_dropped", exc_info=True)
 
     # -- lifecycle ------------------------------------------------------------------
 

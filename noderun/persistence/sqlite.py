@@ -158,7 +158,7 @@ class SqliteStore(StoreBase):
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             self._conn = conn
             self._write(migrate)
@@ -166,6 +166,25 @@ class SqliteStore(StoreBase):
             self._conn = None
             conn.close()
             raise
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs an exclusive lock and sqlite may report
+        # SQLITE_BUSY at once, without its busy handler, while another process opens
+        # the same file: retry until the busy timeout.
+        deadline = time.monotonic() + self._options.sqlite_busy_timeout
+        while True:
+            try:
+                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)  # on the store thread: the event loop is not blocked
+                continue
+            if mode != "wal" and self.path != ":memory:":
+                log.warning("store.wal_unavailable", path=self.path, journal_mode=mode)
+            return
 
     async def _close_backend(self) -> None:
         executor, self._executor = self._executor, None
