@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "CancelJob",
     "ClearModels",
     "ClientFrame",
     "Edge",
@@ -22,7 +23,6 @@ __all__ = [
     "GetNode",
     "GetStatus",
     "Graph",
-    "CancelJob",
     "ListNodes",
     "Node",
     "Ping",

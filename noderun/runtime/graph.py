@@ -123,11 +123,11 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         connected.setdefault(target.index, set()).add(edge.target_handle)
     for planned in nodes:
         planned.connected = frozenset(connected.get(planned.index, ()))
-        missing = planned.spec.missing_required(planned.properties, set(planned.connected))
-        if missing:
+        required = planned.spec.missing_required(planned.properties, set(planned.connected))
+        if required:
             raise GraphError(
                 f"node {planned.id!r} ({planned.spec.node_type}): required "
-                f"{', '.join(map(repr, missing))} has no value and no edge",
+                f"{', '.join(map(repr, required))} has no value and no edge",
                 node_id=planned.id,
             )
     _check_acyclic(nodes)

@@ -82,12 +82,16 @@ class Hub:
         job_id = self._admit(frame)
         return self._launch(self._new_run(frame, job_id, user_id, None), frame, subscriber)
 
-    async def start_durable(self, frame: RunJob, user_id: str, subscriber: Subscriber | None) -> Run:
+    async def start_durable(
+        self, frame: RunJob, user_id: str, subscriber: Subscriber | None
+    ) -> Run:
         """Start a durable run: its row is committed before this returns (and before the ack)."""
         job_id = self._admit(frame)
         store = self.store
         if store is None:
-            raise StartRefused("store_unavailable", "this server has no run store configured", job_id)
+            raise StartRefused(
+                "store_unavailable", "this server has no run store configured", job_id
+            )
         self._reserved.add(job_id)
         try:
             run = self._new_run(frame, job_id, user_id, store)
@@ -104,7 +108,11 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                code = "job_already_running" if type(exc).__name__ == "RunExists" else "store_unavailable"
+                code = (
+                    "job_already_running"
+                    if type(exc).__name__ == "RunExists"
+                    else "store_unavailable"
+                )
                 raise StartRefused(code, f"{code.replace('_', ' ')}: {exc}", job_id) from None
         finally:
             self._reserved.discard(job_id)
@@ -170,19 +178,19 @@ class Hub:
         limit = self.config.finished_limit
         cutoff = now - self.config.finished_ttl
         while finished:
-            oldest, at = next(iter(finished.values()))
+            _run, at = next(iter(finished.values()))
             if len(finished) <= limit and at >= cutoff:
                 break
             finished.popitem(last=False)
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, deadline: float = 10.0) -> None:
         """Shut down: cancel every active run with a reason, wait for their terminal frames."""
         runs = list(self.active.values())
         for run in runs:
             run.cancel("server shutting down")
         tasks = [run.task for run in runs if run.task is not None]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
             for task in pending:
                 task.cancel()
             if pending:

@@ -64,9 +64,13 @@ class Property:
         except msgspec.ValidationError as exc:
             raise PropertyError(node_type, self.name, str(exc)) from None
         if self.min is not None and isinstance(converted, (int, float)) and converted < self.min:
-            raise PropertyError(node_type, self.name, f"{converted} is below the minimum {self.min}")
+            raise PropertyError(
+                node_type, self.name, f"{converted} is below the minimum {self.min}"
+            )
         if self.max is not None and isinstance(converted, (int, float)) and converted > self.max:
-            raise PropertyError(node_type, self.name, f"{converted} is above the maximum {self.max}")
+            raise PropertyError(
+                node_type, self.name, f"{converted} is above the maximum {self.max}"
+            )
         return converted
 
     def metadata(self) -> dict[str, object]:
@@ -199,7 +203,9 @@ def _build_spec(
             takes_context = True
             continue
         if param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
-            raise RegistryError(f"{node_type}: parameter {param.name!r} must be a keyword parameter")
+            raise RegistryError(
+                f"{node_type}: parameter {param.name!r} must be a keyword parameter"
+            )
         low, high = bounds.get(param.name, (None, None))
         properties[param.name] = Property(
             name=param.name,
@@ -274,4 +280,8 @@ def type_metadata(tp: Any) -> dict[str, object]:
             "optional": False,
             "type_args": [type_metadata(arg) for arg in args],
         }
-    return {"type": _TYPE_NAMES.get(tp, getattr(tp, "__name__", "any")), "optional": False, "type_args": []}
+    return {
+        "type": _TYPE_NAMES.get(tp, getattr(tp, "__name__", "any")),
+        "optional": False,
+        "type_args": [],
+    }

@@ -32,7 +32,9 @@ class _Runner:
         self.index = index
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, name=f"noderun-runner-{index}", daemon=True)
+        self.thread = threading.Thread(
+            target=self._main, name=f"noderun-runner-{index}", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -122,11 +124,11 @@ class RunnerPool:
         runner.loop.call_soon_threadsafe(work)
         return await done
 
-    async def close(self, timeout: float = 5.0) -> None:
-        """Stop taking calls, wait up to ``timeout`` for busy runners, then stop them."""
+    async def close(self, deadline: float = 5.0) -> None:
+        """Stop taking calls, wait up to ``deadline`` s for busy runners, then stop them."""
         self._closed = True
         try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
+            await asyncio.wait_for(self._drained.wait(), deadline)
         except TimeoutError:
             log.warning("runner_pool.close_timeout", busy=self._busy)
         self._stop_all()

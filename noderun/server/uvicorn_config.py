@@ -7,9 +7,9 @@ measures a configuration difference instead of noderun's overhead.
 from __future__ import annotations
 
 import importlib.util
+from typing import Any, Literal
 
 import uvicorn
-from uvicorn._types import ASGIApplication
 
 __all__ = ["uvicorn_config"]
 
@@ -20,12 +20,12 @@ def _loop_setting() -> str:
 
 
 def uvicorn_config(
-    app: ASGIApplication,
+    app: Any,
     *,
     host: str,
     port: int,
     log_level: str = "warning",
-    lifespan: str = "on",
+    lifespan: Literal["auto", "on", "off"] = "on",
 ) -> uvicorn.Config:
     """uvicorn settings for the hot path.
 

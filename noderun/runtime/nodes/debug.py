@@ -30,7 +30,11 @@ async def fail(message: str = "failed on purpose") -> None:
     raise RuntimeError(message)
 
 
-@node("noderun.debug.Progress", title="Progress", bounds={"steps": (0, 1_000_000), "interval": (0.0, 60.0)})
+@node(
+    "noderun.debug.Progress",
+    title="Progress",
+    bounds={"steps": (0, 1_000_000), "interval": (0.0, 60.0)},
+)
 async def progress(ctx: NodeContext, steps: int = 3, interval: float = 0.0) -> int:
     """Emit one int ``node_progress`` per step, ``interval`` seconds apart; outputs ``steps``."""
     for step in range(1, steps + 1):
@@ -40,7 +44,9 @@ async def progress(ctx: NodeContext, steps: int = 3, interval: float = 0.0) -> i
     return steps
 
 
-@node("noderun.debug.Count", title="Count", bounds={"count": (0, 1_000_000), "interval": (0.0, 60.0)})
+@node(
+    "noderun.debug.Count", title="Count", bounds={"count": (0, 1_000_000), "interval": (0.0, 60.0)}
+)
 async def count(count: int = 3, interval: float = 0.0) -> AsyncIterator[int]:
     """A streaming node: yields 1..count, ``interval`` seconds apart."""
     for value in range(1, count + 1):

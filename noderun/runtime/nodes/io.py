@@ -16,29 +16,49 @@ from noderun.runtime.node import node
 _STREAMING = "keep the input open for stream_input values until end_input_stream"
 
 
-@node("nodetool.input.StringInput", title="String Input", inline=True, is_input=True,
-      descriptions={"streaming": _STREAMING})
+@node(
+    "nodetool.input.StringInput",
+    title="String Input",
+    inline=True,
+    is_input=True,
+    descriptions={"streaming": _STREAMING},
+)
 def string_input(name: str = "", value: str = "", streaming: bool = False) -> str:
     """A string parameter of the workflow."""
     return value
 
 
-@node("nodetool.input.IntegerInput", title="Integer Input", inline=True, is_input=True,
-      descriptions={"streaming": _STREAMING})
+@node(
+    "nodetool.input.IntegerInput",
+    title="Integer Input",
+    inline=True,
+    is_input=True,
+    descriptions={"streaming": _STREAMING},
+)
 def integer_input(name: str = "", value: int = 0, streaming: bool = False) -> int:
     """An integer parameter of the workflow."""
     return value
 
 
-@node("nodetool.input.FloatInput", title="Float Input", inline=True, is_input=True,
-      descriptions={"streaming": _STREAMING})
+@node(
+    "nodetool.input.FloatInput",
+    title="Float Input",
+    inline=True,
+    is_input=True,
+    descriptions={"streaming": _STREAMING},
+)
 def float_input(name: str = "", value: float = 0.0, streaming: bool = False) -> float:
     """A float parameter of the workflow."""
     return value
 
 
-@node("nodetool.input.BooleanInput", title="Boolean Input", inline=True, is_input=True,
-      descriptions={"streaming": _STREAMING})
+@node(
+    "nodetool.input.BooleanInput",
+    title="Boolean Input",
+    inline=True,
+    is_input=True,
+    descriptions={"streaming": _STREAMING},
+)
 def boolean_input(name: str = "", value: bool = False, streaming: bool = False) -> bool:
     """A boolean parameter of the workflow."""
     return value

@@ -21,7 +21,7 @@ def subtract(a: Number = 0.0, b: Number = 0.0) -> Number:
 
 @node("lib.math.Multiply", title="Multiply", inline=True)
 def multiply(a: Number = 0.0, b: Number = 0.0) -> Number:
-    """a × b"""
+    """a * b"""
     return a * b
 
 

@@ -1,0 +1,168 @@
+"""The Starlette application: ``/ws`` (raw ASGI, for speed) and ``/health``.
+
+Start-up (lifespan) starts the runner pool and the run store and fails loudly
+if either cannot start; shutdown cancels active runs with a reason, waits for
+their terminal frames, then closes the pool and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from noderun.runtime.hub import Hub, RuntimeConfig
+from noderun.runtime.pool import RunnerPool
+from noderun.runtime.registry import Registry, default_registry
+from noderun.runtime.store import RunStore
+from noderun.server.auth import Authenticator
+from noderun.server.connection import Connection, Receive, Send
+from noderun.server.settings import Settings
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger(__name__)
+
+
+class _State:
+    hub: Hub | None = None
+    store: RunStore | None = None
+
+
+class WebSocketEndpoint:
+    """Raw ASGI ``/ws``: Starlette's ``WebSocket`` wrapper adds a layer per frame."""
+
+    def __init__(self, state: _State, settings: Settings, registry: Registry) -> None:
+        self._state = state
+        self._settings = settings
+        self._auth = Authenticator(settings.tokens)
+        self._catalog = [spec.metadata() for spec in registry]
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        user_id, reason = self._auth.check(scope.get("headers", ()), scope.get("query_string", b""))
+        if user_id is None:
+            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+            return
+        hub = self._state.hub
+        if hub is None:
+            await send({"type": "websocket.close", "code": 1013, "reason": "server not ready"})
+            return
+        settings = self._settings
+        connection = Connection(
+            hub,
+            receive,
+            send,
+            user_id=user_id,
+            outbound_limit=settings.outbound_limit,
+            ping_interval=settings.ping_interval,
+            node_catalog=self._catalog,
+        )
+        await connection.serve()
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
+    settings = settings or Settings()
+    registry = registry or default_registry()
+    state = _State()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        pool = RunnerPool(settings.runners)
+        await pool.start()
+        store: RunStore | None = None
+        retention: asyncio.Task[None] | None = None
+        try:
+            if settings.store.lower() != "none":
+                store = await _open_store(settings.store)
+            hub = Hub(
+                registry,
+                pool,
+                RuntimeConfig(
+                    replay_limit=settings.replay_limit,
+                    detach_grace=settings.detach_grace,
+                    finished_ttl=settings.finished_ttl,
+                    max_active_runs=settings.max_active_runs,
+                ),
+                store,
+            )
+            if store is not None:
+                store.on_cancel_request(lambda job_id: _cancel_local(hub, job_id))
+                if settings.retention > 0:
+                    retention = asyncio.get_running_loop().create_task(
+                        _retain(store, settings.retention)
+                    )
+            state.hub, state.store = hub, store
+            log.info("server.ready", store=_redact(settings.store), runners=settings.runners)
+            yield
+            log.info("server.stopping", active_runs=len(hub.active))
+            await hub.close()
+        finally:
+            state.hub = None
+            if retention is not None:
+                retention.cancel()
+            await pool.close()
+            if store is not None:
+                await store.close()
+
+    async def health(_request: Request) -> JSONResponse:
+        hub = state.hub
+        if hub is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok", "active_runs": len(hub.active)})
+
+    return Starlette(
+        debug=settings.debug,
+        routes=[
+            Route("/health", health),
+            WebSocketRoute("/ws", WebSocketEndpoint(state, settings, registry)),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _open_store(url: str) -> RunStore:
+    from noderun.persistence import StoreOptions, open_store
+
+    store = open_store(url, options=StoreOptions.from_env())
+    await store.start()
+    return store
+
+
+def _cancel_local(hub: Hub, job_id: str) -> None:
+    run = hub.get(job_id)
+    if run is not None:
+        run.cancel("cancelled by client")
+
+
+async def _retain(store: RunStore, retention: float) -> None:
+    """Delete finished durable runs older than ``retention`` seconds, periodically."""
+    interval = min(max(retention / 10, 1.0), 3600.0)
+    while True:
+        try:
+            deleted = await store.delete_finished_before(time.time() - retention)
+            if deleted:
+                log.info("retention.deleted", runs=deleted)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("retention.failed", error=str(exc))
+        await asyncio.sleep(interval)
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest

@@ -1,0 +1,90 @@
+"""``noderun serve``: start the server (flags or ``NODERUN_*`` variables)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from noderun.server.app import create_app
+from noderun.server.logging import configure_logging
+from noderun.server.settings import Settings
+from noderun.server.uvicorn_config import uvicorn_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noderun", description="NodeTool-compatible node server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the server")
+    serve.add_argument("--host", help="address to bind (NODERUN_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (NODERUN_PORT, default 7777)")
+    serve.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        help="accepted bearer token, repeatable (NODERUN_TOKENS, comma-separated); none = no auth",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="NODERUN_LOG_LEVEL, default info",
+    )
+    serve.add_argument("--store", help="sqlite:///PATH | postgresql://… | none (NODERUN_STORE)")
+    serve.add_argument(
+        "--runners", type=int, help="runner threads for blocking nodes (NODERUN_RUNNERS)"
+    )
+    serve.add_argument(
+        "--retention",
+        type=float,
+        help="seconds to keep finished durable runs, 0 = forever (NODERUN_RETENTION)",
+    )
+    serve.add_argument(
+        "--detach-grace",
+        type=float,
+        help="seconds a run with no client attached goes on (NODERUN_DETACH_GRACE)",
+    )
+    serve.add_argument(
+        "--ping-interval",
+        type=float,
+        help="seconds between server pings, 0 = off (NODERUN_PING_INTERVAL)",
+    )
+    serve.add_argument(
+        "--debug", action="store_true", default=None, help="debug mode (NODERUN_DEBUG)"
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Flags override ``NODERUN_*`` variables, which override the defaults."""
+    values = Settings.from_env()
+    for field in dataclasses.fields(Settings):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            values[field.name] = tuple(value) if field.name == "tokens" else value
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        configure_logging(settings.log_level)
+    except ValueError as exc:
+        print(f"noderun: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn_config(
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn returns normally when start-up fails (e.g. the store is unreachable).
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,506 @@
+"""One WebSocket connection: a reader that decodes and dispatches, a writer that sends.
+
+The reader awaits ASGI ``receive`` and handles each frame synchronously where
+it can (the hot path has no await between a ``run_job`` frame and its ack).
+Everything to send, acks and run messages alike, goes through one bounded
+outbound queue that a single writer task awaits, so frames leave in the order
+they were produced.
+
+Backpressure: the outbound queue holds ``outbound_limit`` frames. A client
+that lets it fill is too slow to follow its runs: it is detached from them
+(they go on, buffering for replay) and closed with 1013, free to reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, assert_never
+
+import structlog
+
+from noderun.protocol.client import (
+    CancelJob,
+    ClearModels,
+    EndInputStream,
+    GetNode,
+    GetStatus,
+    ListNodes,
+    Ping,
+    Pong,
+    ReconnectJob,
+    RunJob,
+    SetMode,
+    Stop,
+    StreamInput,
+    UpdateNodeProperties,
+)
+from noderun.protocol.codec import Outbound, decode_frame
+from noderun.protocol.errors import CommandError, FrameError, MessageError
+from noderun.protocol.server import (
+    GenerationStopped,
+    JobResumed,
+    JobUpdate,
+    ServerPing,
+    ServerPong,
+    error_frame,
+)
+from noderun.runtime.hub import Hub, StartRefused
+from noderun.runtime.run import Run
+from noderun.server.follow import DurableFollower
+
+__all__ = ["Connection"]
+
+log = structlog.get_logger(__name__)
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_NOT_FOUND = "Job not found or already completed"
+
+
+class Connection:
+    """Serves one client until it disconnects. Implements the runtime's ``Subscriber``."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        receive: Receive,
+        send: Send,
+        *,
+        user_id: str,
+        outbound_limit: int,
+        ping_interval: float,
+        node_catalog: list[dict[str, object]],
+    ) -> None:
+        self._hub = hub
+        self._receive = receive
+        self._send = send
+        self.user_id = user_id
+        self._queue: asyncio.Queue[tuple[Outbound, bool]] = asyncio.Queue(outbound_limit)
+        self._text = False
+        self._ping_interval = ping_interval
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._catalog = node_catalog
+        self._runs: dict[str, Run] = {}
+        self._followers: dict[str, DurableFollower] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- Subscriber ---------------------------------------------------------------
+
+    def deliver(self, item: Outbound) -> None:
+        if self._closing:
+            return
+        try:
+            self._queue.put_nowait((item, self._text))
+        except asyncio.QueueFull:
+            self._overflow()
+
+    def _reply(self, message: object) -> None:
+        self.deliver(Outbound(message))
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until the client disconnects; then detach from every run (they go on)."""
+        writer = asyncio.get_running_loop().create_task(self._write())
+        self._schedule_ping()
+        try:
+            await self._read()
+        finally:
+            self._closing = True
+            self._detach_all()
+            if self._ping_timer is not None:
+                self._ping_timer.cancel()
+            for task in (writer, *self._tasks):
+                task.cancel()
+
+    async def _read(self) -> None:
+        receive = self._receive
+        handle = self._handle
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("bytes")
+                if data is not None:
+                    self._text = False
+                    handle(data, False)
+                else:
+                    self._text = True
+                    handle(message["text"].encode(), True)
+            elif kind == "websocket.disconnect":
+                return
+
+    async def _write(self) -> None:
+        get = self._queue.get
+        send = self._send
+        while True:
+            item, text = await get()
+            if text:
+                await send({"type": "websocket.send", "text": item.json().decode()})
+            else:
+                await send({"type": "websocket.send", "bytes": item.msgpack()})
+
+    def _overflow(self) -> None:
+        self._closing = True
+        log.warning("connection.outbound_overflow", user_id=self.user_id, runs=len(self._runs))
+        self._detach_all()
+        self._spawn(self._close(1013, "outbound queue full: client too slow"))
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _detach_all(self) -> None:
+        for run in self._runs.values():
+            run.detach(self)
+        self._runs.clear()
+        for follower in self._followers.values():
+            follower.stop()
+        self._followers.clear()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_ping(self) -> None:
+        if self._ping_interval > 0:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self._ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._reply(ServerPing(ts=time.time()))
+        self._schedule_ping()
+
+    # -- dispatch -----------------------------------------------------------------
+
+    def _handle(self, payload: bytes, text: bool) -> None:
+        try:
+            frame = decode_frame(payload, text=text)
+        except FrameError as exc:
+            self._reply(
+                error_frame(
+                    "invalid_frame", message=exc.detail, typed=True, request_id=exc.request_id
+                )
+            )
+            return
+        except MessageError as exc:
+            self._reply(
+                error_frame("invalid_message", message=exc.detail, request_id=exc.request_id)
+            )
+            return
+        except CommandError as exc:
+            self._reply(
+                error_frame(
+                    "invalid_command",
+                    details=exc.detail,
+                    request_id=exc.request_id,
+                    job_id=exc.job_id,
+                )
+            )
+            return
+        match frame:
+            case RunJob():
+                self._run_job(frame)
+            case ReconnectJob():
+                self._reconnect(frame)
+            case CancelJob():
+                self._cancel(frame)
+            case GetStatus():
+                self._status(frame)
+            case SetMode():
+                self._text = frame.mode == "text"
+                self._reply({"message": f"Mode set to {frame.mode}"})
+            case StreamInput():
+                self._stream_input(frame)
+            case EndInputStream():
+                self._end_input(frame)
+            case UpdateNodeProperties():
+                self._update_properties(frame)
+            case ClearModels():
+                self._reply({"message": "Unused models cleared"})
+            case Stop():
+                self._stop(frame)
+            case ListNodes():
+                nodes = [
+                    meta
+                    for meta in self._catalog
+                    if frame.namespace is None or meta["namespace"] == frame.namespace
+                ]
+                self._rpc(frame.request_id, "list_nodes", result={"nodes": nodes})
+            case GetNode():
+                self._get_node(frame)
+            case Ping():
+                self._reply(ServerPong(ts=time.time()))
+            case Pong():
+                pass
+            case _:
+                assert_never(frame)
+
+    # -- commands -----------------------------------------------------------------
+
+    def _run_job(self, frame: RunJob) -> None:
+        options = frame.execution_options
+        if options is not None and options.persistence == "job":
+            self._spawn(self._run_durable(frame))
+            return
+        try:
+            run = self._hub.start(frame, self.user_id, self)
+        except StartRefused as exc:
+            self._refused(exc, frame.request_id)
+            return
+        self._started(run, frame.request_id)
+
+    async def _run_durable(self, frame: RunJob) -> None:
+        try:
+            run = await self._hub.start_durable(frame, self.user_id, self)
+        except StartRefused as exc:
+            self._refused(exc, frame.request_id)
+            return
+        self._started(run, frame.request_id)
+
+    def _started(self, run: Run, request_id: str | None) -> None:
+        # The run's first message is emitted from its own task, so this ack,
+        # queued now, is always the first frame of the run the client sees.
+        self._runs[run.job_id] = run
+        ack: dict[str, object] = {
+            "message": "Job started",
+            "job_id": run.job_id,
+            "workflow_id": run.workflow_id,
+        }
+        if request_id is not None:
+            ack["request_id"] = request_id
+        self._reply(ack)
+
+    def _refused(self, exc: StartRefused, request_id: str | None) -> None:
+        self._reply(
+            error_frame(exc.code, message=exc.message, job_id=exc.job_id, request_id=request_id)
+        )
+
+    def _reconnect(self, frame: ReconnectJob) -> None:
+        run = self._hub.get(frame.job_id)
+        if run is None:
+            if self._hub.store is not None:
+                self._spawn(self._reconnect_durable(frame))
+            else:
+                self._job_not_found(frame.job_id, frame.workflow_id)
+            return
+        if self._runs.get(frame.job_id) is run and self in run.subscribers:
+            # The SDK repeats reconnect_job every 2 s: never duplicate the live stream.
+            items: list[Outbound] = []
+            incomplete = False
+        else:
+            items, incomplete = run.replay(frame.after_seq)
+        self._reply(
+            JobResumed(
+                job_id=run.job_id,
+                workflow_id=run.workflow_id,
+                status=run.status,
+                last_seq=run.seq,
+                replay_count=len(items),
+                replay_incomplete=incomplete,
+            )
+        )
+        for item in items:
+            self.deliver(item)
+        if not run.finished:
+            run.attach(self)
+            self._runs[run.job_id] = run
+
+    async def _reconnect_durable(self, frame: ReconnectJob) -> None:
+        store = self._hub.store
+        assert store is not None
+        if frame.job_id in self._followers:
+            record = await store.get_run(frame.job_id)
+            status = record.status if record is not None else "running"
+            last = record.last_seq if record is not None else 0
+            self._reply(
+                JobResumed(
+                    job_id=frame.job_id,
+                    workflow_id=frame.workflow_id or "",
+                    status=status,
+                    last_seq=last,
+                    replay_count=0,
+                    replay_incomplete=False,
+                )
+            )
+            return
+        follower = DurableFollower(store, frame.job_id, frame.after_seq, self)
+        try:
+            found = await follower.start(frame.workflow_id)
+        except Exception as exc:
+            log.warning("connection.durable_reconnect_failed", job_id=frame.job_id, error=str(exc))
+            self._job_not_found(frame.job_id, frame.workflow_id, f"store unavailable: {exc}")
+            return
+        if not found:
+            self._job_not_found(frame.job_id, frame.workflow_id)
+            return
+        self._followers[frame.job_id] = follower
+        follower.on_done(lambda: self._forget_follower(follower))
+
+    def _forget_follower(self, follower: DurableFollower) -> None:
+        if self._followers.get(follower.job_id) is follower:
+            del self._followers[follower.job_id]
+
+    def _job_not_found(
+        self, job_id: str, workflow_id: str | None, error: str = "job not found"
+    ) -> None:
+        self._reply(
+            JobUpdate(job_id=job_id, workflow_id=workflow_id or "", status="failed", error=error)
+        )
+
+    def _cancel(self, frame: CancelJob) -> None:
+        run = self._hub.get(frame.job_id)
+        if run is None and self._hub.store is not None:
+            self._spawn(self._cancel_durable(frame))
+            return
+        if run is None or not run.cancel():
+            self._reply(error_frame(_NOT_FOUND, job_id=frame.job_id, request_id=frame.request_id))
+            return
+        self._reply(
+            {
+                "message": "Job cancellation requested",
+                "job_id": run.job_id,
+                "workflow_id": run.workflow_id,
+            }
+        )
+
+    async def _cancel_durable(self, frame: CancelJob) -> None:
+        store = self._hub.store
+        assert store is not None
+        try:
+            requested = await store.request_cancel(frame.job_id)
+        except Exception as exc:
+            log.warning("connection.durable_cancel_failed", job_id=frame.job_id, error=str(exc))
+            requested = False
+        if not requested:
+            self._reply(error_frame(_NOT_FOUND, job_id=frame.job_id, request_id=frame.request_id))
+            return
+        self._reply(
+            {
+                "message": "Job cancellation requested",
+                "job_id": frame.job_id,
+                "workflow_id": frame.workflow_id or "",
+            }
+        )
+
+    def _status(self, frame: GetStatus) -> None:
+        if frame.job_id is None:
+            self._reply(
+                {
+                    "active_jobs": [
+                        {"job_id": run.job_id, "workflow_id": run.workflow_id, "status": run.status}
+                        for run in self._runs.values()
+                        if not run.finished
+                    ]
+                }
+            )
+            return
+        run = self._hub.get(frame.job_id)
+        if run is None:
+            self._reply({"status": "not_found", "job_id": frame.job_id})
+        else:
+            self._reply(
+                {"status": run.status, "job_id": run.job_id, "workflow_id": run.workflow_id}
+            )
+
+    def _live_run(self, job_id: str, request_id: str | None) -> Run | None:
+        run = self._hub.get(job_id)
+        if run is None or run.finished or run.execution is None:
+            self._reply(error_frame(_NOT_FOUND, job_id=job_id, request_id=request_id))
+            return None
+        return run
+
+    def _stream_input(self, frame: StreamInput) -> None:
+        run = self._live_run(frame.job_id, frame.request_id)
+        if run is None:
+            return
+        assert run.execution is not None
+        error = run.execution.push_input(frame.input, frame.value)
+        self._input_answer(run, frame.input, error, "Input item streamed", frame.request_id)
+
+    def _end_input(self, frame: EndInputStream) -> None:
+        run = self._live_run(frame.job_id, frame.request_id)
+        if run is None:
+            return
+        assert run.execution is not None
+        error = run.execution.end_input(frame.input)
+        self._input_answer(run, frame.input, error, "Input stream ended", frame.request_id)
+
+    def _input_answer(
+        self, run: Run, name: str, error: str | None, ok: str, request_id: str | None
+    ) -> None:
+        if error is not None:
+            # Not an ``invalid_*`` code: the SDK would take that as its run being rejected.
+            answer = error_frame(
+                "input_rejected", message=error, job_id=run.job_id, request_id=request_id
+            )
+            answer["input"] = name
+            self._reply(answer)
+        else:
+            self._reply({"message": ok, "job_id": run.job_id, "workflow_id": run.workflow_id})
+
+    def _update_properties(self, frame: UpdateNodeProperties) -> None:
+        run = self._live_run(frame.job_id, frame.request_id)
+        if run is None:
+            return
+        assert run.execution is not None
+        error = run.execution.update_properties(frame.node_id, frame.properties)
+        if error is not None:
+            answer = error_frame(
+                "properties_rejected", message=error, job_id=run.job_id, request_id=frame.request_id
+            )
+            answer["node_id"] = frame.node_id
+            self._reply(answer)
+            return
+        self._reply(
+            {"message": "Node properties updated", "job_id": run.job_id, "node_id": frame.node_id}
+        )
+
+    def _stop(self, frame: Stop) -> None:
+        run = self._runs.pop(frame.job_id, None)
+        if run is not None:
+            run.detach(self)
+        follower = self._followers.pop(frame.job_id, None)
+        if follower is not None:
+            follower.stop()
+        self._reply(GenerationStopped(message="Generation stopped", job_id=frame.job_id))
+        self._reply({"message": "Streaming stopped", "job_id": frame.job_id})
+
+    def _get_node(self, frame: GetNode) -> None:
+        spec = self._hub.registry.get(frame.node_type)
+        if spec is None:
+            self._rpc(
+                frame.request_id,
+                "get_node",
+                error={
+                    "code": "not_found",
+                    "message": f"unknown node type {frame.node_type!r}",
+                    "retryable": False,
+                },
+            )
+        else:
+            self._rpc(frame.request_id, "get_node", result=spec.metadata())
+
+    def _rpc(
+        self,
+        request_id: str | None,
+        command: str,
+        *,
+        result: dict[str, object] | None = None,
+        error: dict[str, object] | None = None,
+    ) -> None:
+        answer: dict[str, object] = {
+            "type": "rpc_response",
+            "request_id": request_id,
+            "command": command,
+        }
+        if error is not None:
+            answer["error"] = error
+        else:
+            answer["result"] = result
+        self._reply(answer)

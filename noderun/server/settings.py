@@ -1,0 +1,70 @@
+"""Server settings: command-line flags, each also a ``NODERUN_*`` environment variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7777
+    tokens: tuple[str, ...] = ()
+    log_level: str = "info"
+    #: ``sqlite:///PATH``, ``postgresql://…``, or ``none`` (durable runs refused).
+    store: str = "sqlite:///noderun.db"
+    runners: int = 4
+    replay_limit: int = 2000
+    detach_grace: float = 600.0
+    finished_ttl: float = 600.0
+    max_active_runs: int = 10_000
+    outbound_limit: int = 4096
+    ping_interval: float = 25.0
+    retention: float = 7 * 24 * 3600.0
+    debug: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> dict[str, object]:
+        """Values found in ``NODERUN_*`` variables, converted to each field's type."""
+        env = os.environ if env is None else env
+        found: dict[str, object] = {}
+        for name, kind in _FIELD_TYPES.items():
+            raw = env.get(f"NODERUN_{name.upper()}")
+            if raw is None or raw == "":
+                continue
+            found[name] = _convert(name, kind, raw)
+        return found
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "host": str,
+    "port": int,
+    "tokens": tuple,
+    "log_level": str,
+    "store": str,
+    "runners": int,
+    "replay_limit": int,
+    "detach_grace": float,
+    "finished_ttl": float,
+    "max_active_runs": int,
+    "outbound_limit": int,
+    "ping_interval": float,
+    "retention": float,
+    "debug": bool,
+}
+
+
+def _convert(name: str, kind: type, raw: str) -> object:
+    if kind is tuple:
+        return tuple(token.strip() for token in raw.split(",") if token.strip())
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"NODERUN_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
