@@ -24,7 +24,7 @@ from noderun.persistence.groupcommit import Append, Finish, GroupCommitter, Item
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.waiters import Waiters
-from noderun.protocol.records import RunRecord, StoredFrame
+from noderun.protocol.records import TERMINAL_STATUSES, RunRecord, StoredFrame
 
 __all__ = ["StoreBase"]
 
@@ -146,7 +146,10 @@ class StoreBase(abc.ABC):
         self._run_added()
 
     def append(self, job_id: str, seq: int, frame: bytes) -> None:
-        """Queue one frame; never blocks. Dropped (and logged) if the queue is full."""
+        """Queue one frame; never blocks. Dropped (and logged) if the queue is full.
+
+        Raises :class:`StoreUnavailable` only when the store is not started or closed.
+        """
         self._check_open()
         self._committer.put(Append(job_id, seq, frame))
 
@@ -159,6 +162,8 @@ class StoreBase(abc.ABC):
         ``options.finish_timeout``; the finish stays queued and is committed when the
         store comes back, so the run does not stay ``running`` forever.
         """
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"finish() needs a terminal status, got {status!r}")
         self._check_open()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from noderun.persistence.base import StoreBase
 from noderun.persistence.errors import StoreConfigError
 from noderun.persistence.options import StoreOptions
-from noderun.runtime.store import RunStore
 
 __all__ = ["open_store"]
 
@@ -14,8 +14,11 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 def open_store(
     url: str, *, server_id: str | None = None, options: StoreOptions | None = None
-) -> RunStore:
+) -> StoreBase:
     """Build (not start) the store that ``url`` names.
+
+    The result satisfies :class:`noderun.runtime.store.RunStore` (structurally:
+    ``persistence`` imports only ``protocol``, never ``runtime``).
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
       ``sqlite:///:memory:`` (one process only): the embedded store.

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 import structlog
 
 from noderun.persistence.errors import StoreError
-from noderun.runtime.store import RunStore
 
 __all__ = ["run_retention"]
 
 log = structlog.get_logger(__name__)
 
 
-async def run_retention(store: RunStore, retention_seconds: float, interval: float) -> None:
+class _Deletes(Protocol):
+    async def delete_finished_before(self, cutoff: float) -> int: ...
+
+
+async def run_retention(store: _Deletes, retention_seconds: float, interval: float) -> None:
     """Every ``interval`` seconds, delete runs finished more than ``retention_seconds`` ago.
 
     Runs until cancelled. Store errors are logged and retried at the next interval, so a

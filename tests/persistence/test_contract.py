@@ -6,13 +6,20 @@ Several store instances on one database stand for several server processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from noderun.persistence import INTERRUPTED_ERROR, RunExists, StoreUnavailable, open_store
+from noderun.persistence import (
+    INTERRUPTED_ERROR,
+    RunExists,
+    StoreUnavailable,
+    open_store,
+    run_retention,
+)
 from noderun.protocol.records import StoredFrame
 from noderun.runtime.store import RunStore
 
@@ -298,3 +305,22 @@ async def test_unreachable_store_fails_start_fast(store_kind: str, tmp_path: Pat
     with pytest.raises(StoreUnavailable):
         await store.create_run(record("j1"))
     await store.close()
+
+
+async def test_run_retention_deletes_old_runs_periodically(store_url: str) -> None:
+    async with started(store_url) as store:
+        await store.create_run(record("j1"))
+        await store.finish("j1", "completed", 1, terminal("j1", 1), None)
+        await store.create_run(record("j2"))
+        task = asyncio.create_task(run_retention(store, 0.0, WAIT / 20))
+        try:
+
+            async def deleted() -> bool:
+                return await store.get_run("j1") is None
+
+            await eventually(deleted)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert await store.get_run("j2") is not None
