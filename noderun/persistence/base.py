@@ -102,20 +102,21 @@ class StoreBase(abc.ABC):
     async def close(self) -> None:
         """Commit pending items (within ``finish_timeout``), fail this server's runs that
         are still running as interrupted, unregister, then release connections."""
-        if self._state != "started":
+        if self._state == "new":
             self._state = "closed"
+        if self._state != "started":
             return
         self._state = "closing"
         await self._committer.close(self._options.finish_timeout)
         for task in self._tasks:
             task.cancel()
+        if self._tasks:
+            # asyncio.wait, not `await task`: a cancellation of close() itself must
+            # propagate instead of being mistaken for the task's own.
+            await asyncio.wait(self._tasks)
         for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("store.task_failed", task=task.get_name())
+            if not task.cancelled() and task.exception() is not None:
+                log.error("store.task_failed", task=task.get_name(), error=repr(task.exception()))
         self._tasks.clear()
         try:
             interrupted = await self._retire()

@@ -21,7 +21,6 @@ Failures never stop the writer:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -133,8 +132,7 @@ class GroupCommitter:
             log.warning("store.close_dropped_pending", pending=self.pending)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # does not swallow a cancel of close() itself
             self._task = None
         closed = StoreUnavailable(self._health.backend, "store closed")
         for item in (*self._inflight, *self._queue):
