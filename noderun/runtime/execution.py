@@ -222,15 +222,16 @@ class Execution:
         except TypeError as exc:
             self._fail(node, exc)
             return
-        self._events.node_completed(node, produced)
         if node.spec.is_output:
             name = str(node.properties.get("name") or node.id)
             values = self.outputs.setdefault(name, [])
             assert isinstance(values, list)
             values.append(produced["output"])
+            # §3.2: a node's output_update comes before its node_update completed.
             self._events.output_value(node, name, produced["output"])
         else:
             self._record_sink(node, produced)
+        self._events.node_completed(node, produced)
         self._route(node, produced)
         self._work.append(node.index)
 
