@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __all__ = ["wrap_explicit"]
 
+_SCALARS: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "float"}
+
 
 def wrap_explicit(value: object) -> object:
     """Wrap a value the way NodeTool's SDK expects when ``explicit_types`` is on.
@@ -13,7 +15,10 @@ def wrap_explicit(value: object) -> object:
     items, a map without a ``type`` key → each value wrapped, a map with a
     ``type`` key (already typed, e.g. an asset) → unchanged.
     """
-    # bool before int: bool is a subclass of int.
+    kind = _SCALARS.get(type(value))
+    if kind is not None:
+        return {"type": kind, "value": value}
+    # Subclasses of the scalar types; bool before int: bool is a subclass of int.
     if isinstance(value, str):
         return {"type": "string", "value": value}
     if isinstance(value, bool):

@@ -64,14 +64,24 @@ class Execution:
         self.outputs: dict[str, object] = {}
         self._events = events
         self._pool = pool
-        self._states = [_State(node) for node in plan.nodes]
+        node = plan.nodes[0]
+        #: One inline node and nothing to wait for: :meth:`execute_now` can run it.
+        self.synchronous = plan.single and node.spec.kind == "inline" and not node.streaming_input
+        self._states = [] if self.synchronous else [_State(node) for node in plan.nodes]
         self._remaining = len(plan.nodes)
         self._work: deque[int] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Future[None] | None = None
 
+    def execute_now(self) -> dict[str, object]:
+        """Run a :attr:`synchronous` plan without yielding. Raises :class:`NodeFailed`."""
+        assert self.synchronous
+        return self._execute_single_inline(self.plan.nodes[0])
+
     async def execute(self) -> dict[str, object]:
         """Run every node; return ``result.outputs``. Raises :class:`NodeFailed`."""
+        if self.synchronous:
+            return self._execute_single_inline(self.plan.nodes[0])
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
         self._work.extend(range(len(self.plan.nodes)))
@@ -81,6 +91,32 @@ class Execution:
         finally:
             for task in self._tasks:
                 task.cancel()
+            self._finished = None
+        return self.outputs
+
+    def _execute_single_inline(self, node: PlannedNode) -> dict[str, object]:
+        """The SDK's single-node run of a cheap node: no scheduler state at all.
+
+        Same events and outputs as the general path, minus its bookkeeping.
+        """
+        spec = node.spec
+        args = dict(node.properties)
+        self._events.node_started(node, args)
+        if spec.takes_context:
+            args["ctx"] = NodeContext(self._events, node.id, node.name, asyncio.get_running_loop())
+        try:
+            produced = self._outputs_of(node, spec.fn(**args))
+        except Exception as exc:
+            failure = NodeFailed(node.id, spec.node_type, node.name, exc)
+            self._events.node_failed(node, str(failure))
+            raise failure from None
+        self._events.node_completed(node, produced)
+        if spec.is_output:
+            name = str(node.properties.get("name") or node.id)
+            self.outputs[name] = [produced["output"]]
+            self._events.output_value(node, name, produced["output"])
+        else:
+            self.outputs[node.id] = produced
         return self.outputs
 
     # -- commands from the client -------------------------------------------------

@@ -121,16 +121,24 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         )
         target.fan_in += 1
         connected.setdefault(target.index, set()).add(edge.target_handle)
+    for index, handles in connected.items():
+        nodes[index].connected = frozenset(handles)
     for planned in nodes:
-        planned.connected = frozenset(connected.get(planned.index, ()))
-        required = planned.spec.missing_required(planned.properties, set(planned.connected))
+        if not planned.spec.required:
+            continue
+        required = [
+            name
+            for name in planned.spec.required
+            if name not in planned.properties and name not in planned.connected
+        ]
         if required:
             raise GraphError(
                 f"node {planned.id!r} ({planned.spec.node_type}): required "
                 f"{', '.join(map(repr, required))} has no value and no edge",
                 node_id=planned.id,
             )
-    _check_acyclic(nodes)
+    if graph.edges:
+        _check_acyclic(nodes)
     return Plan(nodes=nodes, by_id=by_id, inputs=inputs)
 
 

@@ -77,15 +77,18 @@ class Hub:
         entry = self._finished.get(job_id)
         return entry[0] if entry is not None else None
 
-    def start(self, frame: RunJob, user_id: str, subscriber: Subscriber | None) -> Run:
-        """Start an ephemeral run (synchronously: the hot path has no await)."""
-        job_id = self._admit(frame)
-        return self._launch(self._new_run(frame, job_id, user_id, None), frame, subscriber)
+    def create(self, frame: RunJob, user_id: str, subscriber: Subscriber | None) -> Run:
+        """Admit, validate and register an ephemeral run; the caller acks, then ``run.start()``.
 
-    async def start_durable(
+        Synchronous: the hot path has no await between a frame and its ack.
+        """
+        job_id = self._admit(frame)
+        return self._register(self._new_run(frame, job_id, user_id, None), frame, subscriber)
+
+    async def create_durable(
         self, frame: RunJob, user_id: str, subscriber: Subscriber | None
     ) -> Run:
-        """Start a durable run: its row is committed before this returns (and before the ack)."""
+        """Like :meth:`create` for a durable run: its row is committed before this returns."""
         job_id = self._admit(frame)
         store = self.store
         if store is None:
@@ -116,7 +119,7 @@ class Hub:
                 raise StartRefused(code, f"{code.replace('_', ' ')}: {exc}", job_id) from None
         finally:
             self._reserved.discard(job_id)
-        return self._launch(run, frame, subscriber)
+        return self._register(run, frame, subscriber)
 
     def _admit(self, frame: RunJob) -> str:
         job_id = frame.job_id or uuid.uuid4().hex
@@ -146,7 +149,7 @@ class Hub:
             on_finished=self._finished_run,
         )
 
-    def _launch(self, run: Run, frame: RunJob, subscriber: Subscriber | None) -> Run:
+    def _register(self, run: Run, frame: RunJob, subscriber: Subscriber | None) -> Run:
         error: str | None = None
         execution: Execution | None = None
         if frame.graph is None:
@@ -165,7 +168,7 @@ class Hub:
         self._finished.pop(run.job_id, None)
         if subscriber is not None:
             run.attach(subscriber)
-        run.start(execution, error)
+        run.prepare(execution, error)
         return run
 
     def _finished_run(self, run: Run) -> None:

@@ -59,6 +59,10 @@ class Property:
         """``value`` converted to this property's type, or :class:`PropertyError`."""
         if self.type is Any or self.type is object:
             return value
+        # The common case, a value already of the exact plain type, needs no
+        # conversion (``type(True) is bool``, never ``int``, so bools stay strict).
+        if type(value) is self.type and self.min is None and self.max is None:
+            return value
         try:
             converted = msgspec.convert(value, self.type)
         except msgspec.ValidationError as exc:
@@ -104,6 +108,8 @@ class NodeSpec:
     #: ``nodetool.input.*``: its ``value`` comes from the run's ``params[name]``.
     is_input: bool = False
     defaults: Mapping[str, object] = field(default_factory=dict)
+    #: Properties without a default: each needs a value in ``data`` or an edge.
+    required: frozenset[str] = frozenset()
 
     @property
     def namespace(self) -> str:
@@ -126,13 +132,6 @@ class NodeSpec:
             if prop is not None:
                 values[name] = prop.check(self.node_type, value)
         return values
-
-    def missing_required(self, present: Mapping[str, object], connected: set[str]) -> list[str]:
-        return [
-            name
-            for name, prop in self.properties.items()
-            if prop.required and name not in present and name not in connected
-        ]
 
     def metadata(self) -> dict[str, object]:
         return {
@@ -239,6 +238,7 @@ def _build_spec(
         is_output=is_output,
         is_input=is_input,
         defaults={name: p.default for name, p in properties.items() if not p.required},
+        required=frozenset(name for name, p in properties.items() if p.required),
     )
 
 

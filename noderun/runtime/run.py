@@ -46,6 +46,10 @@ class Subscriber(Protocol):
 
     def deliver(self, item: Outbound) -> None: ...
 
+    def run_finished(self, job_id: str) -> None:
+        """Called once after the terminal message: forget the run."""
+        ...
+
 
 class Run:
     """A run's state and message stream. Created and driven by the :class:`~.hub.Hub`."""
@@ -83,6 +87,7 @@ class Run:
         self._on_finished = on_finished
         self._started = time.perf_counter()
         self._cancel_reason: str | None = None
+        self._error: str | None = None
         self._full = detail == "full"
         self._outputs = detail != "terminal"
 
@@ -210,11 +215,24 @@ class Run:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self, execution: Execution | None, error: str | None = None) -> None:
-        """Start the run's coroutine; with ``error`` the run fails at once, nothing executed."""
+    def prepare(self, execution: Execution | None, error: str | None = None) -> None:
+        """Give the run what it will execute; with ``error`` it fails at once, nothing executed."""
         self.execution = execution
+        self._error = error
+
+    def start(self) -> None:
+        """Execute the run.
+
+        An ephemeral run that is one inline node (the SDK's single-node call) or
+        that failed validation completes right here, synchronously: no task,
+        no task switch. Anything that can wait runs in the run's own task.
+        """
         self.status = "running"
-        self.task = asyncio.get_running_loop().create_task(self._main(error))
+        execution = self.execution
+        if self.store is None and (execution is None or execution.synchronous):
+            self._run_now()
+        else:
+            self.task = asyncio.get_running_loop().create_task(self._main())
 
     def cancel(self, reason: str = "cancelled by client") -> bool:
         """Request cancellation; the run ends with a terminal ``cancelled``."""
@@ -224,11 +242,7 @@ class Run:
         self.task.cancel()
         return True
 
-    async def _main(self, error: str | None) -> None:
-        if error is not None:
-            await self._finish("failed", error=error)
-            return
-        assert self.execution is not None
+    def _announce(self) -> None:
         if self._full:
             self.emit(
                 JobUpdate(
@@ -238,28 +252,52 @@ class Run:
                     message="Workflow started",
                 )
             )
+
+    def _run_now(self) -> None:
+        execution = self.execution
+        if execution is None:
+            self._publish(self._terminal("failed", error=self._error))
+            return
+        self._announce()
         try:
-            outputs = await self.execution.execute()
+            outputs = execution.execute_now()
         except NodeFailed as exc:
-            await self._finish("failed", error=str(exc))
+            self._publish(self._terminal("failed", error=str(exc)))
+        except Exception as exc:
+            log.exception("run.internal_error", job_id=self.job_id)
+            self._publish(self._terminal("failed", error=_internal(exc)))
+        else:
+            self._publish(self._terminal("completed", outputs=outputs))
+
+    async def _main(self) -> None:
+        execution = self.execution
+        if execution is None:
+            await self._finish(self._terminal("failed", error=self._error))
+            return
+        self._announce()
+        try:
+            outputs = await execution.execute()
+        except NodeFailed as exc:
+            await self._finish(self._terminal("failed", error=str(exc)))
         except asyncio.CancelledError:
             if self._cancel_reason is None:
                 raise  # not ours (server shutdown cancels through Hub.close)
-            await self._finish("cancelled", message=self._cancel_reason)
+            await self._finish(self._terminal("cancelled", message=self._cancel_reason))
         except Exception as exc:
             log.exception("run.internal_error", job_id=self.job_id)
-            await self._finish("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            await self._finish(self._terminal("failed", error=_internal(exc)))
         else:
-            await self._finish("completed", outputs=outputs)
+            await self._finish(self._terminal("completed", outputs=outputs))
 
-    async def _finish(
+    def _terminal(
         self,
         status: Literal["completed", "failed", "cancelled"],
         *,
         outputs: dict[str, object] | None = None,
         error: str | None = None,
         message: str | None = None,
-    ) -> None:
+    ) -> Outbound:
+        """The terminal ``job_update``, numbered as the run's last message."""
         result: dict[str, object] | None = None
         if outputs is not None:
             wrapped = self._wrap_map(outputs)
@@ -277,23 +315,40 @@ class Run:
             duration=time.perf_counter() - self._started,
             job_seq=self.seq,
         )
-        item = Outbound(terminal, self.seq)
+        return Outbound(terminal, self.seq)
+
+    async def _finish(self, item: Outbound) -> None:
         if self.store is not None:
-            item = await self._commit_terminal(item, terminal)
-        self.status = terminal.status
+            item = await self._commit_terminal(item)
+        self._publish(item)
+
+    def _publish(self, item: Outbound) -> None:
+        """Deliver the terminal message and let go of everything but the replay buffer."""
+        message = item.message
+        assert isinstance(message, JobUpdate)
+        self.status = message.status
         self.terminal = item
         self._buffer.append(item)
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
-        for subscriber in self.subscribers:
+        subscribers, self.subscribers = self.subscribers, []
+        for subscriber in subscribers:
             subscriber.deliver(item)
-        if self._on_finished is not None:
-            self._on_finished(self)
+            subscriber.run_finished(self.job_id)
+        # Break the run <-> execution/task/hub cycles now: a finished run is kept
+        # only for replay, and a cycle-free one is freed by refcounting, not by GC.
+        self.execution = None
+        self.task = None
+        on_finished, self._on_finished = self._on_finished, None
+        if on_finished is not None:
+            on_finished(self)
 
-    async def _commit_terminal(self, item: Outbound, terminal: JobUpdate) -> Outbound:
+    async def _commit_terminal(self, item: Outbound) -> Outbound:
         """Commit a durable run's terminal state; if the store fails, say so instead."""
         assert self.store is not None
+        terminal = item.message
+        assert isinstance(terminal, JobUpdate)
         try:
             await self.store.finish(
                 self.job_id, terminal.status, terminal.job_seq, item.msgpack(), terminal.error
@@ -312,6 +367,10 @@ class Run:
             )
             return Outbound(failed, terminal.job_seq)
         return item
+
+
+def _internal(exc: Exception) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _output_type(value: object) -> str:

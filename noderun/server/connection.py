@@ -99,6 +99,9 @@ class Connection:
         except asyncio.QueueFull:
             self._overflow()
 
+    def run_finished(self, job_id: str) -> None:
+        self._runs.pop(job_id, None)
+
     def _reply(self, message: object) -> None:
         self.deliver(Outbound(message))
 
@@ -249,23 +252,24 @@ class Connection:
             self._spawn(self._run_durable(frame))
             return
         try:
-            run = self._hub.start(frame, self.user_id, self)
+            run = self._hub.create(frame, self.user_id, self)
         except StartRefused as exc:
             self._refused(exc, frame.request_id)
             return
         self._started(run, frame.request_id)
+        run.start()
 
     async def _run_durable(self, frame: RunJob) -> None:
         try:
-            run = await self._hub.start_durable(frame, self.user_id, self)
+            run = await self._hub.create_durable(frame, self.user_id, self)
         except StartRefused as exc:
             self._refused(exc, frame.request_id)
             return
         self._started(run, frame.request_id)
+        run.start()
 
     def _started(self, run: Run, request_id: str | None) -> None:
-        # The run's first message is emitted from its own task, so this ack,
-        # queued now, is always the first frame of the run the client sees.
+        # Called before run.start(): the ack is the first frame of the run the client sees.
         self._runs[run.job_id] = run
         ack: dict[str, object] = {
             "message": "Job started",
