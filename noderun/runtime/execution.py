@@ -62,6 +62,10 @@ class Execution:
     def __init__(self, plan: Plan, events: ExecutionEvents, pool: RunnerPool | None) -> None:
         self.plan = plan
         self.outputs: dict[str, object] = {}
+        # §3.3: every Output node is in result.outputs, with [] if it received no value.
+        for planned in plan.nodes:
+            if planned.spec.is_output:
+                self.outputs[str(planned.properties.get("name") or planned.id)] = []
         self._events = events
         self._pool = pool
         node = plan.nodes[0]
