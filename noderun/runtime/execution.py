@@ -114,13 +114,13 @@ class Execution:
             failure = NodeFailed(node.id, spec.node_type, node.name, exc)
             self._events.node_failed(node, str(failure))
             raise failure from None
-        self._events.node_completed(node, produced)
         if spec.is_output:
             name = str(node.properties.get("name") or node.id)
             self.outputs[name] = [produced["output"]]
             self._events.output_value(node, name, produced["output"])
         else:
             self.outputs[node.id] = produced
+        self._events.node_completed(node, produced)
         return self.outputs
 
     # -- commands from the client -------------------------------------------------
