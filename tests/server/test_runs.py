@@ -155,6 +155,25 @@ async def test_without_require_terminal_result_the_result_is_the_outputs_map(
     assert messages[-1]["result"] == {"n1": {"output": "hello world"}}
 
 
+async def test_single_output_node_sends_output_update_between_its_node_updates(
+    server: ServerHandle,
+) -> None:
+    """A single Output node: node_update running → output_update → node_update completed,
+    and result.outputs maps its name to [value]."""
+    nodes = graph(nd("o", "nodetool.output.Output", name="answer", value=42))
+    async with connect(server) as client:
+        _ack, messages = await run_to_end(client, nodes)
+    assert kinds(messages) == [
+        ("job_update", "running"),
+        ("node_update", "running"),
+        ("output_update",),
+        ("node_update", "completed"),
+        ("job_update", "completed"),
+    ]
+    assert messages[2]["value"] == 42 and messages[2]["output_type"] == "integer"
+    assert messages[-1]["result"] == {"outputs": {"answer": [42]}}
+
+
 # -- multi-node graphs ----------------------------------------------------------------------
 
 
