@@ -48,6 +48,8 @@ from loadtest.servers import (
 
 __all__ = ["main"]
 
+# Other work above this share of a CPU during throughput phases is worth a warning.
+NOISY = 0.1
 _DEFAULTS = {"rounds": 5, "seq_runs": 2000, "warmup": 200, "duration": 3.0, "inprocess_runs": 20000}
 _QUICK = {"rounds": 1, "seq_runs": 200, "warmup": 20, "duration": 0.5, "inprocess_runs": 1000}
 
@@ -157,6 +159,11 @@ def _percent(value: float | None) -> str:
 def _notes(summaries: list[TargetSummary], plan: CpuPlan) -> list[str]:
     notes = [plan.warning] if plan.warning else []
     for t in summaries:
+        if t.rounds and t.other_cpu is not None and t.other_cpu >= NOISY:
+            notes.append(
+                f"{t.label}: other work used {t.other_cpu:.0%} of a CPU during its throughput "
+                "phases; the machine was not quiet, so treat absolute numbers with caution"
+            )
         if t.rounds and t.bound in ("client", "both"):
             notes.append(
                 f"{t.label}: the single client process used {t.client_cpu:.0%} of its CPU "

@@ -28,6 +28,8 @@ from typing import Literal, TypeVar
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
+from loadtest.cpu import system_busy_cpu_seconds
+
 __all__ = [
     "RUN_TIMEOUT_S",
     "BadFrame",
@@ -286,7 +288,9 @@ class ThroughputResult:
     """``runs`` successful runs in ``elapsed_s`` seconds over all connections.
 
     ``client_cpu`` is this process's CPU time over wall time in the timed window
-    (1.0 = one core busy); ``server_cpu`` the same for the server, when probed.
+    (1.0 = one core busy); ``server_cpu`` the same for the server, when probed;
+    ``other_cpu`` the same for everything else on the machine (other processes,
+    the kernel outside these processes, hypervisor steal), when known.
     """
 
     runs: int
@@ -296,6 +300,7 @@ class ThroughputResult:
     frames: Counter[int]
     client_cpu: float
     server_cpu: float | None
+    other_cpu: float | None
 
     @property
     def runs_per_s(self) -> float:
@@ -379,17 +384,23 @@ async def measure_throughput(
     try:
         await watched(_all(warm(c) for c in conns), conns)
         server0 = server_cpu_s() if server_cpu_s else None
+        system0 = system_busy_cpu_seconds()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         await watched(_all(work(c, t0 + duration_s) for c in conns), conns)
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+        system1 = system_busy_cpu_seconds()
         server1 = server_cpu_s() if server_cpu_s else None
     finally:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
     server_cpu = (
         (server1 - server0) / elapsed if server0 is not None and server1 is not None else None
     )
+    other_cpu = None
+    if server_cpu is not None and system0 is not None and system1 is not None:
+        # Clamped: clock-tick rounding can push a quiet machine slightly below 0.
+        other_cpu = max(0.0, (system1 - system0 - cpu) / elapsed - server_cpu)
     return ThroughputResult(
         runs=completed,
         elapsed_s=elapsed,
@@ -398,4 +409,5 @@ async def measure_throughput(
         frames=tally.frames,
         client_cpu=cpu / elapsed,
         server_cpu=server_cpu,
+        other_cpu=other_cpu,
     )

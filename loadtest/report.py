@@ -71,6 +71,12 @@ class TargetSummary:
         return median(known) if len(known) == len(values) and known else None
 
     @property
+    def other_cpu(self) -> float | None:
+        values = [r.throughput.other_cpu for r in self.rounds]
+        known = [v for v in values if v is not None]
+        return median(known) if len(known) == len(values) and known else None
+
+    @property
     def failures(self) -> int:
         return sum(r.sequential.failures + r.throughput.failures for r in self.rounds)
 
@@ -141,7 +147,7 @@ def render(
     lines = [header, ""]
     lines.append(
         f"{'target':<18}{'p50 µs':>9}{'p99 µs':>9}{'runs/s':>10}{'frames/run':>12}"
-        f"{'client CPU':>12}{'server CPU':>12}{'bound':>9}{'failures':>10}"
+        f"{'client CPU':>12}{'server CPU':>12}{'other CPU':>11}{'bound':>9}{'failures':>10}"
     )
     for t in targets:
         if not t.rounds:
@@ -151,7 +157,8 @@ def render(
             frames += f" (!{t.expected_frames})"
         lines.append(
             f"{t.label:<18}{t.p50_us:>9.1f}{t.p99_us:>9.1f}{t.runs_per_s:>10.0f}{frames:>12}"
-            f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}{t.bound:>9}{t.failures:>10}"
+            f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}{_pct(t.other_cpu):>11}"
+            f"{t.bound:>9}{t.failures:>10}"
         )
     by_name = {t.name: t for t in targets if t.rounds}
     floor = by_name.get("floor")
@@ -187,6 +194,7 @@ def to_json(
             "runs_per_s": t.runs_per_s,
             "client_cpu": t.client_cpu,
             "server_cpu": t.server_cpu,
+            "other_cpu": t.other_cpu,
             "bound": t.bound,
             "failures": t.failures,
             "first_failure": t.first_failure,
@@ -201,6 +209,7 @@ def to_json(
                     "throughput_elapsed_s": r.throughput.elapsed_s,
                     "client_cpu": r.throughput.client_cpu,
                     "server_cpu": r.throughput.server_cpu,
+                    "other_cpu": r.throughput.other_cpu,
                 }
                 for r in t.rounds
             ],

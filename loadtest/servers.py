@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from loadtest.cpu import process_tree_cpu_seconds
+
 __all__ = [
     "HEALTH_TIMEOUT_S",
     "CpuPlan",
@@ -94,14 +96,8 @@ class ServerProcess:
         return self.stderr.read().decode(errors="replace")[-limit:]
 
     def cpu_seconds(self) -> float | None:
-        """Cumulative user+system CPU of the server and its live descendants (Linux
-        ``/proc``), else None. Descendants count because a server may run work in
-        child processes."""
-        try:
-            ticks = sum(_process_ticks(pid) for pid in _process_tree(self.process.pid))
-        except (OSError, ValueError, IndexError):
-            return None
-        return ticks / os.sysconf("SC_CLK_TCK")
+        """Cumulative CPU of the server and its descendants, or None (see ``loadtest.cpu``)."""
+        return process_tree_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -112,31 +108,6 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT_S)
         self.stderr.close()
-
-
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, bounded to 1,000 processes."""
-    tree: list[int] = []
-    todo = [pid]
-    while todo and len(tree) < 1000:
-        current = todo.pop()
-        tree.append(current)
-        for task in os.listdir(f"/proc/{current}/task"):
-            # A thread or child may exit between listdir and open.
-            with (
-                contextlib.suppress(OSError),
-                open(f"/proc/{current}/task/{task}/children") as f,
-            ):
-                todo.extend(int(child) for child in f.read().split())
-    return tree
-
-
-def _process_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    # Fields after the parenthesised command name; utime and stime are the 14th/15th.
-    fields = stat.rsplit(b")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def free_port() -> int:
