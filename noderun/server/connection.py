@@ -254,7 +254,7 @@ class Connection:
         try:
             run = self._hub.create(frame, self.user_id, self)
         except StartRefused as exc:
-            self._refused(exc, frame.request_id)
+            self._refused(exc, frame.workflow_id, frame.request_id)
             return
         self._started(run, frame.request_id)
         run.start()
@@ -263,7 +263,7 @@ class Connection:
         try:
             run = await self._hub.create_durable(frame, self.user_id, self)
         except StartRefused as exc:
-            self._refused(exc, frame.request_id)
+            self._refused(exc, frame.workflow_id, frame.request_id)
             return
         self._started(run, frame.request_id)
         run.start()
@@ -280,9 +280,19 @@ class Connection:
             ack["request_id"] = request_id
         self._reply(ack)
 
-    def _refused(self, exc: StartRefused, request_id: str | None) -> None:
+    def _refused(self, exc: StartRefused, workflow_id: str, request_id: str | None) -> None:
+        if exc.code == "job_already_running":
+            # An error ack: the run with that id goes on, and the SDK keeps following it.
+            self._reply(
+                error_frame(exc.code, message=exc.message, job_id=exc.job_id, request_id=request_id)
+            )
+            return
+        # Busy server or store down: the SDK waits for a terminal job_update of its
+        # job_id, so the refusal is one (not a message of any run: no job_seq).
         self._reply(
-            error_frame(exc.code, message=exc.message, job_id=exc.job_id, request_id=request_id)
+            JobUpdate(
+                job_id=exc.job_id, workflow_id=workflow_id, status="failed", error=exc.message
+            )
         )
 
     def _reconnect(self, frame: ReconnectJob) -> None:
