@@ -1,7 +1,8 @@
 """noderun benchmark: noderun against a bare echo floor, interleaved in one run.
 
 ``python -m loadtest.bench [--rounds R] [--seq-runs N] [--duration S]
-[--connections C] [--only floor|noderun|all] [--quick] [--json PATH]``
+[--connections C] [--only floor|noderun|all] [--persistence session|job]
+[--quick] [--json PATH]``
 
 Targets: ``floor`` (``loadtest.echo``, the same uvicorn settings as noderun),
 ``noderun terminal`` and ``noderun full`` (``event_detail`` of the single-node
@@ -15,8 +16,11 @@ target always runs first (warm caches, thermal state):
 
 The report gives medians across rounds and the noderun/floor ratios. The client
 (this process, uvloop) is pinned to one CPU and the servers to the others when
-the machine has two or more. Exit status: 0 when every run was verified, 1 when
-some run failed verification, 2 when a server did not start or a run hung.
+the machine has two or more. noderun gets a temporary sqlite store unless
+``NODERUN_STORE`` names one (``--persistence job`` measures durable runs).
+
+Exit status: 0 when every run was verified, 1 when some run failed
+verification, 2 when a server did not start or a run hung.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +55,7 @@ __all__ = ["main"]
 
 # Other work above this share of a CPU during throughput phases is worth a warning.
 NOISY = 0.1
-_DEFAULTS = {"rounds": 5, "seq_runs": 2000, "warmup": 200, "duration": 3.0, "inprocess_runs": 20000}
+_DEFAULTS = {"rounds": 5, "seq_runs": 2000, "warmup": 200, "duration": 4.0, "inprocess_runs": 20000}
 _QUICK = {"rounds": 1, "seq_runs": 200, "warmup": 20, "duration": 0.5, "inprocess_runs": 1000}
 
 
@@ -73,7 +78,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds over all targets (default 5)")
     parser.add_argument("--seq-runs", type=int, help="timed sequential runs per round (2000)")
     parser.add_argument("--warmup", type=int, help="untimed sequential runs first (200)")
-    parser.add_argument("--duration", type=float, help="seconds of each throughput phase (3)")
+    parser.add_argument("--duration", type=float, help="seconds of each throughput phase (4)")
     parser.add_argument("--connections", type=int, default=32, help="throughput connections")
     parser.add_argument("--inprocess-runs", type=int, help="runs for the in-process cost (20000)")
     parser.add_argument("--only", choices=["floor", "noderun", "all"], default="all")
@@ -148,7 +153,7 @@ def _header(args: argparse.Namespace, plan: CpuPlan) -> str:
         f"noderun benchmark: {args.rounds} round(s) x [{args.seq_runs} sequential runs, "
         f"{args.connections} connections x {args.duration:g} s], medians across rounds\n"
         f"{os.cpu_count()} CPUs, {plan.describe()}; python {platform.python_version()}, "
-        f"persistence={args.persistence}"
+        f"persistence={args.persistence}, store={_store_description()}"
     )
 
 
@@ -172,6 +177,20 @@ def _notes(summaries: list[TargetSummary], plan: CpuPlan) -> list[str]:
     return notes
 
 
+def _store_env(scratch: str) -> dict[str, str]:
+    """Point noderun at a throw-away store unless ``NODERUN_STORE`` chooses one: its
+    default (``noderun.db`` in the working directory) would fill the checkout."""
+    if os.environ.get("NODERUN_STORE"):
+        return {}
+    return {"NODERUN_STORE": f"sqlite:///{scratch}/bench.db"}
+
+
+def _store_description() -> str:
+    store = os.environ.get("NODERUN_STORE")
+    # Only the scheme: a PostgreSQL URL may carry a password.
+    return f"{store.split(':', 1)[0]} (NODERUN_STORE)" if store else "sqlite (temporary)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the report to stdout; return the exit status."""
     args = _parse(argv)
@@ -187,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries = {t.name: TargetSummary(t.name, t.label, t.expected_frames) for t in targets}
     started = time.monotonic()
     try:
-        with spawn_servers(commands, plan) as servers:
+        with (
+            tempfile.TemporaryDirectory(prefix="noderun-bench-") as scratch,
+            spawn_servers(commands, plan, _store_env(scratch)) as servers,
+        ):
             inprocess_us = measure_inprocess(args.inprocess_runs)
             with _event_loop_runner() as runner:
                 runner.run(_measure(targets, summaries, servers, args))
@@ -204,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = {k: v for k, v in vars(args).items() if k != "json"}
         config["cpu_plan"] = plan.describe()
         config["cpus"] = os.cpu_count()
+        config["store"] = _store_description()
         with open(args.json, "w") as f:
             json.dump(to_json(results, config, inprocess_us), f, indent=2)
     return 1 if any(t.failures for t in results) else 0

@@ -20,7 +20,7 @@ from loadtest.stats import median, percentile
 
 __all__ = ["SATURATED", "Round", "TargetSummary", "render", "to_json"]
 
-SATURATED = 0.9
+SATURATED = 0.85
 
 
 @dataclass(frozen=True)

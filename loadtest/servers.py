@@ -118,7 +118,7 @@ def free_port() -> int:
         return port
 
 
-def _start(name: str, argv: Sequence[str], port: int) -> ServerProcess:
+def _start(name: str, argv: Sequence[str], port: int, env: Mapping[str, str]) -> ServerProcess:
     # A file, not a pipe: a chatty server can't block on it. ServerProcess.stop() closes it.
     stderr = tempfile.TemporaryFile()  # noqa: SIM115
     try:
@@ -127,6 +127,7 @@ def _start(name: str, argv: Sequence[str], port: int) -> ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=stderr,
             stderr=stderr,
+            env=env,
         )
     except BaseException:
         stderr.close()
@@ -159,18 +160,21 @@ def wait_healthy(server: ServerProcess, timeout_s: float = HEALTH_TIMEOUT_S) -> 
 
 @contextlib.contextmanager
 def spawn_servers(
-    commands: Mapping[str, Sequence[str]], plan: CpuPlan
+    commands: Mapping[str, Sequence[str]],
+    plan: CpuPlan,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, ServerProcess]]:
     """Start each ``name → argv`` (``--host``/``--port`` are appended) on the plan's
-    server CPUs, wait until all are healthy, pin this process to the client CPU,
-    and stop every server on exit, whatever happened."""
+    server CPUs with this environment plus ``env``, wait until all are healthy, pin
+    this process to the client CPU, and stop every server on exit, whatever happened."""
+    child_env = {**os.environ, **(env or {})}
     servers: dict[str, ServerProcess] = {}
     try:
         if plan.servers is not None:
             os.sched_setaffinity(0, plan.servers)
         try:
             for name, argv in commands.items():
-                servers[name] = _start(name, argv, free_port())
+                servers[name] = _start(name, argv, free_port(), child_env)
         finally:
             if plan.client is not None:
                 os.sched_setaffinity(0, plan.client)

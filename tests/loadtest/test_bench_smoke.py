@@ -103,3 +103,32 @@ def test_floor_only_quick_bench_reports_numbers(tmp_path: Path) -> None:
     assert summary["runs_per_s"] > 0
     assert summary["failures"] == 0
     assert set(summary["frames_per_run"]) == {"2"}
+
+
+def test_quick_bench_against_noderun_verifies_every_run(tmp_path: Path) -> None:
+    """The real server answers every run correctly, with 2 frames per run for
+    ``event_detail=terminal`` and 5 for ``full`` (PROTOCOL.md §3.2)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.bench",
+            "--quick",
+            "--only",
+            "noderun",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["terminal"]["failures"] == 0
+    assert summary["full"]["failures"] == 0
+    assert set(summary["terminal"]["frames_per_run"]) == {"2"}
+    assert set(summary["full"]["frames_per_run"]) == {"5"}
