@@ -88,6 +88,7 @@ class Run:
         self._started = time.perf_counter()
         self._cancel_reason: str | None = None
         self._error: str | None = None
+        self._begun = False
         self._full = detail == "full"
         self._outputs = detail != "terminal"
 
@@ -239,7 +240,10 @@ class Run:
         if self.finished or self.task is None or self._cancel_reason is not None:
             return False
         self._cancel_reason = reason
-        self.task.cancel()
+        if self._begun:
+            self.task.cancel()
+        # else: a task cancelled before its first step never enters _main, so
+        # there would be no terminal message; _main sees the reason instead.
         return True
 
     def _announce(self) -> None:
@@ -270,6 +274,10 @@ class Run:
             self._publish(self._terminal("completed", outputs=outputs))
 
     async def _main(self) -> None:
+        self._begun = True
+        if self._cancel_reason is not None:
+            await self._finish(self._terminal("cancelled", message=self._cancel_reason))
+            return
         execution = self.execution
         if execution is None:
             await self._finish(self._terminal("failed", error=self._error))

@@ -1,0 +1,114 @@
+"""Graph validation: every invalid graph is refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from noderun.protocol.client import Graph
+from noderun.runtime.errors import GraphError
+from noderun.runtime.graph import plan_graph
+from noderun.runtime.node import node as define
+from noderun.runtime.registry import Registry, default_registry
+from tests.runtime.support import edge, node
+
+REGISTRY = default_registry()
+
+
+def plan(nodes: list, edges: list | None = None, params: dict[str, object] | None = None):  # type: ignore[no-untyped-def,type-arg]
+    return plan_graph(Graph(nodes=nodes, edges=edges or []), params, REGISTRY)
+
+
+def refused(nodes: list, edges: list | None = None, params: dict[str, object] | None = None) -> str:  # type: ignore[type-arg]
+    with pytest.raises(GraphError) as info:
+        plan(nodes, edges, params)
+    return info.value.detail
+
+
+def test_single_node_plan_is_the_hot_path() -> None:
+    result = plan([node("n1", "nodetool.text.Concat", a="x", b="y")])
+    assert result.single
+    assert result.nodes[0].properties == {"a": "x", "b": "y"}
+
+
+def test_defaults_fill_missing_properties_and_unknown_keys_are_ignored() -> None:
+    result = plan([node("n1", "nodetool.text.Concat", a="x", ui_color="red")])
+    assert result.nodes[0].properties == {"a": "x", "b": ""}
+
+
+def test_empty_graph() -> None:
+    assert "no nodes" in refused([])
+
+
+def test_unknown_node_type() -> None:
+    assert "unknown node type 'nope.Nope'" in refused([node("n1", "nope.Nope")])
+
+
+def test_duplicate_node_id() -> None:
+    assert "duplicate node id 'a'" in refused(
+        [node("a", "nodetool.constant.String"), node("a", "nodetool.constant.String")]
+    )
+
+
+def test_wrong_property_type_names_node_and_property() -> None:
+    detail = refused([node("n1", "nodetool.text.Concat", a=5)])
+    assert "'n1'" in detail and "'a'" in detail and "str" in detail
+
+
+def test_bool_is_not_an_integer() -> None:
+    assert "int" in refused([node("n1", "nodetool.constant.Integer", value=True)])
+
+
+def test_int_is_accepted_for_float() -> None:
+    assert (
+        plan([node("n1", "nodetool.constant.Float", value=2)]).nodes[0].properties["value"] == 2.0
+    )
+
+
+def test_edge_to_missing_node() -> None:
+    assert "missing node 'ghost'" in refused(
+        [node("a", "nodetool.constant.String")], [edge("a", "ghost", "text")]
+    )
+
+
+def test_edge_from_unknown_output_handle() -> None:
+    detail = refused(
+        [node("a", "nodetool.constant.String"), node("b", "nodetool.text.ToUppercase")],
+        [edge("a", "b", "text", source_handle="nope")],
+    )
+    assert "no output 'nope'" in detail
+
+
+def test_edge_to_unknown_input_handle() -> None:
+    detail = refused(
+        [node("a", "nodetool.constant.String"), node("b", "nodetool.text.ToUppercase")],
+        [edge("a", "b", "nope")],
+    )
+    assert "no input 'nope'" in detail
+
+
+def test_cycle_is_refused_naming_its_nodes() -> None:
+    detail = refused(
+        [node("a", "nodetool.text.ToUppercase"), node("b", "nodetool.text.ToUppercase")],
+        [edge("a", "b", "text"), edge("b", "a", "text")],
+    )
+    assert "cycle" in detail and "'a'" in detail and "'b'" in detail
+
+
+def test_required_property_without_value_or_edge() -> None:
+    @define("test.Needs")
+    def needs(x: int) -> int:
+        return x
+
+    registry = Registry([needs])
+    with pytest.raises(GraphError) as info:
+        plan_graph(Graph(nodes=[node("n", "test.Needs")]), None, registry)
+    assert "required 'x'" in info.value.detail
+    assert plan_graph(Graph(nodes=[node("n", "test.Needs", x=1)]), None, registry).single
+
+
+def test_params_replace_input_values_and_are_type_checked() -> None:
+    result = plan([node("i", "nodetool.input.IntegerInput", name="n", value=1)], params={"n": 7})
+    assert result.nodes[0].properties["value"] == 7
+    assert "param 'n'" in refused(
+        [node("i", "nodetool.input.IntegerInput", name="n")], params={"n": "seven"}
+    )

@@ -1,0 +1,433 @@
+"""Runs through the hub without a socket: messages, outputs, failures, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+
+from noderun.protocol.server import JobUpdate, NodeProgress, NodeUpdate, OutputUpdate
+from noderun.runtime.context import NodeContext
+from noderun.runtime.hub import RuntimeConfig, StartRefused
+from noderun.runtime.node import node as define
+from noderun.runtime.nodes import BUILTIN_NODES
+from noderun.runtime.registry import Registry
+from tests.runtime.support import WAIT, Collector, edge, make_hub, node, request, start
+
+
+async def test_single_node_full_profile_message_order_and_outputs() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request([node("n1", "nodetool.text.Concat", a="hello ", b="world")], job_id="j1")
+        run = start(hub, frame, sink)
+        terminal = await sink.terminal()
+        kinds = [(type(m).__name__, m.status) for m in sink.messages]
+        assert kinds == [
+            ("JobUpdate", "running"),
+            ("NodeUpdate", "running"),
+            ("NodeUpdate", "completed"),
+            ("JobUpdate", "completed"),
+        ]
+        assert [item.seq for item in sink.items] == [1, 2, 3, 4]
+        assert [m.job_seq for m in sink.messages] == [1, 2, 3, 4]
+        assert terminal.result == {"outputs": {"n1": {"output": "hello world"}}}
+        assert terminal.duration is not None and terminal.duration >= 0
+        assert sink.finished == ["j1"]
+        assert run.finished and hub.get("j1") is run and "j1" not in hub.active
+    finally:
+        await pool.close()
+
+
+async def test_terminal_profile_sends_only_the_terminal() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        start(hub, request([node("n1", "lib.math.Add", a=1, b=2)], detail="terminal"), sink)
+        terminal = await sink.terminal()
+        assert len(sink.items) == 1
+        assert terminal.result == {"outputs": {"n1": {"output": 3}}}
+    finally:
+        await pool.close()
+
+
+async def test_explicit_types_and_result_without_outputs_wrapper() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [node("n1", "nodetool.text.Length", text="abcd")],
+            explicit_types=True,
+            require_terminal_result=False,
+        )
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert terminal.result == {"n1": {"output": {"type": "integer", "value": 4}}}
+        completed = [m for m in sink.of_type(NodeUpdate) if m.status == "completed"]
+        assert completed[0].result == {"output": {"type": "integer", "value": 4}}
+    finally:
+        await pool.close()
+
+
+async def test_dag_with_params_output_node_and_outputs_profile() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("i", "nodetool.input.StringInput", name="who"),
+                node("u", "nodetool.text.ToUppercase"),
+                node("o", "nodetool.output.Output", name="shout"),
+            ],
+            [edge("i", "u", "text"), edge("u", "o", "value")],
+            params={"who": "ada"},
+            detail="outputs",
+        )
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        outputs = sink.of_type(OutputUpdate)
+        assert [(o.output_name, o.value, o.output_type) for o in outputs] == [
+            ("shout", "ADA", "string")
+        ]
+        assert not sink.of_type(NodeUpdate)
+        assert terminal.result == {"outputs": {"shout": ["ADA"]}}
+    finally:
+        await pool.close()
+
+
+async def test_streaming_node_sends_each_item_downstream() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("c", "noderun.debug.Count", count=3),
+                node("o", "nodetool.output.Output", name="n"),
+            ],
+            [edge("c", "o", "value")],
+        )
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert [o.value for o in sink.of_type(OutputUpdate)] == [1, 2, 3]
+        assert terminal.result == {"outputs": {"n": [1, 2, 3]}}
+    finally:
+        await pool.close()
+
+
+async def test_node_fires_once_per_arrival_with_latest_other_inputs() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("c", "noderun.debug.Count", count=2),
+                node("k", "nodetool.constant.Integer", value=10),
+                node("add", "lib.math.Add"),
+                node("o", "nodetool.output.Output", name="sum"),
+            ],
+            [edge("c", "add", "a"), edge("k", "add", "b"), edge("add", "o", "value")],
+        )
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert terminal.result == {"outputs": {"sum": [11, 12]}}
+    finally:
+        await pool.close()
+
+
+async def test_independent_branches_run_concurrently() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("a", "noderun.debug.Sleep", seconds=0.05),
+                node("b", "noderun.debug.Sleep", seconds=0.05),
+            ]
+        )
+        start(hub, frame, sink)
+        await sink.terminal()
+        statuses = [(m.node_id, m.status) for m in sink.of_type(NodeUpdate)]
+        # Both started before either completed.
+        assert statuses[:2] == [("a", "running"), ("b", "running")]
+    finally:
+        await pool.close()
+
+
+async def test_failing_node_fails_the_run_naming_the_node() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request([node("d", "lib.math.Divide", a=1, b=0)], detail="terminal")
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert terminal.status == "failed"
+        assert terminal.error is not None
+        assert "'Divide'" in terminal.error and "ZeroDivisionError" in terminal.error
+        errors = [m for m in sink.of_type(NodeUpdate) if m.status == "error"]
+        assert [m.node_id for m in errors] == ["d"]
+        assert terminal.result is None
+    finally:
+        await pool.close()
+
+
+async def test_failure_in_a_dag_cancels_the_rest() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("f", "noderun.debug.Fail", message="boom"),
+                node("s", "noderun.debug.Sleep", seconds=30),
+            ]
+        )
+        run = start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert (
+            terminal.status == "failed" and terminal.error is not None and "boom" in terminal.error
+        )
+        assert run.task is None and not hub.active
+    finally:
+        await pool.close()
+
+
+async def test_invalid_graph_fails_at_once_with_nothing_executed() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        start(hub, request([node("x", "no.Such")]), sink)
+        terminal = await sink.terminal()
+        assert len(sink.items) == 1
+        assert terminal.status == "failed" and terminal.error is not None
+        assert "unknown node type" in terminal.error
+    finally:
+        await pool.close()
+
+
+async def test_no_graph_fails_with_a_clear_error() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request([node("x", "nodetool.constant.String")])
+        frame.graph = None
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert terminal.error is not None and "no graph" in terminal.error
+    finally:
+        await pool.close()
+
+
+async def test_cancel_a_running_run() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
+        await asyncio.sleep(0)
+        assert run.cancel()
+        terminal = await sink.terminal()
+        assert terminal.status == "cancelled"
+        assert not run.cancel()  # finished: nothing to cancel
+    finally:
+        await pool.close()
+
+
+async def test_duplicate_running_job_id_is_refused_and_server_busy_past_the_cap() -> None:
+    hub, pool = await make_hub(config=RuntimeConfig(max_active_runs=1))
+    try:
+        sink = Collector()
+        run = start(
+            hub, request([node("s", "noderun.debug.Sleep", seconds=30)], job_id="same"), sink
+        )
+        for job_id, code in (("same", "job_already_running"), ("other", "server_busy")):
+            try:
+                hub.create(
+                    request([node("n", "nodetool.constant.String")], job_id=job_id), "1", None
+                )
+            except StartRefused as exc:
+                assert exc.code == code
+            else:
+                raise AssertionError(f"{job_id} was not refused")
+        run.cancel()
+        await sink.terminal()
+    finally:
+        await pool.close()
+
+
+async def test_stream_inputs_push_values_then_end() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("i", "nodetool.input.StringInput", name="x", streaming=True),
+                node("u", "nodetool.text.ToUppercase"),
+                node("o", "nodetool.output.Output", name="out"),
+            ],
+            [edge("i", "u", "text"), edge("u", "o", "value")],
+        )
+        run = start(hub, frame, sink)
+        execution = run.execution
+        assert execution is not None
+        await asyncio.sleep(0)
+        assert execution.push_input("x", "a") is None
+        assert execution.push_input("x", "b") is None
+        assert execution.push_input("x", 5) is not None  # wrong type
+        assert execution.push_input("nope", "a") is not None
+        assert execution.end_input("x") is None
+        terminal = await sink.terminal()
+        assert terminal.result == {"outputs": {"out": ["A", "B"]}}
+    finally:
+        await pool.close()
+
+
+async def test_update_properties_applies_to_a_node_not_yet_started() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("i", "nodetool.input.StringInput", name="x", streaming=True),
+                node("c", "nodetool.text.Concat", b="old"),
+            ],
+            [edge("i", "c", "a")],
+        )
+        run = start(hub, frame, sink)
+        execution = run.execution
+        assert execution is not None
+        await asyncio.sleep(0)
+        assert execution.update_properties("c", {"b": "new"}) is None
+        assert execution.update_properties("c", {"b": 5}) is not None
+        assert execution.update_properties("c", {"zzz": 5}) is not None
+        assert execution.update_properties("ghost", {}) is not None
+        execution.push_input("x", "v-")
+        execution.end_input("x")
+        terminal = await sink.terminal()
+        assert terminal.result == {"outputs": {"c": {"output": "v-new"}}}
+    finally:
+        await pool.close()
+
+
+async def test_replay_buffer_is_bounded_and_reports_what_was_dropped() -> None:
+    hub, pool = await make_hub(config=RuntimeConfig(replay_limit=3))
+    try:
+        sink = Collector()
+        run = start(hub, request([node("p", "noderun.debug.Progress", steps=5)]), sink)
+        await sink.terminal()
+        items, incomplete = run.replay(0)
+        assert [item.seq for item in items] == [run.seq - 2, run.seq - 1, run.seq]
+        assert incomplete
+        items, incomplete = run.replay(run.seq - 3)
+        assert len(items) == 3 and not incomplete
+        progress = sink.of_type(NodeProgress)
+        assert [(p.progress, p.total) for p in progress] == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    finally:
+        await pool.close()
+
+
+async def test_a_run_left_without_subscribers_is_cancelled_after_the_grace_period() -> None:
+    hub, pool = await make_hub(config=RuntimeConfig(detach_grace=0.05))
+    try:
+        sink = Collector()
+        run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
+        run.detach(sink)
+        assert run.task is not None
+        await asyncio.wait_for(asyncio.shield(run.task), WAIT)
+        assert run.status == "cancelled"
+    finally:
+        await pool.close()
+
+
+async def test_reattaching_within_the_grace_period_keeps_the_run() -> None:
+    hub, pool = await make_hub(config=RuntimeConfig(detach_grace=0.05))
+    try:
+        first, second = Collector(), Collector()
+        run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=0.2)]), first)
+        run.detach(first)
+        assert run.attach(second)
+        assert not run.attach(second)  # never twice
+        terminal = await second.terminal()
+        assert terminal.status == "completed"
+    finally:
+        await pool.close()
+
+
+async def test_finished_runs_are_kept_up_to_the_limit() -> None:
+    hub, pool = await make_hub(config=RuntimeConfig(finished_limit=2))
+    try:
+        for index in range(3):
+            sink = Collector()
+            start(hub, request([node("n", "nodetool.constant.Bool")], job_id=f"j{index}"), sink)
+            await sink.terminal()
+        assert hub.get("j0") is None
+        assert hub.get("j1") is not None and hub.get("j2") is not None
+    finally:
+        await pool.close()
+
+
+async def test_blocking_nodes_run_off_the_loop() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        start(hub, request([node("b", "noderun.debug.BlockingSleep", seconds=0.3)]), sink)
+        ticks = 0
+        while not sink.done.done():
+            ticks += 1  # the loop keeps turning while the node sleeps on a runner thread
+            await asyncio.sleep(0.01)
+        assert ticks > 1
+        assert (await sink.terminal()).status == "completed"
+    finally:
+        await pool.close()
+
+
+async def test_authoring_api_multi_output_context_from_a_thread() -> None:
+    seen_threads: list[str] = []
+
+    @define("test.Split", outputs={"head": str, "tail": str})
+    def split(ctx: NodeContext, text: str = "") -> dict[str, str]:
+        seen_threads.append(threading.current_thread().name)
+        ctx.progress(1, 2)
+        ctx.log("splitting")
+        time.sleep(0.01)
+        return {"head": text[:1], "tail": text[1:]}
+
+    @define("test.Echo")
+    async def echo(ctx: NodeContext, value: str = "") -> AsyncIterator[str]:
+        ctx.chunk(value)
+        yield value
+
+    registry = Registry([*BUILTIN_NODES, split, echo])
+    assert split.kind == "blocking" and echo.kind == "stream"
+    outputs = split.metadata()["outputs"]
+    assert isinstance(outputs, list)
+    assert [o["name"] for o in outputs] == ["head", "tail"]
+    hub, pool = await make_hub(registry)
+    try:
+        sink = Collector()
+        frame = request(
+            [
+                node("s", "test.Split", text="abc"),
+                node("e", "test.Echo"),
+                node("o", "nodetool.output.Output", name="t"),
+            ],
+            [edge("s", "e", "value", source_handle="tail"), edge("e", "o", "value")],
+        )
+        start(hub, frame, sink)
+        terminal = await sink.terminal()
+        assert terminal.result == {"outputs": {"t": ["bc"]}}  # "s" has an edge out: not a sink
+        assert seen_threads and seen_threads[0].startswith("noderun-runner-")
+        names = [type(m).__name__ for m in sink.messages]
+        assert "NodeProgress" in names and "LogUpdate" in names and "Chunk" in names
+    finally:
+        await pool.close()
+
+
+async def test_terminal_job_update_is_the_last_message() -> None:
+    hub, pool = await make_hub()
+    try:
+        sink = Collector()
+        start(hub, request([node("p", "noderun.debug.Progress", steps=3)]), sink)
+        await sink.terminal()
+        assert isinstance(sink.messages[-1], JobUpdate)
+        assert sum(isinstance(m, JobUpdate) and m.status != "running" for m in sink.messages) == 1
+    finally:
+        await pool.close()
