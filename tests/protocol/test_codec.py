@@ -44,7 +44,7 @@ def test_every_golden_client_frame_decodes_byte_for_byte() -> None:
         data = golden.message["data"]
         assert isinstance(data, dict)
         if "job_id" in data:
-            assert frame.job_id == data["job_id"]  # type: ignore[union-attr]
+            assert frame.job_id == data["job_id"]
 
 
 def test_golden_run_job_fields_are_kept() -> None:

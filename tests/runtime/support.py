@@ -29,13 +29,17 @@ class Collector:
     def deliver(self, item: Outbound) -> None:
         self.items.append(item)
         message = item.message
-        if isinstance(message, JobUpdate) and message.status in {
-            "completed",
-            "failed",
-            "cancelled",
-        }:
-            if not self.done.done():
-                self.done.set_result(message)
+        if (
+            isinstance(message, JobUpdate)
+            and message.status
+            in {
+                "completed",
+                "failed",
+                "cancelled",
+            }
+            and not self.done.done()
+        ):
+            self.done.set_result(message)
 
     def run_finished(self, job_id: str) -> None:
         self.finished.append(job_id)
