@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -81,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
     )
     server = uvicorn.Server(config)
+    # After a graceful shutdown uvicorn re-raises the signal that caused it, under the
+    # handler it found: with the default one a SIGTERM stop would end in death by signal
+    # instead of exit 0. This handler also covers a signal that arrives before uvicorn
+    # installs its own (start-up then shuts down at once).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: setattr(server, "should_exit", True))
     server.run()
     # uvicorn returns normally when start-up fails (e.g. the store is unreachable).
     return 0 if server.started else 1
