@@ -39,6 +39,7 @@ __all__ = [
     "GOLDEN_FRAMES",
     "TERMINAL",
     "TIMEOUT",
+    "TIME_SCALE",
     "Client",
     "Frame",
     "ServerHandle",
@@ -46,8 +47,10 @@ __all__ = [
     "connect",
     "edge",
     "graph",
-    "new_job_id",
+    "is_terminal",
     "nd",
+    "new_job_id",
+    "registry_with_test_nodes",
     "running_server",
 ]
 
@@ -141,9 +144,16 @@ async def chatter(ctx: NodeContext, text: str = "hi") -> str:
     return text + "!"
 
 
+@node("noderun.test.Amplify", title="Amplify", inline=True)
+def amplify(text: str = "", gain: float = 1.0, enabled: bool = False) -> str:
+    """``text`` marked with ``gain`` when enabled: the properties of the golden
+    ``update_node_properties`` frame."""
+    return f"{text}x{gain}" if enabled else text
+
+
 def registry_with_test_nodes() -> Registry:
-    """Every built-in node, plus ``noderun.test.Chatter``."""
-    return Registry([*BUILTIN_NODES, chatter])
+    """Every built-in node, plus ``noderun.test.Chatter`` and ``noderun.test.Amplify``."""
+    return Registry([*BUILTIN_NODES, chatter, amplify])
 
 
 # -- the server --------------------------------------------------------------------
@@ -178,7 +188,10 @@ def running_server(**overrides: Any) -> Iterator[ServerHandle]:
     port = sock.getsockname()[1]
     settings = Settings(host="127.0.0.1", port=port, **values)
     config = uvicorn_config(
-        create_app(settings, registry_with_test_nodes()), host="127.0.0.1", port=port, log_level="warning"
+        create_app(settings, registry_with_test_nodes()),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -265,8 +278,9 @@ class Client:
         )
         return job_id
 
-    async def recv(self, timeout: float = TIMEOUT) -> Frame:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def recv(self, within: float = TIMEOUT) -> Frame:
+        """The next frame, decoded and checked against the golden frames."""
+        raw = await asyncio.wait_for(self.ws.recv(), within)
         if isinstance(raw, bytes):
             frame = msgspec.msgpack.decode(raw)
             self.last_text = False
@@ -278,11 +292,11 @@ class Client:
         return frame
 
     async def recv_until(
-        self, predicate: Callable[[Frame], bool], timeout: float = TIMEOUT
+        self, predicate: Callable[[Frame], bool], within: float = TIMEOUT
     ) -> list[Frame]:
         """Every frame up to and including the first that matches ``predicate``."""
         frames: list[Frame] = []
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             left = deadline - asyncio.get_running_loop().time()
             frame = await self.recv(max(left, 0.001))
@@ -290,9 +304,9 @@ class Client:
             if predicate(frame):
                 return frames
 
-    async def until_terminal(self, job_id: str, timeout: float = TIMEOUT) -> list[Frame]:
+    async def until_terminal(self, job_id: str, within: float = TIMEOUT) -> list[Frame]:
         """Frames up to and including the terminal ``job_update`` of ``job_id``."""
-        return await self.recv_until(lambda frame: is_terminal(frame, job_id), timeout)
+        return await self.recv_until(lambda frame: is_terminal(frame, job_id), within)
 
     async def ping_barrier(self) -> list[Frame]:
         """Send a ping; return every frame that arrived before its pong."""

@@ -1,4 +1,4 @@
-"""Frame-level behaviour (PROTOCOL.md §1–2): errors, text/binary mirroring, ping/pong."""
+"""Frame-level behaviour (PROTOCOL.md §1, §2): errors, text/binary mirroring, ping/pong."""
 
 from __future__ import annotations
 

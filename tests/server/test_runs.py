@@ -80,7 +80,7 @@ async def test_single_node_full_detail_with_explicit_types(server: ServerHandle)
         ("node_update", "completed"),
         ("job_update", "completed"),
     ]
-    running, node_running, node_done, terminal = messages
+    _running, node_running, node_done, terminal = messages
     assert node_running["node_id"] == "n1"
     assert node_running["node_type"] == "nodetool.text.Concat"
     assert node_done["result"] == {"output": {"type": "string", "value": "hello world"}}
@@ -273,9 +273,7 @@ async def test_unknown_node_type_fails_before_anything_runs(server: ServerHandle
 
 async def test_edge_to_missing_node_fails_before_anything_runs(server: ServerHandle) -> None:
     """An edge to a node that is not in the graph → terminal failed naming it."""
-    nodes = graph(
-        nd("a", "nodetool.text.Concat", a="x"), edges=[edge("a", "ghost", "text")]
-    )
+    nodes = graph(nd("a", "nodetool.text.Concat", a="x"), edges=[edge("a", "ghost", "text")])
     await _assert_rejected(server, nodes, "ghost")
 
 

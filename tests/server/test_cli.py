@@ -1,0 +1,120 @@
+"""``noderun serve`` as a real process: flags, NODERUN_* variables, SIGTERM, bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.server.helpers import TIMEOUT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def health(port: int) -> dict[str, object] | None:
+    """The /health body, or None while nothing answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, ConnectionError):
+        return None
+    assert isinstance(body, dict)
+    return body
+
+
+class Serve:
+    """A ``python -m noderun serve`` subprocess, its output in files."""
+
+    def __init__(self, tmp_path: Path, args: list[str], env: Mapping[str, str]) -> None:
+        self.log = tmp_path / "serve.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("NODERUN_")}
+        full_env.update(env)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "noderun", "serve", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=tmp_path,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_healthy(self, port: int) -> dict[str, object]:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited early:\n{self.output()}"
+            body = health(port)
+            if body is not None:
+                return body
+            time.sleep(0.05)
+        raise AssertionError(f"no /health within {TIMEOUT} s:\n{self.output()}")
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"SIGTERM did not stop the server:\n{self.output()}") from None
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[list[Serve]]:
+    """Started servers; killed at the end if a test left one running."""
+    started: list[Serve] = []
+    yield started
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def start(serve: list[Serve], tmp_path: Path, args: list[str], env: Mapping[str, str]) -> Serve:
+    server = Serve(tmp_path, args, env)
+    serve.append(server)
+    return server
+
+
+def test_serve_with_flags_answers_health_and_stops_cleanly_on_sigterm(
+    serve: list[Serve], tmp_path: Path
+) -> None:
+    """noderun serve --port P --store none: /health OK, SIGTERM → exit code 0."""
+    port = free_port()
+    server = start(serve, tmp_path, ["--port", str(port), "--store", "none"], {})
+    body = server.wait_healthy(port)
+    assert body["status"] == "ok"
+    assert server.terminate() == 0, server.output()
+
+
+def test_serve_reads_port_from_the_environment(serve: list[Serve], tmp_path: Path) -> None:
+    """NODERUN_PORT (and NODERUN_STORE) configure the server when no flag is given."""
+    port = free_port()
+    server = start(serve, tmp_path, [], {"NODERUN_PORT": str(port), "NODERUN_STORE": "none"})
+    assert server.wait_healthy(port)["status"] == "ok"
+    assert server.terminate() == 0, server.output()
+
+
+def test_bad_environment_value_exits_2_with_a_message(serve: list[Serve], tmp_path: Path) -> None:
+    """NODERUN_PORT=abc → exit code 2 and a message naming the variable."""
+    server = start(serve, tmp_path, ["--store", "none"], {"NODERUN_PORT": "abc"})
+    assert server.process.wait(TIMEOUT) == 2
+    assert "NODERUN_PORT" in server.output()
