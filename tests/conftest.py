@@ -1,4 +1,5 @@
-"""Fixtures of the store tests: async test runner, isolated sqlite and PostgreSQL databases.
+"""Fixtures shared by the store and durable-run tests: an async test runner, and isolated
+sqlite and PostgreSQL databases.
 
 PostgreSQL comes from ``NODERUN_TEST_PG_DSN`` (default: local ``postgres`` database).
 Each test gets its own database, created from that one and dropped afterwards. When the

@@ -1,0 +1,102 @@
+"""Durable runs on one server process: what reaches the store, and what does not
+(PROTOCOL.md §5), and the answers for unknown and duplicate job ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.durable.helpers import (
+    WAIT,
+    StoreDb,
+    as_stored,
+    connect,
+    is_ack,
+    progress_graph,
+    run_messages,
+    seqs,
+    serving,
+)
+
+
+async def test_ephemeral_run_writes_nothing_to_the_store(store: StoreDb, tmp_path: Path) -> None:
+    async with serving(store.url, tmp_path) as server, connect(server) as client:
+        ephemeral = await client.run_job(progress_graph(3, 0), durable=False)
+        received = await client.until_terminal(ephemeral)
+        assert received[-1].frame["status"] == "completed"
+        # A durable run after it: the store commits in order, so anything queued for
+        # the ephemeral run would be committed by the time this one has finished.
+        durable = await client.run_job(progress_graph(3, 0))
+        assert (await client.until_terminal(durable))[-1].frame["status"] == "completed"
+
+        assert await store.run(ephemeral) is None
+        assert await store.frames(ephemeral) == []
+        assert await store.count("noderun_runs") == 1
+        durable_frames = len(await store.frames(durable))
+        assert await store.count("noderun_frames") == durable_frames
+
+
+async def test_durable_run_stores_its_row_and_the_exact_bytes_of_every_frame(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    async with serving(store.url, tmp_path) as server, connect(server) as client:
+        job_id = await client.run_job(progress_graph(3, 0))
+        received = await client.until_terminal(job_id)
+
+        assert is_ack(received[0].frame), received[0].frame
+        messages = run_messages(received, job_id)
+        assert len(messages) == len(received) - 1
+        assert seqs(messages) == list(range(1, len(messages) + 1))
+        terminal = messages[-1]
+        assert terminal.frame["status"] == "completed"
+        assert terminal.frame["result"] == {"outputs": {"steps": [3]}}
+        kinds = {item.frame["type"] for item in messages}
+        assert {"job_update", "node_update", "node_progress", "output_update"} <= kinds
+
+        run = await store.run(job_id)
+        assert run is not None
+        assert (run.status, run.error, run.last_seq) == ("completed", None, len(messages))
+        assert run.terminal_frame == terminal.raw
+        assert await store.frames(job_id) == as_stored(messages)
+
+
+async def test_reconnect_to_an_unknown_job_is_failed_job_not_found(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    async with serving(store.url, tmp_path) as server, connect(server) as client:
+        await client.reconnect("no-such-job")
+        answer = (await client.recv()).frame
+        assert answer["type"] == "job_update"
+        assert (answer["job_id"], answer["status"]) == ("no-such-job", "failed")
+        assert answer["error"] == "job not found"
+
+
+async def test_duplicate_durable_job_id_while_running_gets_an_error_ack(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    """The second run_job is refused; the first run goes on and is the one stored."""
+    async with serving(store.url, tmp_path) as server, connect(server) as client:
+        job_id = await client.run_job(progress_graph(100, WAIT / 10))
+        received = await client.until(lambda frame: frame.get("type") == "node_progress")
+        await client.run_job(progress_graph(1, 0), job_id=job_id)
+        received += await client.until(lambda frame: "error" in frame and "job_seq" not in frame)
+        refusal = received[-1].frame
+        assert refusal["error"] == "job_already_running", refusal
+        assert refusal["job_id"] == job_id
+
+        await client.cancel(job_id)
+        received += await client.until_terminal(job_id)
+        assert received[-1].frame["status"] == "cancelled"
+        assert [item.frame for item in received if is_ack(item.frame)] == [
+            {"message": "Job started", "job_id": job_id, "workflow_id": "wf"}
+        ]
+        messages = run_messages(received, job_id)
+        assert seqs(messages) == list(range(1, len(messages) + 1))
+        run = await store.run(job_id)
+        assert run is not None and run.status == "cancelled"
+        assert await store.frames(job_id) == as_stored(messages)
+        # The refused run never ran: a run of 100 steps was cancelled, none reported 1/1.
+        assert all(
+            item.frame.get("total") != 1
+            for item in messages
+            if item.frame["type"] == "node_progress"
+        )
