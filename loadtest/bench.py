@@ -134,7 +134,9 @@ async def _measure(
             print(
                 f"  round {index + 1}/{args.rounds} {target.label}: "
                 f"p50 {summaries[target.name].rounds[-1].p50_us:.1f} µs, "
-                f"{throughput.runs_per_s:.0f} runs/s",
+                f"{throughput.runs_per_s:.0f} runs/s, "
+                f"CPU client {_percent(throughput.client_cpu)} "
+                f"server {_percent(throughput.server_cpu)} other {_percent(throughput.other_cpu)}",
                 file=sys.stderr,
                 flush=True,
             )
