@@ -85,6 +85,41 @@ async def test_cancel_twice_answers_not_found_the_second_time(server: ServerHand
     assert sum(is_terminal(f, job_id) for f in frames) == 1
 
 
+async def test_cancel_during_a_blocking_node_ends_cancelled_at_once(
+    server: ServerHandle,
+) -> None:
+    """Cancelling a run whose blocking node holds a runner thread ends the run cancelled
+    without waiting for the thread."""
+    nodes = graph(nd("b", "noderun.debug.BlockingSleep", seconds=1))
+    async with connect(server) as client:
+        job_id = await start(client, nodes)
+        await client.recv_until(lambda f: f.get("type") == "node_update")
+        await client.command("cancel_job", {"job_id": job_id})
+        frames = await client.until_terminal(job_id)
+    assert frames[-1]["status"] == "cancelled"
+    assert not any(f.get("status") == "completed" for f in frames)
+
+
+async def test_not_found_answers_carry_the_request_id(server: ServerHandle) -> None:
+    """An error answer to a frame with a request_id carries it (§2)."""
+    async with connect(server) as client:
+        await client.command("cancel_job", {"job_id": "ghost"}, request_id="c-1")
+        cancel = await client.recv()
+        await client.command(
+            "stream_input", {"job_id": "ghost", "input": "x", "value": 1}, request_id="s-1"
+        )
+        stream = await client.recv()
+        await client.command(
+            "update_node_properties",
+            {"job_id": "ghost", "node_id": "n", "properties": {}},
+            request_id="u-1",
+        )
+        update = await client.recv()
+    assert (cancel["error"], cancel["request_id"]) == (NOT_FOUND, "c-1")
+    assert (stream["error"], stream["request_id"]) == (NOT_FOUND, "s-1")
+    assert (update["error"], update["request_id"]) == (NOT_FOUND, "u-1")
+
+
 # -- get_status -------------------------------------------------------------------------------
 
 

@@ -136,3 +136,20 @@ async def test_blocking_node_does_not_stall_other_connections(server: ServerHand
     assert not any(is_terminal(f, slow) for f in a_frames[:-1])
     assert a_frames[-1]["status"] == "completed"
     assert a_frames[-1]["result"] == {"outputs": {"block": {"output": 2.0}}}
+
+
+async def test_client_too_slow_is_closed_1013_and_its_run_goes_on() -> None:
+    """When a connection's outbound queue fills (a burst it cannot take), it is closed
+    with 1013 and detached; its run completes anyway and can be looked up."""
+    with running_server(outbound_limit=4) as small:
+        burst = graph(nd("p", "noderun.debug.Progress", steps=1000))
+        async with connect(small) as client:
+            job_id = await client.run_job(burst)
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await client.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1013
+        assert "too slow" in info.value.rcvd.reason
+        async with connect(small) as client:
+            assert (await client.status(job_id))["status"] == "completed"

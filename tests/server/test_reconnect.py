@@ -177,3 +177,18 @@ async def test_reattaching_within_the_grace_period_keeps_the_run(server: ServerH
         await reconnect(client, job_id)
         frames = await client.until_terminal(job_id)
     assert frames[-1]["status"] == "completed"
+
+
+async def test_two_connections_follow_one_run(server: ServerHandle) -> None:
+    """A second connection that reconnects to a live run gets it too; the first keeps
+    getting it: both see every job_seq once and the same terminal."""
+    async with connect(server) as first, connect(server) as second:
+        job_id = await first.run_job(PROGRESS)
+        first_frames = await first.recv_until(lambda f: f.get("type") == "node_progress")
+        resumed = await reconnect(second, job_id)
+        second_frames = [resumed] + await second.until_terminal(job_id, within=TIMEOUT * 2)
+        first_frames += await first.until_terminal(job_id, within=TIMEOUT * 2)
+    expected = list(range(1, PROGRESS_MESSAGES + 1))
+    assert seqs(first_frames, job_id) == expected
+    assert seqs(second_frames, job_id) == expected
+    assert first_frames[-1] == second_frames[-1]

@@ -14,6 +14,7 @@ from tests.server.helpers import (
     is_terminal,
     nd,
     new_job_id,
+    running_server,
 )
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="hello ", b="world"))
@@ -216,6 +217,37 @@ async def test_input_params_flow_through_to_output_node(server: ServerHandle) ->
     assert messages[-1]["result"] == {"outputs": {"shout": ["HI THERE"]}}
 
 
+async def test_explicit_types_wrap_output_lists_but_not_output_update_values(
+    server: ServerHandle,
+) -> None:
+    """explicit_types: result.outputs["name"] is a wrapped list of wrapped values;
+    output_update.value is never wrapped (§3.4)."""
+    nodes = graph(
+        nd("n", "nodetool.constant.Integer", value=7),
+        nd("out", "nodetool.output.Output", name="number"),
+        edges=[edge("n", "out", "value")],
+    )
+    async with connect(server) as client:
+        _ack, messages = await run_to_end(client, nodes, explicit_types=True)
+    update = next(m for m in messages if m["type"] == "output_update")
+    assert update["value"] == 7
+    assert messages[-1]["result"] == {
+        "outputs": {"number": {"type": "list", "value": [{"type": "integer", "value": 7}]}}
+    }
+
+
+async def test_run_job_request_id_is_echoed_on_the_ack(server: ServerHandle) -> None:
+    """A run_job with a request_id gets it back on its ack (an answer, not a run message)."""
+    async with connect(server) as client:
+        await client.command(
+            "run_job", {"job_id": "with-request-id", "graph": CONCAT}, request_id="r-9"
+        )
+        frames = await client.until_terminal("with-request-id")
+    assert frames[0]["request_id"] == "r-9"
+    assert frames[0]["message"] == "Job started"
+    assert all("request_id" not in f for f in frames[1:])
+
+
 async def test_math_graph_computes_through_edges(server: ServerHandle) -> None:
     """lib.math: (2 + 3) * 4 = 20, reported under the sink's node id."""
     nodes = graph(
@@ -337,6 +369,43 @@ async def test_duplicate_job_id_while_running_is_refused(server: ServerHandle) -
     assert [m["node_id"] for m in messages if m["type"] == "node_update"] == ["s", "s"]
     assert messages[-1]["status"] == "completed"
     assert messages[-1]["result"] == {"outputs": {"s": {"output": 0.5}}}
+
+
+async def test_busy_server_refuses_with_a_terminal_failed() -> None:
+    """Past max_active_runs, run_job gets a job_update failed for its job_id (the SDK
+    waits for a terminal one), which is not a message of any run (job_seq absent or 0)."""
+    with running_server(max_active_runs=1) as small:
+        async with connect(small) as client:
+            busy = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=30)))
+            assert_ack(await client.recv(), busy)
+            refused_id = await client.run_job(CONCAT)
+            frames = await client.recv_until(lambda f: f.get("job_id") == refused_id)
+            await client.command("cancel_job", {"job_id": busy})
+            await client.until_terminal(busy)
+            # The slot is free again.
+            _ack, messages = await run_to_end(client, CONCAT)
+    refused = frames[-1]
+    assert refused["type"] == "job_update" and refused["status"] == "failed"
+    assert "busy" in refused["error"]
+    assert refused.get("job_seq", 0) == 0
+    assert messages[-1]["status"] == "completed"
+
+
+async def test_value_of_wrong_type_on_an_edge_fails_the_receiving_node(
+    server: ServerHandle,
+) -> None:
+    """A value that does not fit the target property fails the target node, by name."""
+    nodes = graph(
+        nd("s", "noderun.debug.Sleep", seconds=0),
+        nd("c", "nodetool.text.Concat"),
+        edges=[edge("s", "c", "a")],
+    )
+    async with connect(server) as client:
+        _ack, messages = await run_to_end(client, nodes)
+    errors = [m for m in messages if m.get("status") == "error"]
+    assert [m["node_id"] for m in errors] == ["c"]
+    assert messages[-1]["status"] == "failed"
+    assert "'a'" in messages[-1]["error"] and "Concat" in messages[-1]["error"]
 
 
 async def test_job_id_can_be_reused_after_the_run_finished(server: ServerHandle) -> None:
