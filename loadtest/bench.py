@@ -39,8 +39,9 @@ from typing import Literal
 
 from websockets.exceptions import ConnectionClosed
 
-from loadtest.client import RunError, RunSpec, measure_sequential, measure_throughput
+from loadtest.client import RunError, RunSpec
 from loadtest.inprocess import measure_inprocess
+from loadtest.phases import measure_sequential, measure_throughput
 from loadtest.report import Round, TargetSummary, render, to_json
 from loadtest.servers import (
     CpuPlan,
@@ -130,10 +131,12 @@ async def _measure(
                 duration_s=args.duration,
                 server_cpu_s=server.cpu_seconds,
             )
-            summaries[target.name].rounds.append(Round(sequential, throughput))
+            result = Round(sequential, throughput)
+            summaries[target.name].rounds.append(result)
+            p50 = "n/a" if result.p50_us is None else f"{result.p50_us:.1f}"
             print(
                 f"  round {index + 1}/{args.rounds} {target.label}: "
-                f"p50 {summaries[target.name].rounds[-1].p50_us:.1f} µs, "
+                f"p50 {p50} µs, "
                 f"{throughput.runs_per_s:.0f} runs/s, "
                 f"CPU client {_percent(throughput.client_cpu)} "
                 f"server {_percent(throughput.server_cpu)} other {_percent(throughput.other_cpu)}",

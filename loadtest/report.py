@@ -13,9 +13,10 @@ the server's capacity.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from loadtest.client import SequentialResult, ThroughputResult
+from loadtest.phases import SequentialResult, ThroughputResult
 from loadtest.stats import median, percentile
 
 __all__ = ["SATURATED", "Round", "TargetSummary", "render", "to_json"]
@@ -31,12 +32,27 @@ class Round:
     throughput: ThroughputResult
 
     @property
-    def p50_us(self) -> float:
-        return percentile(self.sequential.latencies_us, 50)
+    def p50_us(self) -> float | None:
+        """None when no sequential run of the round succeeded; so for p99."""
+        latencies = self.sequential.latencies_us
+        return percentile(latencies, 50) if latencies else None
 
     @property
-    def p99_us(self) -> float:
-        return percentile(self.sequential.latencies_us, 99)
+    def p99_us(self) -> float | None:
+        latencies = self.sequential.latencies_us
+        return percentile(latencies, 99) if latencies else None
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    """The median of the known values, None when none is known."""
+    known = [v for v in values if v is not None]
+    return median(known) if known else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
 
 
 @dataclass
@@ -49,12 +65,12 @@ class TargetSummary:
     rounds: list[Round] = field(default_factory=list)
 
     @property
-    def p50_us(self) -> float:
-        return median([r.p50_us for r in self.rounds])
+    def p50_us(self) -> float | None:
+        return _median(r.p50_us for r in self.rounds)
 
     @property
-    def p99_us(self) -> float:
-        return median([r.p99_us for r in self.rounds])
+    def p99_us(self) -> float | None:
+        return _median(r.p99_us for r in self.rounds)
 
     @property
     def runs_per_s(self) -> float:
@@ -66,15 +82,11 @@ class TargetSummary:
 
     @property
     def server_cpu(self) -> float | None:
-        values = [r.throughput.server_cpu for r in self.rounds]
-        known = [v for v in values if v is not None]
-        return median(known) if len(known) == len(values) and known else None
+        return _median(r.throughput.server_cpu for r in self.rounds)
 
     @property
     def other_cpu(self) -> float | None:
-        values = [r.throughput.other_cpu for r in self.rounds]
-        known = [v for v in values if v is not None]
-        return median(known) if len(known) == len(values) and known else None
+        return _median(r.throughput.other_cpu for r in self.rounds)
 
     @property
     def failures(self) -> int:
@@ -118,8 +130,9 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
-def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float]:
-    """``target`` / ``floor`` for p50, p99 and throughput: the median of per-round ratios.
+def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float | None]:
+    """``target`` / ``floor`` for p50, p99 and throughput: the median of per-round
+    ratios, None where no round has both sides.
 
     Pairing each round's target with the floor of the same round cancels drift of
     the machine between rounds (a shared VM's speed wanders by tens of percent
@@ -127,17 +140,17 @@ def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float]:
     """
     pairs = list(zip(floor.rounds, target.rounds, strict=True))
     return {
-        "p50": median([t.p50_us / f.p50_us for f, t in pairs]),
-        "p99": median([t.p99_us / f.p99_us for f, t in pairs]),
-        "throughput": median(
-            [
-                t.throughput.runs_per_s / f.throughput.runs_per_s
-                for f, t in pairs
-                if f.throughput.runs_per_s > 0
-            ]
-            or [0.0]
+        "p50": _median(_ratio(t.p50_us, f.p50_us) for f, t in pairs),
+        "p99": _median(_ratio(t.p99_us, f.p99_us) for f, t in pairs),
+        "throughput": _median(
+            _ratio(t.throughput.runs_per_s, f.throughput.runs_per_s) for f, t in pairs
         ),
     }
+
+
+def _num(value: float | None, width: int, decimals: int, suffix: str = "") -> str:
+    text = "n/a" if value is None else f"{value:.{decimals}f}{suffix}"
+    return f"{text:>{width}}"
 
 
 def render(
@@ -156,7 +169,8 @@ def render(
         if frames != str(t.expected_frames):
             frames += f" (!{t.expected_frames})"
         lines.append(
-            f"{t.label:<18}{t.p50_us:>9.1f}{t.p99_us:>9.1f}{t.runs_per_s:>10.0f}{frames:>12}"
+            f"{t.label:<18}{_num(t.p50_us, 9, 1)}{_num(t.p99_us, 9, 1)}"
+            f"{t.runs_per_s:>10.0f}{frames:>12}"
             f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}{_pct(t.other_cpu):>11}"
             f"{t.bound:>9}{t.failures:>10}"
         )
@@ -167,16 +181,21 @@ def render(
         lines += ["", f"{'noderun / floor':<18}{'p50':>9}{'p99':>9}{'runs/s':>10}"]
         for t in others:
             r = ratios(floor, t)
-            lines.append(f"{t.label:<18}{r['p50']:>8.2f}x{r['p99']:>8.2f}x{r['throughput']:>9.2f}x")
+            lines.append(
+                f"{t.label:<18}{_num(r['p50'], 9, 2, 'x')}{_num(r['p99'], 9, 2, 'x')}"
+                f"{_num(r['throughput'], 10, 2, 'x')}"
+            )
     lines.append("")
     if inprocess_us is None:
         lines.append("in-process: unavailable")
     else:
         lines.append(f"in-process: {inprocess_us:.1f} µs per trivial run (no socket)")
-    for t in targets:
-        if t.first_failure is not None:
-            notes.append(f"{t.label}: {t.failures} failed runs; first: {t.first_failure}")
-    lines += [f"note: {n}" for n in notes]
+    failures = [
+        f"{t.label}: {t.failures} failed runs; first: {t.first_failure}"
+        for t in targets
+        if t.first_failure is not None
+    ]
+    lines += [f"note: {n}" for n in [*notes, *failures]]
     return "\n".join(lines)
 
 

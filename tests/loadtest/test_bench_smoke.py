@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -16,6 +17,8 @@ import pytest
 
 from loadtest.client import RunSpec, check_terminal, decode_frame
 from loadtest.echo import answer
+from loadtest.phases import SequentialResult, ThroughputResult
+from loadtest.report import Round, TargetSummary, ratios, render, to_json
 from loadtest.stats import median, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,3 +135,28 @@ def test_quick_bench_against_noderun_verifies_every_run(tmp_path: Path) -> None:
     assert summary["full"]["failures"] == 0
     assert set(summary["terminal"]["frames_per_run"]) == {"2"}
     assert set(summary["full"]["frames_per_run"]) == {"5"}
+
+
+def test_report_survives_a_target_whose_every_run_failed() -> None:
+    """No successful run means no latency: the report says n/a and counts the failures."""
+    failed = "status 'failed': 'boom'"
+    floor = TargetSummary("floor", "floor", 2)
+    floor.rounds.append(
+        Round(
+            SequentialResult([100.0, 200.0], 0, None, Counter({2: 2})),
+            ThroughputResult(10, 1.0, 0, None, Counter({2: 10}), 0.5, 0.5, 0.0),
+        )
+    )
+    broken = TargetSummary("terminal", "noderun terminal", 2)
+    broken.rounds.append(
+        Round(
+            SequentialResult([], 2, failed, Counter({2: 2})),
+            ThroughputResult(0, 1.0, 7, failed, Counter({2: 7}), 0.5, None, None),
+        )
+    )
+    text = render([floor, broken], "header", None, [])
+    assert "n/a" in text
+    assert f"noderun terminal: 9 failed runs; first: {failed}" in text
+    assert ratios(floor, broken) == {"p50": None, "p99": None, "throughput": 0.0}
+    data = to_json([floor, broken], {}, None)
+    assert json.loads(json.dumps(data, allow_nan=False))["summary"]["terminal"]["p50_us"] is None
