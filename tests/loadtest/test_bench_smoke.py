@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from collections import Counter
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from loadtest import inprocess
 from loadtest.client import RunSpec, check_terminal, decode_frame
 from loadtest.echo import answer
 from loadtest.phases import SequentialResult, ThroughputResult
@@ -160,3 +162,14 @@ def test_report_survives_a_target_whose_every_run_failed() -> None:
     assert ratios(floor, broken) == {"p50": None, "p99": None, "throughput": 0.0}
     data = to_json([floor, broken], {}, None)
     assert json.loads(json.dumps(data, allow_nan=False))["summary"]["terminal"]["p50_us"] is None
+
+
+def test_inprocess_cost_comes_from_the_runtime_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """µs per run = the hook's seconds for n runs / n; a missing hook is None."""
+    hook = types.ModuleType("loadtest_fake_bench_hooks")
+    hook.run_trivial = lambda n: n * 12e-6  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, hook.__name__, hook)
+    monkeypatch.setattr(inprocess, "HOOK", hook.__name__)
+    assert inprocess.measure_inprocess(1000) == pytest.approx(12.0)
+    monkeypatch.setattr(inprocess, "HOOK", "noderun.runtime.no_such_bench_hooks")
+    assert inprocess.measure_inprocess(1000) is None
