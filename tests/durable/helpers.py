@@ -366,6 +366,9 @@ async def connect(server: ServerProcess) -> AsyncIterator[Client]:
         compression=None,
         proxy=None,
         ping_interval=None,
+        # Unbounded: with websockets' default (16), frames a test leaves unread pause
+        # reading, so the server's close frame is not seen until close_timeout.
+        max_queue=None,
         open_timeout=WAIT * 5,
         close_timeout=WAIT * 5,
     ) as ws:

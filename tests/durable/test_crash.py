@@ -1,0 +1,103 @@
+"""``kill -9`` of a server: a new server on the same store reports what the store holds
+(PROTOCOL.md §5): runs in flight end ``failed`` ``interrupted: server stopped``, finished
+runs keep their result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.durable.helpers import (
+    INTERRUPTED,
+    WAIT,
+    Received,
+    StoreDb,
+    as_stored,
+    connect,
+    eventually,
+    progress_graph,
+    run_messages,
+    seqs,
+    serving,
+)
+
+
+def _check_replay(replayed: list[Received], seen: list[Received]) -> None:
+    """Replayed messages are numbered 1..n, and each is byte for byte the message of
+    that ``job_seq`` the first server sent (when the client got that far)."""
+    assert seqs(replayed) == list(range(1, len(replayed) + 1))
+    sent = {item.frame["job_seq"]: item.raw for item in seen}
+    for item in replayed[:-1]:
+        seq = item.frame["job_seq"]
+        if seq in sent:
+            assert item.raw == sent[seq], f"job_seq {seq} differs from what the client saw"
+
+
+async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    async with serving(store.url, tmp_path) as first, connect(first) as client:
+        job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+        seen = await client.until(
+            lambda frame: frame.get("type") == "node_progress" and frame["progress"] >= 3
+        )
+
+        async def some_committed() -> bool:
+            return len(await store.frames(job_id)) >= 4
+
+        await eventually(some_committed)
+        await first.kill()
+    seen = run_messages(seen, job_id)
+    committed = await store.frames(job_id)
+    run = await store.run(job_id)
+    assert run is not None and run.status == "running"
+
+    async with serving(store.url, tmp_path) as second, connect(second) as client:
+        await client.reconnect(job_id)
+        # The killed server's lease must expire before the new one fails its run.
+        received = await client.until_terminal(job_id, WAIT * 15)
+        # A client that got messages the killed server never committed (so its position
+        # is past the interrupted terminal's job_seq) still gets the terminal message.
+        async with connect(second) as late:
+            await late.reconnect(job_id, after_seq=received[-1].frame["job_seq"] + 10)
+            caught_up = await late.until_terminal(job_id)
+
+    resumed = received[0].frame
+    assert resumed["type"] == "job_resumed"
+    assert (resumed["job_id"], resumed["workflow_id"]) == (job_id, "wf")
+    assert resumed["status"] in ("running", "failed")
+    replayed = run_messages(received, job_id)
+    assert len(replayed) == len(received) - 1
+    _check_replay(replayed, seen)
+    assert as_stored(replayed[:-1]) == committed
+    terminal = replayed[-1].frame
+    assert (terminal["type"], terminal["status"]) == ("job_update", "failed")
+    assert terminal["error"] == INTERRUPTED
+    run = await store.run(job_id)
+    assert run is not None
+    assert (run.status, run.error, run.last_seq) == ("failed", INTERRUPTED, len(replayed))
+    assert await store.frames(job_id) == as_stored(replayed)
+    assert caught_up[0].frame["type"] == "job_resumed"
+    assert [item.raw for item in caught_up[1:]] == [replayed[-1].raw]
+
+
+async def test_run_finished_before_a_kill_keeps_its_result(store: StoreDb, tmp_path: Path) -> None:
+    async with serving(store.url, tmp_path) as first, connect(first) as client:
+        job_id = await client.run_job(progress_graph(3, 0))
+        seen = run_messages(await client.until_terminal(job_id), job_id)
+        assert seen[-1].frame["status"] == "completed"
+        await first.kill()
+
+    async with serving(store.url, tmp_path) as second, connect(second) as client:
+        await client.reconnect(job_id)
+        received = await client.until_terminal(job_id)
+
+    resumed = received[0].frame
+    assert resumed["type"] == "job_resumed"
+    assert (resumed["status"], resumed["last_seq"]) == ("completed", len(seen))
+    assert resumed["replay_count"] == len(seen)
+    assert resumed["replay_incomplete"] is False
+    replayed = run_messages(received, job_id)
+    assert as_stored(replayed) == as_stored(seen)
+    terminal = replayed[-1].frame
+    assert terminal["status"] == "completed"
+    assert terminal["result"] == {"outputs": {"steps": [3]}}

@@ -1,0 +1,89 @@
+"""Two server processes on one store (PROTOCOL.md §4: durable runs can be reconnected
+from any process that shares the store): following, cancelling and job-id clashes
+across processes. PostgreSQL notifies the other process; sqlite is polled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.durable.helpers import (
+    WAIT,
+    StoreDb,
+    as_stored,
+    connect,
+    progress_graph,
+    run_messages,
+    seqs,
+    serving,
+)
+
+
+async def test_reconnect_on_another_server_replays_then_follows_live(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    async with (
+        serving(store.url, tmp_path) as owner,
+        serving(store.url, tmp_path) as other,
+        connect(owner) as on_owner,
+        connect(other) as on_other,
+    ):
+        job_id = await on_owner.run_job(progress_graph(10, WAIT / 5))
+        seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
+        # The same id on the other server while the run goes on: refused by the store.
+        await on_other.run_job(progress_graph(1, 0), job_id=job_id)
+        refusal = (await on_other.recv()).frame
+        assert refusal["error"] == "job_already_running", refusal
+        assert refusal["job_id"] == job_id
+
+        await on_other.reconnect(job_id)
+        followed = await on_other.until(lambda frame: frame.get("type") == "job_resumed")
+        await on_other.reconnect(job_id)  # the SDK repeats it every 2 s
+        followed += await on_other.until_terminal(job_id)
+        seen += await on_owner.until_terminal(job_id)
+
+    sent = run_messages(seen, job_id)
+    assert sent[-1].frame["status"] == "completed"
+    resumed = [item.frame for item in followed if item.frame.get("type") == "job_resumed"]
+    assert len(resumed) == 2
+    # The run was still going: some messages came live, after the replay.
+    assert resumed[0]["status"] == "running"
+    assert resumed[0]["replay_count"] < len(sent)
+    assert resumed[1]["replay_count"] == 0
+    messages = run_messages(followed, job_id)
+    assert len(messages) == len(followed) - 2
+    assert seqs(messages) == list(range(1, len(sent) + 1))
+    assert as_stored(messages) == as_stored(sent)
+    assert await store.frames(job_id) == as_stored(sent)
+
+
+async def test_cancel_sent_to_another_server_cancels_the_run(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    async with (
+        serving(store.url, tmp_path) as owner,
+        serving(store.url, tmp_path) as other,
+        connect(owner) as on_owner,
+        connect(other) as on_other,
+    ):
+        job_id = await on_owner.run_job(progress_graph(1000, WAIT / 10))
+        seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
+        await on_other.reconnect(job_id)
+        followed = await on_other.until(lambda frame: frame.get("type") == "node_progress")
+
+        await on_other.cancel(job_id)
+        followed += await on_other.until(
+            lambda frame: frame.get("message") == "Job cancellation requested"
+        )
+        ack = followed[-1].frame
+        assert (ack["job_id"], "workflow_id" in ack) == (job_id, True)
+        followed += await on_other.until_terminal(job_id)
+        seen += await on_owner.until_terminal(job_id)
+
+    sent = run_messages(seen, job_id)
+    assert sent[-1].frame["status"] == "cancelled"
+    assert sent[-1].frame["message"] == "cancelled by client"
+    messages = run_messages(followed, job_id)
+    assert seqs(messages) == list(range(1, len(sent) + 1))
+    assert as_stored(messages) == as_stored(sent)
+    run = await store.run(job_id)
+    assert run is not None and run.status == "cancelled"

@@ -1,0 +1,82 @@
+"""A PostgreSQL store that goes away: durable runs fail promptly with "store unavailable",
+ephemeral runs go on, and the server recovers by itself when the database is back. A
+server whose store cannot be reached at start exits at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.durable.helpers import (
+    WAIT,
+    Client,
+    ServerProcess,
+    StoreDb,
+    connect,
+    eventually,
+    free_port,
+    progress_graph,
+    serving,
+    sleep_graph,
+)
+
+
+async def _terminal(
+    client: Client, graph: dict[str, object], *, durable: bool = True
+) -> dict[str, object]:
+    job_id = await client.run_job(graph, durable=durable)
+    return (await client.until_terminal(job_id)).pop().frame
+
+
+async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
+    pg_store: StoreDb, tmp_path: Path
+) -> None:
+    async with (
+        serving(pg_store.url, tmp_path, log_level="info", clean=False) as server,
+        connect(server) as client,
+    ):
+        assert (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
+        # In flight when the database goes: its terminal state cannot be committed.
+        in_flight = await client.run_job(sleep_graph(WAIT / 2))
+        await client.until(lambda frame: frame.get("type") == "node_update")
+        await pg_store.refuse_connections()
+        try:
+            # STORE_ENV's finish deadline is WAIT * 2: the failure is reported soon after.
+            interrupted = (await client.until_terminal(in_flight, WAIT * 6)).pop().frame
+            assert interrupted["status"] == "failed"
+            assert "store unavailable" in str(interrupted["error"])
+
+            refused = await _terminal(client, progress_graph(2, 0))
+            assert refused["status"] == "failed"
+            assert "store unavailable" in str(refused["error"])
+
+            ephemeral = await _terminal(client, progress_graph(2, 0), durable=False)
+            assert ephemeral["status"] == "completed"
+            assert ephemeral["result"] == {"outputs": {"steps": [2]}}
+        finally:
+            await pg_store.allow_connections()
+
+        async def durable_run_completes() -> bool:
+            return (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
+
+        await eventually(durable_run_completes)
+
+        async def logged_reconnected() -> bool:
+            return "store.reconnected" in server.log()
+
+        await eventually(logged_reconnected)
+    # asyncpg's pool logs its own retries with a traceback (backing off up to 60 s);
+    # noderun itself logs none.
+    log = server.log()
+    assert log.count("Traceback") == log.count("Failed to restore the pool connection floor"), log
+
+
+async def test_serve_exits_at_once_when_postgres_is_unreachable(tmp_path: Path) -> None:
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    server = ServerProcess(closed, tmp_path)
+    server.spawn()
+    try:
+        code = await server.wait_exit(WAIT * 10)
+    finally:
+        await server.kill()
+    assert code != 0
+    assert "store unavailable" in server.log(), server.log()

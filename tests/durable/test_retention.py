@@ -1,0 +1,52 @@
+"""``noderun serve --retention S``: a background task deletes finished durable runs (row
+and frames) older than S seconds, never running ones; ``--retention 0`` keeps them all."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.durable.helpers import (
+    WAIT,
+    StoreDb,
+    connect,
+    eventually,
+    progress_graph,
+    serving,
+)
+
+
+async def test_finished_runs_older_than_the_retention_are_deleted(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    async with (
+        serving(store.url, tmp_path, args=["--retention", "1"]) as server,
+        connect(server) as client,
+    ):
+        running = await client.run_job(progress_graph(1000, WAIT / 10))
+        await client.until(lambda frame: frame.get("type") == "node_progress")
+        finished = await client.run_job(progress_graph(3, 0))
+        terminal = (await client.until_terminal(finished)).pop().frame
+        assert terminal["status"] == "completed"
+
+        async def deleted() -> bool:
+            return await store.run(finished) is None and await store.frames(finished) == []
+
+        await eventually(deleted)
+        run = await store.run(running)
+        assert run is not None and run.status == "running"
+        assert await store.frames(running) != []
+
+
+async def test_retention_zero_keeps_finished_runs(store: StoreDb, tmp_path: Path) -> None:
+    async with (
+        serving(store.url, tmp_path, args=["--retention", "0"]) as server,
+        connect(server) as client,
+    ):
+        job_id = await client.run_job(progress_graph(3, 0))
+        received = await client.until_terminal(job_id)
+        # Longer than a 1 s retention takes to delete a run (its task looks every second).
+        await asyncio.sleep(WAIT * 3)
+        run = await store.run(job_id)
+        assert run is not None and run.status == "completed"
+        assert len(await store.frames(job_id)) == len(received) - 1
