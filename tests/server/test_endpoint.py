@@ -11,6 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.server.helpers import (
+    TIME_SCALE,
     TIMEOUT,
     ServerHandle,
     connect,
@@ -21,6 +22,8 @@ from tests.server.helpers import (
 )
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="a", b="b"))
+#: Seconds connection A's blocking node holds its runner thread.
+BLOCK = 2.0 * TIME_SCALE
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +129,16 @@ async def test_blocking_node_does_not_stall_other_connections(server: ServerHand
     """While connection A's BlockingSleep holds a runner thread, connection B's run
     completes, and A's run is still running when it does; then A completes too."""
     async with connect(server) as a, connect(server) as b:
-        slow = await a.run_job(graph(nd("block", "noderun.debug.BlockingSleep", seconds=2)))
+        slow = await a.run_job(graph(nd("block", "noderun.debug.BlockingSleep", seconds=BLOCK)))
         await a.recv_until(lambda f: f.get("type") == "node_update")
         fast = await b.run_job(CONCAT)
         frames = await b.until_terminal(fast)
         assert frames[-1]["status"] == "completed"
         assert (await b.status(slow))["status"] == "running"
-        a_frames = await a.until_terminal(slow, within=TIMEOUT + 2)
+        a_frames = await a.until_terminal(slow, within=TIMEOUT + BLOCK)
     assert not any(is_terminal(f, slow) for f in a_frames[:-1])
     assert a_frames[-1]["status"] == "completed"
-    assert a_frames[-1]["result"] == {"outputs": {"block": {"output": 2.0}}}
+    assert a_frames[-1]["result"] == {"outputs": {"block": {"output": BLOCK}}}
 
 
 async def test_client_too_slow_is_closed_1013_and_its_run_goes_on() -> None:

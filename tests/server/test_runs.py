@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.server.helpers import (
+    TIME_SCALE,
     Client,
     Frame,
     ServerHandle,
@@ -353,7 +354,7 @@ async def test_empty_graph_fails(server: ServerHandle) -> None:
 async def test_duplicate_job_id_while_running_is_refused(server: ServerHandle) -> None:
     """A job_id already running → error answer naming it, and no second run."""
     job_id = new_job_id()
-    sleeper = graph(nd("s", "noderun.debug.Sleep", seconds=0.5))
+    sleeper = graph(nd("s", "noderun.debug.Sleep", seconds=0.5 * TIME_SCALE))
     async with connect(server) as client:
         await client.run_job(sleeper, job_id=job_id)
         assert_ack(await client.recv(), job_id)
@@ -368,7 +369,7 @@ async def test_duplicate_job_id_while_running_is_refused(server: ServerHandle) -
     assert_sequenced(messages, job_id)
     assert [m["node_id"] for m in messages if m["type"] == "node_update"] == ["s", "s"]
     assert messages[-1]["status"] == "completed"
-    assert messages[-1]["result"] == {"outputs": {"s": {"output": 0.5}}}
+    assert messages[-1]["result"] == {"outputs": {"s": {"output": 0.5 * TIME_SCALE}}}
 
 
 async def test_busy_server_refuses_with_a_terminal_failed() -> None:
