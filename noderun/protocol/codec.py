@@ -22,8 +22,8 @@ _envelope_msgpack = msgspec.msgpack.Decoder(Envelope)
 _envelope_json = msgspec.json.Decoder(Envelope)
 _data_msgpack = {name: msgspec.msgpack.Decoder(cls) for name, cls in COMMANDS.items()}
 _data_json = {name: msgspec.json.Decoder(cls) for name, cls in COMMANDS.items()}
-_job_id_msgpack = msgspec.msgpack.Decoder(dict[str, object])
-_job_id_json = msgspec.json.Decoder(dict[str, object])
+_map_msgpack = msgspec.msgpack.Decoder(dict[str, object])
+_map_json = msgspec.json.Decoder(dict[str, object])
 
 encode_msgpack = msgspec.msgpack.Encoder().encode
 encode_json = msgspec.json.Encoder().encode
@@ -40,7 +40,8 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
     try:
         envelope = (_envelope_json if text else _envelope_msgpack).decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(str(exc)) from None
+        request_id = _str_field(payload, "request_id", text=text)
+        raise FrameError(str(exc), request_id=request_id) from None
     command = envelope.command
     request_id = envelope.request_id
     if command is None:
@@ -65,20 +66,20 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
             f"malformed {command!r} data: {exc}",
             command=command,
             request_id=request_id,
-            job_id=_job_id_of(raw, text=text),
+            job_id=_str_field(raw, "job_id", text=text),
         ) from None
     frame.request_id = request_id
     return frame  # type: ignore[return-value]
 
 
-def _job_id_of(raw: bytes, *, text: bool) -> str | None:
-    """The ``job_id`` of malformed data when it is readable, for the error frame."""
+def _str_field(raw: bytes, key: str, *, text: bool) -> str | None:
+    """``raw[key]`` of a malformed map when it is a readable string, for the error frame."""
     try:
-        data = (_job_id_json if text else _job_id_msgpack).decode(raw)
+        data = (_map_json if text else _map_msgpack).decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    job_id = data.get("job_id")
-    return job_id if isinstance(job_id, str) else None
+    value = data.get(key)
+    return value if isinstance(value, str) else None
 
 
 class Outbound:
