@@ -90,6 +90,20 @@ async def test_envelope_field_of_wrong_type_is_invalid_frame(server: ServerHandl
     assert other["error"] == "invalid_frame"
 
 
+async def test_invalid_frame_carries_a_readable_request_id(server: ServerHandle) -> None:
+    """A map whose envelope has a wrong-typed key still gets its string request_id back
+    on the invalid_frame error (§2: the error frame MUST carry it)."""
+    async with connect(server) as client:
+        bad_command = await send_raw_and_receive(
+            client, msgspec.msgpack.encode({"command": 12, "request_id": "r-7", "data": {}})
+        )
+        await client.ws.send(msgspec.json.encode({"type": 5, "request_id": "r-8"}).decode())
+        bad_type = await client.recv()
+        await assert_still_open(client)
+    assert (bad_command["error"], bad_command["request_id"]) == ("invalid_frame", "r-7")
+    assert (bad_type["error"], bad_type["request_id"]) == ("invalid_frame", "r-8")
+
+
 # -- invalid_command / invalid_message -------------------------------------------------------
 
 
