@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,6 +33,7 @@ from noderun.runtime.registry import Registry
 from noderun.server.app import create_app
 from noderun.server.settings import Settings
 from noderun.server.uvicorn_config import uvicorn_config
+from tests.golden import FIXTURE
 
 __all__ = [
     "GOLDEN_FRAMES",
@@ -63,15 +63,13 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 Frame = dict[str, Any]
 
-#: ``shared/`` sits beside the repository.
-_FIXTURE = (
-    Path(__file__).resolve().parents[3] / "shared/fixtures/nodetool-sdk-v1/execution-wire.json"
-)
-
 
 def _load_golden() -> list[tuple[str, str, Frame, bytes]]:
-    """``(name, direction, decoded frame, exact bytes)`` of every golden frame."""
-    fixture = json.loads(_FIXTURE.read_text())
+    """``(name, direction, decoded frame, exact bytes)`` of every golden frame; none when
+    ``../shared`` is not beside the repository (``test_golden`` then skips, or fails in CI)."""
+    if not FIXTURE.exists():
+        return []
+    fixture = json.loads(FIXTURE.read_text())
     frames = []
     for entry in fixture["frames"]:
         raw = bytes.fromhex(entry["messagepack_hex"])
@@ -103,17 +101,21 @@ _GOLDEN_SERVER: dict[tuple[object, object], Frame] = {
     for _name, direction, frame, _raw in GOLDEN_FRAMES
     if direction == "server" and "type" in frame
 }
-_GOLDEN_REJECTION = next(
-    frame
-    for _name, direction, frame, _raw in GOLDEN_FRAMES
-    if direction == "server" and frame.get("error") == "invalid_command"
+_GOLDEN_REJECTION: Frame = next(
+    (
+        frame
+        for _name, direction, frame, _raw in GOLDEN_FRAMES
+        if direction == "server" and frame.get("error") == "invalid_command"
+    ),
+    {},
 )
 
 
 def check_golden_shape(frame: Mapping[str, object]) -> None:
     """Assert ``frame`` carries every key of its golden counterpart, with the same types."""
     golden = _GOLDEN_SERVER.get(_golden_key(frame))
-    if golden is None and frame.get("error") == "invalid_command" and "type" not in frame:
+    is_rejection = frame.get("error") == "invalid_command" and "type" not in frame
+    if golden is None and is_rejection and _GOLDEN_REJECTION:
         golden = {
             key: value
             for key, value in _GOLDEN_REJECTION.items()

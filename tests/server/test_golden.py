@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.golden import golden_frames
 from tests.server.helpers import (
     GOLDEN_FRAMES,
     Client,
@@ -32,6 +33,13 @@ CLIENT = {name: raw for name, direction, _frame, raw in GOLDEN_FRAMES if directi
 SERVER = {name: frame for name, direction, frame, _raw in GOLDEN_FRAMES if direction == "server"}
 #: NodeTool's runner-placement event: this server has a single runner tier and never sends it.
 NEVER_SENT = {"execution_target_event"}
+
+
+@pytest.fixture(autouse=True)
+def _fixture_present() -> None:
+    """Skip (or fail in CI) with the expected path when ``../shared`` is missing."""
+    if not GOLDEN_FRAMES:
+        golden_frames()
 
 
 @pytest.fixture(scope="module")
