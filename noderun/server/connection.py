@@ -332,10 +332,11 @@ class Connection:
             record = await store.get_run(frame.job_id)
             status = record.status if record is not None else "running"
             last = record.last_seq if record is not None else 0
+            workflow_id = record.workflow_id if record is not None else frame.workflow_id
             self._reply(
                 JobResumed(
                     job_id=frame.job_id,
-                    workflow_id=frame.workflow_id or "",
+                    workflow_id=workflow_id or "",
                     status=status,
                     last_seq=last,
                     replay_count=0,
@@ -394,11 +395,19 @@ class Connection:
         if not requested:
             self._reply(error_frame(_NOT_FOUND, job_id=frame.job_id, request_id=frame.request_id))
             return
+        workflow_id = frame.workflow_id
+        if not workflow_id:
+            # The ack names the run's workflow, as for a run of this process.
+            try:
+                record = await store.get_run(frame.job_id)
+            except Exception:
+                record = None
+            workflow_id = record.workflow_id if record is not None else ""
         self._reply(
             {
                 "message": "Job cancellation requested",
                 "job_id": frame.job_id,
-                "workflow_id": frame.workflow_id or "",
+                "workflow_id": workflow_id,
             }
         )
 
