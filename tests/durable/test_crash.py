@@ -101,3 +101,25 @@ async def test_run_finished_before_a_kill_keeps_its_result(store: StoreDb, tmp_p
     terminal = replayed[-1].frame
     assert terminal["status"] == "completed"
     assert terminal["result"] == {"outputs": {"steps": [3]}}
+
+
+async def test_graceful_stop_cancels_durable_runs_and_stores_that(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    """SIGTERM is the designed shutdown: runs end ``cancelled`` with a reason, committed,
+    so the next server replays that terminal message."""
+    async with serving(store.url, tmp_path) as first, connect(first) as client:
+        job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+        await client.until(lambda frame: frame.get("type") == "node_progress")
+        await first.stop()
+    run = await store.run(job_id)
+    assert run is not None and run.status == "cancelled"
+
+    async with serving(store.url, tmp_path) as second, connect(second) as client:
+        await client.reconnect(job_id)
+        received = await client.until_terminal(job_id)
+    replayed = run_messages(received, job_id)
+    assert seqs(replayed) == list(range(1, len(replayed) + 1))
+    terminal = replayed[-1].frame
+    assert (terminal["status"], terminal["message"]) == ("cancelled", "server shutting down")
+    assert await store.frames(job_id) == as_stored(replayed)

@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.durable.helpers import (
+    INTERRUPTED,
     WAIT,
     StoreDb,
     as_stored,
     connect,
+    eventually,
     progress_graph,
     run_messages,
     seqs,
@@ -49,6 +51,7 @@ async def test_reconnect_on_another_server_replays_then_follows_live(
     assert resumed[0]["status"] == "running"
     assert resumed[0]["replay_count"] < len(sent)
     assert resumed[1]["replay_count"] == 0
+    assert [frame["workflow_id"] for frame in resumed] == ["wf", "wf"]
     messages = run_messages(followed, job_id)
     assert len(messages) == len(followed) - 2
     assert seqs(messages) == list(range(1, len(sent) + 1))
@@ -74,10 +77,18 @@ async def test_cancel_sent_to_another_server_cancels_the_run(
         followed += await on_other.until(
             lambda frame: frame.get("message") == "Job cancellation requested"
         )
-        ack = followed[-1].frame
-        assert (ack["job_id"], "workflow_id" in ack) == (job_id, True)
+        assert followed[-1].frame == {
+            "message": "Job cancellation requested",
+            "job_id": job_id,
+            "workflow_id": "wf",
+        }
         followed += await on_other.until_terminal(job_id)
         seen += await on_owner.until_terminal(job_id)
+        # Finished now: a second cancel finds nothing to cancel, on either server.
+        for client in (on_other, on_owner):
+            await client.cancel(job_id)
+            answer = (await client.recv()).frame
+            assert answer == {"error": "Job not found or already completed", "job_id": job_id}
 
     sent = run_messages(seen, job_id)
     assert sent[-1].frame["status"] == "cancelled"
@@ -87,3 +98,34 @@ async def test_cancel_sent_to_another_server_cancels_the_run(
     assert as_stored(messages) == as_stored(sent)
     run = await store.run(job_id)
     assert run is not None and run.status == "cancelled"
+
+
+async def test_follower_on_another_server_sees_the_owner_killed_as_interrupted(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    """The surviving server fails the dead server's run once its lease expires, and its
+    own follower of that run gets the terminal message."""
+    async with (
+        serving(store.url, tmp_path) as owner,
+        serving(store.url, tmp_path) as other,
+        connect(other) as on_other,
+    ):
+        async with connect(owner) as on_owner:
+            job_id = await on_owner.run_job(progress_graph(1000, WAIT / 10))
+            await on_owner.until(lambda frame: frame.get("type") == "node_progress")
+            await on_other.reconnect(job_id)
+            followed = await on_other.until(lambda frame: frame.get("type") == "node_progress")
+            await owner.kill()
+        followed += await on_other.until_terminal(job_id, WAIT * 15)
+
+        async def stored_as_failed() -> bool:
+            run = await store.run(job_id)
+            return run is not None and run.status == "failed"
+
+        await eventually(stored_as_failed)
+
+    messages = run_messages(followed, job_id)
+    assert seqs(messages) == list(range(1, len(messages) + 1))
+    assert messages[-1].frame["status"] == "failed"
+    assert messages[-1].frame["error"] == INTERRUPTED
+    assert await store.frames(job_id) == as_stored(messages)

@@ -100,3 +100,23 @@ async def test_duplicate_durable_job_id_while_running_gets_an_error_ack(
             for item in messages
             if item.frame["type"] == "node_progress"
         )
+
+
+async def test_job_id_of_a_finished_durable_run_can_be_used_again(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    """The new run replaces the old one in the store, frames included."""
+    async with serving(store.url, tmp_path) as server, connect(server) as client:
+        job_id = await client.run_job(progress_graph(5, 0))
+        first = run_messages(await client.until_terminal(job_id), job_id)
+        await client.run_job(progress_graph(1, 0), job_id=job_id)
+        received = await client.until_terminal(job_id)
+        assert is_ack(received[0].frame)
+        second = run_messages(received, job_id)
+        assert len(second) < len(first)
+        assert second[-1].frame["result"] == {"outputs": {"steps": [1]}}
+        assert await store.frames(job_id) == as_stored(second)
+
+        await client.reconnect(job_id)
+        replayed = run_messages(await client.until_terminal(job_id), job_id)
+        assert as_stored(replayed) == as_stored(second)
