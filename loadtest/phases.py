@@ -69,6 +69,17 @@ class ThroughputResult:
     def runs_per_s(self) -> float:
         return self.runs / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def server_us_per_run(self) -> float | None:
+        """Server CPU microseconds per successful run, when the server was probed.
+
+        Unlike runs/s this barely moves when other processes compete for the
+        machine, so it is the steadier measure of the server's own cost.
+        """
+        if self.server_cpu is None or not self.runs:
+            return None
+        return self.server_cpu * self.elapsed_s / self.runs * 1e6
+
 
 async def _all(coros: Iterable[Coroutine[object, object, None]]) -> None:
     """Run ``coros`` concurrently; the first failure cancels the rest and is raised as is.

@@ -1,7 +1,9 @@
 """Benchmark results: per-round samples, medians across rounds, ratios, table and JSON.
 
 Ratios are noderun / floor for each noderun target, paired by round (see
-``ratios``): above 1 is slower for p50 and p99, below 1 is less throughput.
+``ratios``): above 1 is slower for p50 and p99 and costlier in server CPU per
+run, below 1 is less throughput. On a busy machine the CPU-per-run ratio is the
+steadiest of the four: other processes steal wall time, not CPU time per run.
 
 A side of the throughput measurement is saturated when it used at least
 ``SATURATED`` of a CPU in the timed window. ``bound`` names the saturated
@@ -77,6 +79,10 @@ class TargetSummary:
         return median([r.throughput.runs_per_s for r in self.rounds])
 
     @property
+    def server_us_per_run(self) -> float | None:
+        return _median(r.throughput.server_us_per_run for r in self.rounds)
+
+    @property
     def client_cpu(self) -> float:
         return median([r.throughput.client_cpu for r in self.rounds])
 
@@ -131,8 +137,8 @@ def _pct(value: float | None) -> str:
 
 
 def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float | None]:
-    """``target`` / ``floor`` for p50, p99 and throughput: the median of per-round
-    ratios, None where no round has both sides.
+    """``target`` / ``floor`` for p50, p99, throughput and server CPU per run: the
+    median of per-round ratios, None where no round has both sides.
 
     Pairing each round's target with the floor of the same round cancels drift of
     the machine between rounds (a shared VM's speed wanders by tens of percent
@@ -144,6 +150,9 @@ def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float | Non
         "p99": _median(_ratio(t.p99_us, f.p99_us) for f, t in pairs),
         "throughput": _median(
             _ratio(t.throughput.runs_per_s, f.throughput.runs_per_s) for f, t in pairs
+        ),
+        "server_cpu_per_run": _median(
+            _ratio(t.throughput.server_us_per_run, f.throughput.server_us_per_run) for f, t in pairs
         ),
     }
 
@@ -159,7 +168,8 @@ def render(
     """The human-readable report: a table, the ratios, the in-process cost and notes."""
     lines = [header, ""]
     lines.append(
-        f"{'target':<18}{'p50 µs':>9}{'p99 µs':>9}{'runs/s':>10}{'frames/run':>12}"
+        f"{'target':<18}{'p50 µs':>9}{'p99 µs':>9}{'runs/s':>10}{'srv µs/run':>12}"
+        f"{'frames/run':>12}"
         f"{'client CPU':>12}{'server CPU':>12}{'other CPU':>11}{'bound':>9}{'failures':>10}"
     )
     for t in targets:
@@ -170,7 +180,7 @@ def render(
             frames += f" (!{t.expected_frames})"
         lines.append(
             f"{t.label:<18}{_num(t.p50_us, 9, 1)}{_num(t.p99_us, 9, 1)}"
-            f"{t.runs_per_s:>10.0f}{frames:>12}"
+            f"{t.runs_per_s:>10.0f}{_num(t.server_us_per_run, 12, 1)}{frames:>12}"
             f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}{_pct(t.other_cpu):>11}"
             f"{t.bound:>9}{t.failures:>10}"
         )
@@ -178,12 +188,15 @@ def render(
     floor = by_name.get("floor")
     others = [t for t in targets if t.rounds and t.name != "floor"]
     if floor is not None and others:
-        lines += ["", f"{'noderun / floor':<18}{'p50':>9}{'p99':>9}{'runs/s':>10}"]
+        lines += [
+            "",
+            f"{'noderun / floor':<18}{'p50':>9}{'p99':>9}{'runs/s':>10}{'srv µs/run':>12}",
+        ]
         for t in others:
             r = ratios(floor, t)
             lines.append(
                 f"{t.label:<18}{_num(r['p50'], 9, 2, 'x')}{_num(r['p99'], 9, 2, 'x')}"
-                f"{_num(r['throughput'], 10, 2, 'x')}"
+                f"{_num(r['throughput'], 10, 2, 'x')}{_num(r['server_cpu_per_run'], 12, 2, 'x')}"
             )
     lines.append("")
     if inprocess_us is None:
@@ -211,6 +224,7 @@ def to_json(
             "p50_us": t.p50_us,
             "p99_us": t.p99_us,
             "runs_per_s": t.runs_per_s,
+            "server_us_per_run": t.server_us_per_run,
             "client_cpu": t.client_cpu,
             "server_cpu": t.server_cpu,
             "other_cpu": t.other_cpu,
@@ -224,6 +238,7 @@ def to_json(
                     "p99_us": r.p99_us,
                     "sequential_runs": len(r.sequential.latencies_us),
                     "runs_per_s": r.throughput.runs_per_s,
+                    "server_us_per_run": r.throughput.server_us_per_run,
                     "throughput_runs": r.throughput.runs,
                     "throughput_elapsed_s": r.throughput.elapsed_s,
                     "client_cpu": r.throughput.client_cpu,

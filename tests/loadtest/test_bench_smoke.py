@@ -159,7 +159,12 @@ def test_report_survives_a_target_whose_every_run_failed() -> None:
     text = render([floor, broken], "header", None, [])
     assert "n/a" in text
     assert f"noderun terminal: 9 failed runs; first: {failed}" in text
-    assert ratios(floor, broken) == {"p50": None, "p99": None, "throughput": 0.0}
+    assert ratios(floor, broken) == {
+        "p50": None,
+        "p99": None,
+        "throughput": 0.0,
+        "server_cpu_per_run": None,
+    }
     data = to_json([floor, broken], {}, None)
     assert json.loads(json.dumps(data, allow_nan=False))["summary"]["terminal"]["p50_us"] is None
 
