@@ -60,6 +60,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 _NOT_FOUND = "Job not found or already completed"
 
+#: Durable runs being created: not tasks of their connection, so a disconnect does not
+#: cancel them (strong references, or the loop could drop them while they wait).
+_creating: set[asyncio.Task[None]] = set()
+
 
 class Connection:
     """Serves one client until it disconnects. Implements the runtime's ``Subscriber``."""
@@ -140,6 +144,7 @@ class Connection:
 
     async def _write(self) -> None:
         get = self._queue.get
+        done = self._queue.task_done
         send = self._send
         while True:
             item, text = await get()
@@ -147,6 +152,11 @@ class Connection:
                 await send({"type": "websocket.send", "text": item.json().decode()})
             else:
                 await send({"type": "websocket.send", "bytes": item.msgpack()})
+            done()
+
+    async def flushed(self) -> None:
+        """Wait until every frame queued so far has been handed to the socket."""
+        await self._queue.join()
 
     def _overflow(self) -> None:
         self._closing = True
@@ -249,7 +259,12 @@ class Connection:
     def _run_job(self, frame: RunJob) -> None:
         options = frame.execution_options
         if options is not None and options.persistence == "job":
-            self._spawn(self._run_durable(frame))
+            # Not self._spawn: a disconnect must not cancel it. The run goes on without
+            # its client (PROTOCOL.md §4), and a row commit cut short would leave a run
+            # "running" in the store that nothing runs.
+            task = asyncio.get_running_loop().create_task(self._run_durable(frame))
+            _creating.add(task)
+            task.add_done_callback(_creating.discard)
             return
         try:
             run = self._hub.create(frame, self.user_id, self)
@@ -266,6 +281,8 @@ class Connection:
             self._refused(exc, frame.workflow_id, frame.request_id)
             return
         self._started(run, frame.request_id)
+        if self._closing:
+            run.detach(self)  # the client left while the row was committed
         run.start()
 
     def _started(self, run: Run, request_id: str | None) -> None:
