@@ -10,6 +10,7 @@ from tests.durable.helpers import (
     StoreDb,
     as_stored,
     connect,
+    eventually,
     is_ack,
     progress_graph,
     run_messages,
@@ -120,3 +121,21 @@ async def test_job_id_of_a_finished_durable_run_can_be_used_again(
         await client.reconnect(job_id)
         replayed = run_messages(await client.until_terminal(job_id), job_id)
         assert as_stored(replayed) == as_stored(second)
+
+
+async def test_durable_run_goes_on_when_its_client_disconnects_right_after_run_job(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    """PROTOCOL.md §4: a run does not depend on its connection, even while its row is
+    being committed; no row is left ``running`` with nothing running it."""
+    async with serving(store.url, tmp_path) as server:
+        job_ids = []
+        for _ in range(30):
+            async with connect(server) as client:
+                job_ids.append(await client.run_job(progress_graph(1, 0)))
+
+        async def all_completed() -> bool:
+            runs = [await store.run(job_id) for job_id in job_ids]
+            return all(run is not None and run.status == "completed" for run in runs)
+
+        await eventually(all_completed)
