@@ -362,17 +362,21 @@ class Connection:
             )
             return
         follower = DurableFollower(store, frame.job_id, frame.after_seq, self)
+        # Known before the first await, so a reconnect_job repeated meanwhile starts no
+        # second stream; forgotten when done, which for a finished run is within start(),
+        # so asking again replays the terminal message again.
+        self._followers[frame.job_id] = follower
+        follower.on_done(lambda: self._forget_follower(follower))
         try:
             found = await follower.start(frame.workflow_id)
         except Exception as exc:
+            self._forget_follower(follower)
             log.warning("connection.durable_reconnect_failed", job_id=frame.job_id, error=str(exc))
             self._job_not_found(frame.job_id, frame.workflow_id, f"store unavailable: {exc}")
             return
         if not found:
+            self._forget_follower(follower)
             self._job_not_found(frame.job_id, frame.workflow_id)
-            return
-        self._followers[frame.job_id] = follower
-        follower.on_done(lambda: self._forget_follower(follower))
 
     def _forget_follower(self, follower: DurableFollower) -> None:
         if self._followers.get(follower.job_id) is follower:
