@@ -90,6 +90,10 @@ async def test_run_finished_before_a_kill_keeps_its_result(store: StoreDb, tmp_p
     async with serving(store.url, tmp_path) as second, connect(second) as client:
         await client.reconnect(job_id)
         received = await client.until_terminal(job_id)
+        # Asked again on the same connection, it answers again (PROTOCOL.md §4).
+        await client.reconnect(job_id)
+        again = await client.until_terminal(job_id)
+        assert [item.raw for item in again] == [item.raw for item in received]
 
     resumed = received[0].frame
     assert resumed["type"] == "job_resumed"
