@@ -19,6 +19,7 @@ __all__ = [
     "Chunk",
     "ErrorMessage",
     "GenerationStopped",
+    "JobNotice",
     "JobResumed",
     "JobUpdate",
     "LogUpdate",
@@ -45,6 +46,20 @@ class _RunMessage(msgspec.Struct, kw_only=True, tag_field="type"):
 
 
 class JobUpdate(_RunMessage, kw_only=True, tag="job_update"):
+    status: JobStatus
+    message: str | None = None
+    result: Map | None = None
+    error: str | None = None
+    duration: float | None = None
+    run_state: Map | None = None
+
+
+class JobNotice(msgspec.Struct, kw_only=True, tag_field="type", tag="job_update"):
+    """A ``job_update`` about a run this server is not running, so no ``job_seq``:
+    a ``run_job`` refused before it started, or ``reconnect_job`` to an unknown run."""
+
+    job_id: str
+    workflow_id: str
     status: JobStatus
     message: str | None = None
     result: Map | None = None

@@ -33,8 +33,27 @@ log = structlog.get_logger(__name__)
 
 
 class _State:
-    hub: Hub | None = None
-    store: RunStore | None = None
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+        self.store: RunStore | None = None
+        self.connections: set[Connection] = set()
+
+    async def drain(self, deadline: float = 10.0) -> None:
+        """Before sockets close: end every active run and let its terminal frame go out.
+
+        The server calls this after it stops accepting and before it closes
+        connections, so clients see ``job_update cancelled`` rather than a bare close.
+        """
+        hub = self.hub
+        if hub is None:
+            return
+        await hub.close(deadline)
+        flushes = [connection.flushed() for connection in self.connections]
+        if flushes:
+            try:
+                await asyncio.wait_for(asyncio.gather(*flushes), deadline)
+            except TimeoutError:
+                log.warning("server.drain_timeout", connections=len(flushes))
 
 
 class WebSocketEndpoint:
@@ -69,7 +88,11 @@ class WebSocketEndpoint:
             ping_interval=settings.ping_interval,
             node_catalog=self._catalog,
         )
-        await connection.serve()
+        self._state.connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self._state.connections.discard(connection)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
@@ -122,7 +145,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ok", "active_runs": len(hub.active)})
 
-    return Starlette(
+    app = Starlette(
         debug=settings.debug,
         routes=[
             Route("/health", health),
@@ -130,6 +153,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         ],
         lifespan=lifespan,
     )
+    app.state.drain = state.drain
+    return app
 
 
 async def _open_store(url: str) -> RunStore:

@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 import signal
 import sys
-from collections.abc import Sequence
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
 
@@ -70,6 +71,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, draining runs between "stop accepting" and "close sockets"."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._drain()
+        await super().shutdown(sockets)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -78,10 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"noderun: {exc}", file=sys.stderr)
         return 2
+    app = create_app(settings)
     config = uvicorn_config(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+        app, host=settings.host, port=settings.port, log_level=settings.log_level
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, app.state.drain)
     # After a graceful shutdown uvicorn re-raises the signal that caused it, under the
     # handler it found: with the default one a SIGTERM stop would end in death by signal
     # instead of exit 0. This handler also covers a signal that arrives before uvicorn

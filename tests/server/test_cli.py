@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,8 +16,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 
-from tests.server.helpers import TIMEOUT
+from tests.server.helpers import TIMEOUT, Client, graph, nd
 
 
 def free_port() -> int:
@@ -118,3 +120,26 @@ def test_bad_environment_value_exits_2_with_a_message(serve: list[Serve], tmp_pa
     server = start(serve, tmp_path, ["--store", "none"], {"NODERUN_PORT": "abc"})
     assert server.process.wait(TIMEOUT) == 2
     assert "NODERUN_PORT" in server.output()
+
+
+def test_sigterm_ends_active_runs_with_a_terminal_frame_before_closing(
+    serve: list[Serve], tmp_path: Path
+) -> None:
+    """A graceful stop cancels in-flight runs and their clients get ``job_update cancelled``
+    before the socket closes (not a bare 1012 close)."""
+    port = free_port()
+    server = start(serve, tmp_path, ["--port", str(port), "--store", "none"], {})
+    server.wait_healthy(port)
+
+    async def scenario() -> list[dict[str, object]]:
+        async with ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None) as ws:
+            client = Client(ws)
+            job_id = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=30)))
+            await client.recv_until(lambda f: f.get("status") == "running")
+            server.process.send_signal(signal.SIGTERM)
+            return await client.until_terminal(job_id)
+
+    frames = asyncio.run(scenario())
+    assert frames[-1]["status"] == "cancelled"
+    assert frames[-1]["message"] == "server shutting down"
+    assert server.process.wait(TIMEOUT) == 0, server.output()
