@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
-import sys
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
