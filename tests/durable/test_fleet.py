@@ -29,7 +29,7 @@ async def test_reconnect_on_another_server_replays_then_follows_live(
         connect(owner) as on_owner,
         connect(other) as on_other,
     ):
-        job_id = await on_owner.run_job(progress_graph(10, WAIT / 5))
+        job_id = await on_owner.run_job(progress_graph(10, WAIT / 10))
         seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
         # The same id on the other server while the run goes on: refused by the store.
         await on_other.run_job(progress_graph(1, 0), job_id=job_id)
