@@ -175,11 +175,21 @@ class Hub:
         if self.active.get(run.job_id) is run:
             del self.active[run.job_id]
         finished = self._finished
-        now = time.monotonic()
-        finished[run.job_id] = (run, now)
-        finished.move_to_end(run.job_id)
+        finished[run.job_id] = (run, time.monotonic())
         limit = self.config.finished_limit
-        cutoff = now - self.config.finished_ttl
+        if len(finished) >= limit + min(64, max(1, limit // 16)) or len(finished) % 64 == 0:
+            self._prune_finished()
+
+    def _prune_finished(self) -> None:
+        """Evict finished runs past the count limit or the age limit, oldest first.
+
+        Runs in batches (when the count limit is passed by 1/16, at most 64, and
+        on every 64th insertion for the age limit) so it costs next to nothing per
+        run; an expired run may linger a little until the next batch.
+        """
+        finished = self._finished
+        limit = self.config.finished_limit
+        cutoff = time.monotonic() - self.config.finished_ttl
         while finished:
             _run, at = next(iter(finished.values()))
             if len(finished) <= limit and at >= cutoff:

@@ -49,6 +49,7 @@ from noderun.protocol.server import (
 from noderun.runtime.hub import Hub, StartRefused
 from noderun.runtime.run import Run
 from noderun.server.follow import DurableFollower
+from noderun.server.outbox import Outbox
 
 __all__ = ["Connection"]
 
@@ -83,7 +84,7 @@ class Connection:
         self._receive = receive
         self._send = send
         self.user_id = user_id
-        self._queue: asyncio.Queue[tuple[Outbound, bool]] = asyncio.Queue(outbound_limit)
+        self._outbox = Outbox(outbound_limit, send)
         self._text = False
         self._ping_interval = ping_interval
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -98,9 +99,7 @@ class Connection:
     def deliver(self, item: Outbound) -> None:
         if self._closing:
             return
-        try:
-            self._queue.put_nowait((item, self._text))
-        except asyncio.QueueFull:
+        if not self._outbox.put(item, self._text):
             self._overflow()
 
     def run_finished(self, job_id: str) -> None:
@@ -128,38 +127,41 @@ class Connection:
     async def _read(self) -> None:
         receive = self._receive
         handle = self._handle
+        outbox = self._outbox
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
                 data = message.get("bytes")
-                if data is not None:
-                    self._text = False
-                    handle(data, False)
-                else:
-                    self._text = True
-                    handle(message["text"].encode(), True)
+                # The reader sends what handling the frame queued (ack, a synchronous
+                # run's messages) itself: no writer wake-up on the hot path.
+                outbox.hold()
+                try:
+                    if data is not None:
+                        self._text = False
+                        handle(data, False)
+                    else:
+                        self._text = True
+                        handle(message["text"].encode(), True)
+                finally:
+                    await outbox.release()
             elif kind == "websocket.disconnect":
                 return
 
     async def _write(self) -> None:
-        get = self._queue.get
-        done = self._queue.task_done
-        send = self._send
-        while True:
-            item, text = await get()
-            if text:
-                await send({"type": "websocket.send", "text": item.json().decode()})
-            else:
-                await send({"type": "websocket.send", "bytes": item.msgpack()})
-            done()
+        """Send frames queued outside the reader (runs in their tasks, timers)."""
+        try:
+            await self._outbox.run_writer()
+        except OSError:
+            pass  # the client is gone (uvicorn's ClientDisconnected): the reader ends too
 
     async def flushed(self) -> None:
         """Wait until every frame queued so far has been handed to the socket."""
-        await self._queue.join()
+        await self._outbox.flushed()
 
     def _overflow(self) -> None:
         self._closing = True
+        self._outbox.clear()
         log.warning("connection.outbound_overflow", user_id=self.user_id, runs=len(self._runs))
         self._detach_all()
         self._spawn(self._close(1013, "outbound queue full: client too slow"))
