@@ -41,9 +41,11 @@ async def test_durable_run_stores_its_row_and_the_exact_bytes_of_every_frame(
 ) -> None:
     async with serving(store.url, tmp_path) as server, connect(server) as client:
         job_id = await client.run_job(progress_graph(3, 0))
-        received = await client.until_terminal(job_id)
-
+        received = [await client.recv()]
         assert is_ack(received[0].frame), received[0].frame
+        assert await store.run(job_id) is not None  # committed before the ack
+        received += await client.until_terminal(job_id)
+
         messages = run_messages(received, job_id)
         assert len(messages) == len(received) - 1
         assert seqs(messages) == list(range(1, len(messages) + 1))
