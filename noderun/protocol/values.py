@@ -15,9 +15,14 @@ def wrap_explicit(value: object) -> object:
     items, a map without a ``type`` key → each value wrapped, a map with a
     ``type`` key (already typed, e.g. an asset) → unchanged.
     """
-    kind = _SCALARS.get(type(value))
+    exact = type(value)
+    kind = _SCALARS.get(exact)
     if kind is not None:
         return {"type": kind, "value": value}
+    if exact is dict:
+        if "type" in value:  # type: ignore[operator]
+            return value
+        return {key: wrap_explicit(item) for key, item in value.items()}  # type: ignore[attr-defined]
     # Subclasses of the scalar types; bool before int: bool is a subclass of int.
     if isinstance(value, str):
         return {"type": "string", "value": value}

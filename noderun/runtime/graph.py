@@ -170,3 +170,42 @@ def _check_acyclic(nodes: list[PlannedNode]) -> None:
     if seen != len(nodes):
         stuck = [n.id for n in nodes if indegree[n.index] > 0]
         raise GraphError(f"the graph has a cycle through {', '.join(map(repr, stuck))}")
+
+
+class PlanCache:
+    """Validated plans of single-node graphs, reused across runs.
+
+    NodeTool's SDK sends the same single-node graph for every call of a node;
+    validating it again each time was a fifth of a trivial run's cost. Only
+    plans that no run can change are kept: one inline node, no edges, not an
+    input node (whose value comes from the run's params) — such a run completes
+    synchronously, so nothing (``update_node_properties``) can reach its plan.
+    The key includes each value's type, because ``True == 1 == 1.0`` in Python.
+    Bounded: emptied when it holds ``size`` plans.
+    """
+
+    def __init__(self, registry: Registry, size: int = 1024) -> None:
+        self._registry = registry
+        self._size = size
+        self._plans: dict[tuple[object, ...], Plan] = {}
+
+    def plan(self, graph: Graph, params: Mapping[str, object] | None) -> Plan:
+        """Like :func:`plan_graph`; raises :class:`GraphError` the same way."""
+        nodes = graph.nodes
+        if len(nodes) != 1 or graph.edges:
+            return plan_graph(graph, params, self._registry)
+        raw = nodes[0]
+        key = (raw.id, raw.type, *[(name, type(value), value) for name, value in raw.data.items()])
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable value (list, map): validate every time
+            return plan_graph(graph, params, self._registry)
+        if plan is not None:
+            return plan
+        plan = plan_graph(graph, params, self._registry)
+        spec = plan.nodes[0].spec
+        if spec.kind == "inline" and not spec.is_input:
+            if len(self._plans) >= self._size:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan

@@ -20,7 +20,7 @@ from noderun.protocol.client import ExecutionOptions, RunJob
 from noderun.protocol.records import RunRecord
 from noderun.runtime.errors import GraphError
 from noderun.runtime.execution import Execution
-from noderun.runtime.graph import plan_graph
+from noderun.runtime.graph import PlanCache
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
@@ -69,6 +69,7 @@ class Hub:
         self.active: dict[str, Run] = {}
         self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
         self._reserved: set[str] = set()
+        self._plans = PlanCache(registry)
 
     def get(self, job_id: str) -> Run | None:
         run = self.active.get(job_id)
@@ -159,7 +160,7 @@ class Hub:
             )
         else:
             try:
-                plan = plan_graph(frame.graph, frame.params, self.registry)
+                plan = self._plans.plan(frame.graph, frame.params)
             except GraphError as exc:
                 error = f"invalid graph: {exc.detail}"
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -147,6 +148,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                         _retain(store, settings.retention)
                     )
             state.hub, state.store = hub, store
+            # Everything built at start-up lives for the whole process: move it out
+            # of the collector's generations so collections only walk per-run objects.
+            gc.collect()
+            gc.freeze()
             log.info("server.ready", store=_redact(settings.store), runners=settings.runners)
             yield
             log.info("server.stopping", active_runs=len(hub.active))
