@@ -14,6 +14,7 @@ that lets it fill is too slow to follow its runs: it is detached from them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, assert_never
@@ -150,10 +151,9 @@ class Connection:
 
     async def _write(self) -> None:
         """Send frames queued outside the reader (runs in their tasks, timers)."""
-        try:
+        # OSError: the client is gone (uvicorn's ClientDisconnected); the reader ends too.
+        with contextlib.suppress(OSError):
             await self._outbox.run_writer()
-        except OSError:
-            pass  # the client is gone (uvicorn's ClientDisconnected): the reader ends too
 
     async def flushed(self) -> None:
         """Wait until every frame queued so far has been handed to the socket."""
