@@ -24,7 +24,7 @@ from noderun.runtime.errors import NodeFailed, PropertyError
 from noderun.runtime.graph import Plan, PlannedNode
 from noderun.runtime.pool import RunnerPool
 
-__all__ = ["Execution", "ExecutionEvents"]
+__all__ = ["Execution", "ExecutionEvents", "execute_single_inline"]
 
 
 class ExecutionEvents(Protocol):
@@ -68,24 +68,17 @@ class Execution:
                 self.outputs[str(planned.properties.get("name") or planned.id)] = []
         self._events = events
         self._pool = pool
-        node = plan.nodes[0]
-        #: One inline node and nothing to wait for: :meth:`execute_now` can run it.
-        self.synchronous = plan.single and node.spec.kind == "inline" and not node.streaming_input
-        self._states = [] if self.synchronous else [_State(node) for node in plan.nodes]
+        self._states = [] if plan.synchronous else [_State(node) for node in plan.nodes]
         self._remaining = len(plan.nodes)
         self._work: deque[int] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Future[None] | None = None
 
-    def execute_now(self) -> dict[str, object]:
-        """Run a :attr:`synchronous` plan without yielding. Raises :class:`NodeFailed`."""
-        assert self.synchronous
-        return self._execute_single_inline(self.plan.nodes[0])
-
     async def execute(self) -> dict[str, object]:
         """Run every node; return ``result.outputs``. Raises :class:`NodeFailed`."""
-        if self.synchronous:
-            return self._execute_single_inline(self.plan.nodes[0])
+        if self.plan.synchronous:
+            self.outputs = execute_single_inline(self.plan.nodes[0], self._events)
+            return self.outputs
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
         self._work.extend(range(len(self.plan.nodes)))
@@ -96,31 +89,6 @@ class Execution:
             for task in self._tasks:
                 task.cancel()
             self._finished = None
-        return self.outputs
-
-    def _execute_single_inline(self, node: PlannedNode) -> dict[str, object]:
-        """The SDK's single-node run of a cheap node: no scheduler state at all.
-
-        Same events and outputs as the general path, minus its bookkeeping.
-        """
-        spec = node.spec
-        args = dict(node.properties)
-        self._events.node_started(node, args)
-        if spec.takes_context:
-            args["ctx"] = NodeContext(self._events, node.id, node.name, asyncio.get_running_loop())
-        try:
-            produced = self._outputs_of(node, spec.fn(**args))
-        except Exception as exc:
-            failure = NodeFailed(node.id, spec.node_type, node.name, exc)
-            self._events.node_failed(node, str(failure))
-            raise failure from None
-        if spec.is_output:
-            name = str(node.properties.get("name") or node.id)
-            self.outputs[name] = [produced["output"]]
-            self._events.output_value(node, name, produced["output"])
-        else:
-            self.outputs[node.id] = produced
-        self._events.node_completed(node, produced)
         return self.outputs
 
     # -- commands from the client -------------------------------------------------
@@ -324,3 +292,29 @@ class Execution:
                 f"got {type(value).__name__}"
             )
         return value
+
+
+def execute_single_inline(node: PlannedNode, events: ExecutionEvents) -> dict[str, object]:
+    """Run a :attr:`Plan.synchronous` plan's node now; ``result.outputs``.
+
+    The SDK's single-node call of a cheap node: the same events and outputs as
+    :class:`Execution`, with none of its scheduling state. Raises :class:`NodeFailed`.
+    """
+    spec = node.spec
+    args = dict(node.properties)
+    events.node_started(node, args)
+    if spec.takes_context:
+        args["ctx"] = NodeContext(events, node.id, node.name, asyncio.get_running_loop())
+    try:
+        produced = Execution._outputs_of(node, spec.fn(**args))
+    except Exception as exc:
+        failure = NodeFailed(node.id, spec.node_type, node.name, exc)
+        events.node_failed(node, str(failure))
+        raise failure from None
+    if spec.is_output:
+        name = str(node.properties.get("name") or node.id)
+        events.output_value(node, name, produced["output"])
+        events.node_completed(node, produced)
+        return {name: [produced["output"]]}
+    events.node_completed(node, produced)
+    return {node.id: produced}

@@ -59,6 +59,9 @@ class Plan:
     by_id: Mapping[str, PlannedNode]
     inputs: Mapping[str, PlannedNode]
 
+    #: One inline node, no edges, not a streaming input: runs without waiting.
+    synchronous: bool = False
+
     @property
     def single(self) -> bool:
         """One node and no edges: the SDK's single-node run, the hot path."""
@@ -139,7 +142,14 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
             )
     if graph.edges:
         _check_acyclic(nodes)
-    return Plan(nodes=nodes, by_id=by_id, inputs=inputs)
+    only = nodes[0]
+    synchronous = (
+        len(nodes) == 1
+        and not graph.edges
+        and only.spec.kind == "inline"
+        and not only.streaming_input
+    )
+    return Plan(nodes=nodes, by_id=by_id, inputs=inputs, synchronous=synchronous)
 
 
 def _apply_param(planned: PlannedNode, params: Mapping[str, object]) -> None:

@@ -19,8 +19,7 @@ import structlog
 from noderun.protocol.client import ExecutionOptions, RunJob
 from noderun.protocol.records import RunRecord
 from noderun.runtime.errors import GraphError
-from noderun.runtime.execution import Execution
-from noderun.runtime.graph import PlanCache
+from noderun.runtime.graph import Plan, PlanCache
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
@@ -152,7 +151,7 @@ class Hub:
 
     def _register(self, run: Run, frame: RunJob, subscriber: Subscriber | None) -> Run:
         error: str | None = None
-        execution: Execution | None = None
+        plan: Plan | None = None
         if frame.graph is None:
             error = (
                 f"no graph given and no stored workflow {frame.workflow_id!r} "
@@ -163,13 +162,11 @@ class Hub:
                 plan = self._plans.plan(frame.graph, frame.params)
             except GraphError as exc:
                 error = f"invalid graph: {exc.detail}"
-            else:
-                execution = Execution(plan, run, self.pool)
         self.active[run.job_id] = run
         self._finished.pop(run.job_id, None)
         if subscriber is not None:
             run.attach(subscriber)
-        run.prepare(execution, error)
+        run.prepare(plan, self.pool, error)
         return run
 
     def _finished_run(self, run: Run) -> None:

@@ -28,8 +28,9 @@ from noderun.protocol.server import (
 )
 from noderun.protocol.values import wrap_explicit
 from noderun.runtime.errors import NodeFailed
-from noderun.runtime.execution import Execution
-from noderun.runtime.graph import PlannedNode
+from noderun.runtime.execution import Execution, execute_single_inline
+from noderun.runtime.graph import Plan, PlannedNode
+from noderun.runtime.pool import RunnerPool
 from noderun.runtime.store import RunStore
 
 __all__ = ["Detail", "Run", "Subscriber"]
@@ -53,6 +54,34 @@ class Subscriber(Protocol):
 
 class Run:
     """A run's state and message stream. Created and driven by the :class:`~.hub.Hub`."""
+
+    __slots__ = (
+        "_begun",
+        "_buffer",
+        "_cancel_reason",
+        "_detach_grace",
+        "_error",
+        "_full",
+        "_grace_timer",
+        "_on_finished",
+        "_outputs",
+        "_plan",
+        "_pool",
+        "_started",
+        "detail",
+        "execution",
+        "explicit_types",
+        "job_id",
+        "require_terminal_result",
+        "seq",
+        "status",
+        "store",
+        "subscribers",
+        "task",
+        "terminal",
+        "user_id",
+        "workflow_id",
+    )
 
     def __init__(
         self,
@@ -89,6 +118,8 @@ class Run:
         self._cancel_reason: str | None = None
         self._error: str | None = None
         self._begun = False
+        self._plan: Plan | None = None
+        self._pool: RunnerPool | None = None
         self._full = detail == "full"
         self._outputs = detail != "terminal"
 
@@ -216,24 +247,28 @@ class Run:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def prepare(self, execution: Execution | None, error: str | None = None) -> None:
+    def prepare(self, plan: Plan | None, pool: RunnerPool | None, error: str | None = None) -> None:
         """Give the run what it will execute; with ``error`` it fails at once, nothing executed."""
-        self.execution = execution
+        self._plan = plan
+        self._pool = pool
         self._error = error
 
     def start(self) -> None:
         """Execute the run.
 
         An ephemeral run that is one inline node (the SDK's single-node call) or
-        that failed validation completes right here, synchronously: no task,
-        no task switch. Anything that can wait runs in the run's own task.
+        that failed validation completes right here, synchronously: no task, no
+        execution state, no task switch. Anything that can wait runs in the run's
+        own task, driven by an :class:`Execution`.
         """
         self.status = "running"
-        execution = self.execution
-        if self.store is None and (execution is None or execution.synchronous):
+        plan = self._plan
+        if self.store is None and (plan is None or plan.synchronous):
             self._run_now()
-        else:
-            self.task = asyncio.get_running_loop().create_task(self._main())
+            return
+        if plan is not None:
+            self.execution = Execution(plan, self, self._pool)
+        self.task = asyncio.get_running_loop().create_task(self._main())
 
     def cancel(self, reason: str = "cancelled by client") -> bool:
         """Request cancellation; the run ends with a terminal ``cancelled``."""
@@ -258,13 +293,13 @@ class Run:
             )
 
     def _run_now(self) -> None:
-        execution = self.execution
-        if execution is None:
+        plan = self._plan
+        if plan is None:
             self._publish(self._terminal("failed", error=self._error))
             return
         self._announce()
         try:
-            outputs = execution.execute_now()
+            outputs = execute_single_inline(plan.nodes[0], self)
         except NodeFailed as exc:
             self._publish(self._terminal("failed", error=str(exc)))
         except Exception as exc:
@@ -347,6 +382,7 @@ class Run:
         # Break the run <-> execution/task/hub cycles now: a finished run is kept
         # only for replay, and a cycle-free one is freed by refcounting, not by GC.
         self.execution = None
+        self._plan = None
         self.task = None
         on_finished, self._on_finished = self._on_finished, None
         if on_finished is not None:
