@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from noderun.protocol.client import Graph
+from noderun.protocol.codec import encode_msgpack as _encode
 from noderun.runtime.errors import GraphError, PropertyError
 from noderun.runtime.node import NodeSpec
 from noderun.runtime.registry import Registry
@@ -190,26 +191,23 @@ class PlanCache:
     plans that no run can change are kept: one inline node, no edges, not an
     input node (whose value comes from the run's params) — such a run completes
     synchronously, so nothing (``update_node_properties``) can reach its plan.
-    The key includes each value's type, because ``True == 1 == 1.0`` in Python.
     Bounded: emptied when it holds ``size`` plans.
     """
 
     def __init__(self, registry: Registry, size: int = 1024) -> None:
         self._registry = registry
         self._size = size
-        self._plans: dict[tuple[object, ...], Plan] = {}
+        self._plans: dict[bytes, Plan] = {}
 
     def plan(self, graph: Graph, params: Mapping[str, object] | None) -> Plan:
         """Like :func:`plan_graph`; raises :class:`GraphError` the same way."""
         nodes = graph.nodes
         if len(nodes) != 1 or graph.edges:
             return plan_graph(graph, params, self._registry)
-        raw = nodes[0]
-        key = (raw.id, raw.type, *[(name, type(value), value) for name, value in raw.data.items()])
-        try:
-            plan = self._plans.get(key)
-        except TypeError:  # an unhashable value (list, map): validate every time
-            return plan_graph(graph, params, self._registry)
+        # The node's own MessagePack bytes: exact (True, 1 and 1.0 differ, unlike
+        # in a tuple key) and hashable whatever the property values are.
+        key = _encode(nodes[0])
+        plan = self._plans.get(key)
         if plan is not None:
             return plan
         plan = plan_graph(graph, params, self._registry)

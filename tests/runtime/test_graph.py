@@ -112,3 +112,27 @@ def test_params_replace_input_values_and_are_type_checked() -> None:
     assert "param 'n'" in refused(
         [node("i", "nodetool.input.IntegerInput", name="n")], params={"n": "seven"}
     )
+
+
+def test_plan_cache_reuses_single_inline_node_plans_only() -> None:
+    from noderun.runtime.graph import PlanCache
+
+    cache = PlanCache(REGISTRY, size=2)
+    concat = Graph(nodes=[node("n1", "nodetool.text.Concat", a="x", b="y")])
+    assert cache.plan(concat, None) is cache.plan(concat, None)
+    blocking = Graph(nodes=[node("s", "noderun.debug.BlockingSleep", seconds=0.0)])
+    assert cache.plan(blocking, None) is not cache.plan(blocking, None)
+    inputs = Graph(nodes=[node("i", "nodetool.input.IntegerInput", name="n")])
+    assert cache.plan(inputs, {"n": 1}).nodes[0].properties["value"] == 1
+    assert cache.plan(inputs, {"n": 2}).nodes[0].properties["value"] == 2
+
+
+def test_plan_cache_tells_true_from_one() -> None:
+    from noderun.runtime.graph import PlanCache
+
+    cache = PlanCache(REGISTRY)
+    assert cache.plan(Graph(nodes=[node("n", "nodetool.constant.Integer", value=1)]), None)
+    with pytest.raises(GraphError):
+        cache.plan(Graph(nodes=[node("n", "nodetool.constant.Integer", value=True)]), None)
+    with pytest.raises(GraphError):  # failures are never cached as successes either
+        cache.plan(Graph(nodes=[node("n", "nodetool.constant.Integer", value=True)]), None)
