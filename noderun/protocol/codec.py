@@ -8,9 +8,11 @@ command's ``data`` with the decoder of that command's struct, so a bad
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
-from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong
+from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong, RunJob
 from noderun.protocol.errors import CommandError, FrameError, MessageError
 
 __all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack"]
@@ -30,6 +32,20 @@ encode_json = msgspec.json.Encoder().encode
 
 _TYPE_ONLY: dict[str, type[Ping] | type[Pong]] = {"ping": Ping, "pong": Pong}
 
+#: ``data`` absent or nil: the command's defaults.
+_EMPTY_DATA = frozenset({b"", _NIL_MSGPACK, _NIL_JSON})
+
+
+class _RunJobFrame(msgspec.Struct):
+    """A whole ``run_job`` frame, for the one-pass decode of the hot path."""
+
+    command: Literal["run_job"]
+    data: RunJob
+    request_id: str | None = None
+
+
+_run_job_msgpack = msgspec.msgpack.Decoder(_RunJobFrame)
+
 
 def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
     """Decode one WebSocket message into a client frame.
@@ -37,6 +53,18 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
     Raises :class:`FrameError`, :class:`MessageError` or :class:`CommandError`,
     each carrying the frame's ``request_id`` when it could be read.
     """
+    if not text:
+        # Hot path: a well-formed binary run_job decodes in one pass. Anything
+        # else (another command, a malformed frame) fails fast and takes the
+        # two-step path below, which also words the errors.
+        try:
+            whole = _run_job_msgpack.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            job = whole.data
+            job.request_id = whole.request_id
+            return job
     try:
         envelope = (_envelope_json if text else _envelope_msgpack).decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -56,9 +84,9 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
     decoder = decoders.get(command)
     if decoder is None:
         raise CommandError(f"unknown command {command!r}", command=command, request_id=request_id)
-    raw = bytes(envelope.data)
-    if not raw or raw == (_NIL_JSON if text else _NIL_MSGPACK):
-        raw = b"{}" if text else b"\x80"
+    raw = envelope.data
+    if len(raw) <= 4 and bytes(raw) in _EMPTY_DATA:
+        raw = msgspec.Raw(b"{}" if text else b"\x80")
     try:
         frame = decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -66,7 +94,7 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
             f"malformed {command!r} data: {exc}",
             command=command,
             request_id=request_id,
-            job_id=_str_field(raw, "job_id", text=text),
+            job_id=_str_field(bytes(raw), "job_id", text=text),
         ) from None
     frame.request_id = request_id
     return frame  # type: ignore[return-value]

@@ -186,13 +186,17 @@ class Hub:
         run; an expired run may linger a little until the next batch.
         """
         finished = self._finished
-        limit = self.config.finished_limit
+        pop = finished.popitem
+        for _ in range(len(finished) - self.config.finished_limit):
+            pop(last=False)
         cutoff = time.monotonic() - self.config.finished_ttl
-        while finished:
-            _run, at = next(iter(finished.values()))
-            if len(finished) <= limit and at >= cutoff:
+        expired = 0
+        for _run, at in finished.values():
+            if at >= cutoff:
                 break
-            finished.popitem(last=False)
+            expired += 1
+        for _ in range(expired):
+            pop(last=False)
 
     async def close(self, deadline: float = 10.0) -> None:
         """Shut down: cancel every active run with a reason, wait for their terminal frames."""

@@ -282,22 +282,22 @@ class Run:
         return True
 
     def _announce(self) -> None:
-        if self._full:
-            self.emit(
-                JobUpdate(
-                    job_id=self.job_id,
-                    workflow_id=self.workflow_id,
-                    status="running",
-                    message="Workflow started",
-                )
+        self.emit(
+            JobUpdate(
+                job_id=self.job_id,
+                workflow_id=self.workflow_id,
+                status="running",
+                message="Workflow started",
             )
+        )
 
     def _run_now(self) -> None:
         plan = self._plan
         if plan is None:
             self._publish(self._terminal("failed", error=self._error))
             return
-        self._announce()
+        if self._full:
+            self._announce()
         try:
             outputs = execute_single_inline(plan.nodes[0], self)
         except NodeFailed as exc:
@@ -317,7 +317,8 @@ class Run:
         if execution is None:
             await self._finish(self._terminal("failed", error=self._error))
             return
-        self._announce()
+        if self._full:
+            self._announce()
         try:
             outputs = await execution.execute()
         except NodeFailed as exc:
