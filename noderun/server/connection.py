@@ -41,8 +41,8 @@ from noderun.protocol.codec import Outbound, decode_frame
 from noderun.protocol.errors import CommandError, FrameError, MessageError
 from noderun.protocol.server import (
     GenerationStopped,
+    JobNotice,
     JobResumed,
-    JobUpdate,
     ServerPing,
     ServerPong,
     error_frame,
@@ -102,6 +102,15 @@ class Connection:
             return
         if not self._outbox.put(item, self._text):
             self._overflow()
+
+    def _find(self, job_id: str) -> Run | None:
+        """This user's run with ``job_id`` held by this process, if any.
+
+        Runs belong to the user who started them: another user's run is "not
+        found" to this connection (with auth off everyone is the same user).
+        """
+        run = self._hub.get(job_id)
+        return run if run is not None and run.user_id == self.user_id else None
 
     def run_finished(self, job_id: str) -> None:
         self._runs.pop(job_id, None)
@@ -309,13 +318,13 @@ class Connection:
         # Busy server or store down: the SDK waits for a terminal job_update of its
         # job_id, so the refusal is one (not a message of any run: no job_seq).
         self._reply(
-            JobUpdate(
+            JobNotice(
                 job_id=exc.job_id, workflow_id=workflow_id, status="failed", error=exc.message
             )
         )
 
     def _reconnect(self, frame: ReconnectJob) -> None:
-        run = self._hub.get(frame.job_id)
+        run = self._find(frame.job_id)
         if run is None:
             if self._hub.store is not None:
                 self._spawn(self._reconnect_durable(frame))
@@ -363,7 +372,7 @@ class Connection:
                 )
             )
             return
-        follower = DurableFollower(store, frame.job_id, frame.after_seq, self)
+        follower = DurableFollower(store, frame.job_id, frame.after_seq, self, self.user_id)
         # Known before the first await, so a reconnect_job repeated meanwhile starts no
         # second stream; forgotten when done, which for a finished run is within start(),
         # so asking again replays the terminal message again.
@@ -388,11 +397,11 @@ class Connection:
         self, job_id: str, workflow_id: str | None, error: str = "job not found"
     ) -> None:
         self._reply(
-            JobUpdate(job_id=job_id, workflow_id=workflow_id or "", status="failed", error=error)
+            JobNotice(job_id=job_id, workflow_id=workflow_id or "", status="failed", error=error)
         )
 
     def _cancel(self, frame: CancelJob) -> None:
-        run = self._hub.get(frame.job_id)
+        run = self._find(frame.job_id)
         if run is None and self._hub.store is not None:
             self._spawn(self._cancel_durable(frame))
             return
@@ -411,21 +420,20 @@ class Connection:
         store = self._hub.store
         assert store is not None
         try:
-            requested = await store.request_cancel(frame.job_id)
+            record = await store.get_run(frame.job_id)
+            requested = (
+                record is not None
+                and record.user_id == self.user_id
+                and await store.request_cancel(frame.job_id)
+            )
         except Exception as exc:
             log.warning("connection.durable_cancel_failed", job_id=frame.job_id, error=str(exc))
             requested = False
         if not requested:
             self._reply(error_frame(_NOT_FOUND, job_id=frame.job_id, request_id=frame.request_id))
             return
-        workflow_id = frame.workflow_id
-        if not workflow_id:
-            # The ack names the run's workflow, as for a run of this process.
-            try:
-                record = await store.get_run(frame.job_id)
-            except Exception:
-                record = None
-            workflow_id = record.workflow_id if record is not None else ""
+        # The ack names the run's workflow, as for a run of this process.
+        workflow_id = frame.workflow_id or (record.workflow_id if record is not None else "")
         self._reply(
             {
                 "message": "Job cancellation requested",
@@ -446,7 +454,7 @@ class Connection:
                 }
             )
             return
-        run = self._hub.get(frame.job_id)
+        run = self._find(frame.job_id)
         if run is None:
             self._reply({"status": "not_found", "job_id": frame.job_id})
         else:
@@ -455,7 +463,7 @@ class Connection:
             )
 
     def _live_run(self, job_id: str, request_id: str | None) -> Run | None:
-        run = self._hub.get(job_id)
+        run = self._find(job_id)
         if run is None or run.finished or run.execution is None:
             self._reply(error_frame(_NOT_FOUND, job_id=job_id, request_id=request_id))
             return None

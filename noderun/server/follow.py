@@ -26,9 +26,15 @@ class DurableFollower:
     """Replays then follows one stored run for one subscriber."""
 
     def __init__(
-        self, store: RunStore, job_id: str, after_seq: int, subscriber: Subscriber
+        self,
+        store: RunStore,
+        job_id: str,
+        after_seq: int,
+        subscriber: Subscriber,
+        user_id: str,
     ) -> None:
         self._store = store
+        self._user_id = user_id
         self.job_id = job_id
         self._after = after_seq
         self._subscriber = subscriber
@@ -36,10 +42,11 @@ class DurableFollower:
         self._done_callbacks: list[Callable[[], None]] = []
 
     async def start(self, workflow_id: str | None) -> bool:
-        """Send ``job_resumed`` and the replay; ``False`` when the store has no such run."""
+        """Send ``job_resumed`` and the replay; ``False`` when the store has no such run
+        (or it is another user's)."""
         store = self._store
         record = await store.get_run(self.job_id)
-        if record is None:
+        if record is None or record.user_id != self._user_id:
             return False
         frames = await store.read_frames(self.job_id, self._after)
         resend_terminal = (

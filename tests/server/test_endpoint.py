@@ -156,3 +156,32 @@ async def test_client_too_slow_is_closed_1013_and_its_run_goes_on() -> None:
         assert "too slow" in info.value.rcvd.reason
         async with connect(small) as client:
             assert (await client.status(job_id))["status"] == "completed"
+
+
+async def test_runs_belong_to_the_user_whose_token_started_them() -> None:
+    """With auth on, another user's run is "not found": no cancel, status, reconnect or stop."""
+    with running_server(tokens=("alice", "bob")) as handle:
+        alice_auth = {"Authorization": "Bearer alice"}
+        bob_auth = {"Authorization": "Bearer bob"}
+        async with (
+            connect(handle, headers=alice_auth) as alice,
+            connect(handle, headers=bob_auth) as bob,
+        ):
+            job_id = await alice.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=30)))
+            await alice.recv_until(lambda f: f.get("status") == "running")
+
+            await bob.command("cancel_job", {"job_id": job_id})
+            assert (await bob.recv())["error"] == "Job not found or already completed"
+            assert (await bob.status(job_id))["status"] == "not_found"
+            await bob.command("reconnect_job", {"job_id": job_id})
+            answer = await bob.recv()
+            assert (answer["type"], answer["status"], answer["error"]) == (
+                "job_update",
+                "failed",
+                "job not found",
+            )
+            assert "job_seq" not in answer  # not a message of any run
+
+            await alice.command("cancel_job", {"job_id": job_id})
+            frames = await alice.until_terminal(job_id)
+            assert frames[-1]["status"] == "cancelled"
