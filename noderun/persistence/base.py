@@ -155,13 +155,21 @@ class StoreBase(abc.ABC):
         self._committer.put(Append(job_id, seq, frame))
 
     async def finish(
-        self, job_id: str, status: str, seq: int, frame: bytes, error: str | None
+        self,
+        job_id: str,
+        status: str,
+        seq: int,
+        frame: bytes,
+        error: str | None,
+        *,
+        patient: bool = False,
     ) -> None:
         """Commit the terminal frame and status, after every earlier append of the run.
 
         Raises :class:`StoreUnavailable` if that is not done within
         ``options.finish_timeout``; the finish stays queued and is committed when the
-        store comes back, so the run does not stay ``running`` forever.
+        store comes back, so the run does not stay ``running`` forever. With
+        ``patient``, wait for that commit however long it takes instead.
         """
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"finish() needs a terminal status, got {status!r}")
@@ -169,6 +177,9 @@ class StoreBase(abc.ABC):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume)
         self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done))
+        if patient:
+            await asyncio.shield(done)
+            return
         timeout = self._options.finish_timeout
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout)

@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 Detail = Literal["full", "outputs", "terminal"]
 
 _MAX_ERROR = 1000
+#: Seconds a durable run's terminal commit may take before the wait is logged.
+_COMMIT_WARNING = 5.0
 
 
 class Subscriber(Protocol):
@@ -390,29 +392,33 @@ class Run:
             on_finished(self)
 
     async def _commit_terminal(self, item: Outbound) -> Outbound:
-        """Commit a durable run's terminal state; if the store fails, say so instead."""
+        """Commit a durable run's terminal state before anyone sees it.
+
+        If the store is down, wait for it: the finish stays queued in the store,
+        and telling the client anything else now would contradict what the store
+        says once it commits (PROTOCOL.md §5: exactly one terminal, committed first).
+        A server that stops meanwhile leaves the run to crash recovery.
+        """
         assert self.store is not None
         terminal = item.message
         assert isinstance(terminal, JobUpdate)
+        commit = asyncio.ensure_future(
+            self.store.finish(
+                self.job_id,
+                terminal.status,
+                terminal.job_seq,
+                item.msgpack(),
+                terminal.error,
+                patient=True,
+            )
+        )
         try:
-            await self.store.finish(
-                self.job_id, terminal.status, terminal.job_seq, item.msgpack(), terminal.error
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("run.store_finish_failed", job_id=self.job_id, error=str(exc))
-            failed = JobUpdate(
-                job_id=self.job_id,
-                workflow_id=self.workflow_id,
-                status="failed",
-                error=f"store unavailable: could not commit the terminal state: {exc}"[:_MAX_ERROR],
-                duration=terminal.duration,
-                job_seq=terminal.job_seq,
-            )
-            return Outbound(failed, terminal.job_seq)
+            await asyncio.wait_for(asyncio.shield(commit), _COMMIT_WARNING)
+        except TimeoutError:
+            log.warning("run.terminal_commit_waiting", job_id=self.job_id)
+            await commit
+            log.info("run.terminal_committed", job_id=self.job_id)
         return item
-
 
 def _internal(exc: Exception) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"

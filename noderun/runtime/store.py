@@ -66,8 +66,14 @@ class RunStore(Protocol):
         seq: int,
         frame: bytes,
         error: str | None,
+        *,
+        patient: bool = False,
     ) -> None:
-        """Commit the terminal frame and status after all earlier appends of the run."""
+        """Commit the terminal frame and status after all earlier appends of the run.
+
+        Raises ``StoreUnavailable`` when the commit takes longer than the store's
+        finish timeout (the finish stays queued); ``patient`` waits for it instead.
+        """
         ...
 
     async def get_run(self, job_id: str) -> RunRecord | None:

@@ -1,9 +1,10 @@
-"""A PostgreSQL store that goes away: durable runs fail promptly with "store unavailable",
+"""A PostgreSQL store that goes away: new durable runs fail promptly with "store unavailable",
 ephemeral runs go on, and the server recovers by itself when the database is back. A
 server whose store cannot be reached at start exits at once."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.durable.helpers import (
@@ -14,6 +15,7 @@ from tests.durable.helpers import (
     connect,
     eventually,
     free_port,
+    is_terminal,
     progress_graph,
     serving,
     sleep_graph,
@@ -30,30 +32,48 @@ async def _terminal(
 async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
     pg_store: StoreDb, tmp_path: Path
 ) -> None:
+    """New durable runs are refused at once while the store is down; ephemeral runs go
+    on; a durable run that finishes during the outage sends its terminal only once it
+    is committed, and the store then says the same thing the client was told."""
     async with (
         serving(pg_store.url, tmp_path, log_level="info", clean=False) as server,
         connect(server) as client,
     ):
         assert (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
-        # In flight when the database goes: its terminal state cannot be committed.
+        # In flight when the database goes: its terminal state cannot be committed yet.
         in_flight = await client.run_job(sleep_graph(WAIT / 2))
         await client.until(lambda frame: frame.get("type") == "node_update")
         await pg_store.refuse_connections()
+        seen: list[dict[str, object]] = []
         try:
-            # STORE_ENV's finish deadline is WAIT * 2: the failure is reported soon after.
-            interrupted = (await client.until_terminal(in_flight, WAIT * 6)).pop().frame
-            assert interrupted["status"] == "failed"
-            assert "store unavailable" in str(interrupted["error"])
-
-            refused = await _terminal(client, progress_graph(2, 0))
+            job_id = await client.run_job(progress_graph(2, 0))
+            received = await client.until_terminal(job_id)
+            seen += [item.frame for item in received]
+            refused = received[-1].frame
             assert refused["status"] == "failed"
             assert "store unavailable" in str(refused["error"])
 
-            ephemeral = await _terminal(client, progress_graph(2, 0), durable=False)
+            job_id = await client.run_job(progress_graph(2, 0), durable=False)
+            received = await client.until_terminal(job_id)
+            seen += [item.frame for item in received]
+            ephemeral = received[-1].frame
             assert ephemeral["status"] == "completed"
             assert ephemeral["result"] == {"outputs": {"steps": [2]}}
+
+            # Past the node's end and the store's finish deadline: still no terminal.
+            await asyncio.sleep(WAIT * 3)
+            await client.send({"type": "ping"})  # everything sent so far arrives before the pong
+            seen += [item.frame for item in await client.until(lambda f: f.get("type") == "pong")]
+            assert not any(is_terminal(frame, in_flight) for frame in seen)
         finally:
             await pg_store.allow_connections()
+        terminal = (await client.until_terminal(in_flight, WAIT * 20)).pop()
+        assert terminal.frame["status"] == "completed"
+
+        async with connect(server) as other:
+            await other.reconnect(in_flight)
+            replayed = (await other.until_terminal(in_flight)).pop()
+        assert replayed.raw == terminal.raw
 
         async def durable_run_completes() -> bool:
             return (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
