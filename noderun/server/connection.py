@@ -103,6 +103,11 @@ class Connection:
         if not self._outbox.put(item, self._text):
             self._overflow()
 
+    def replay(self, item: Outbound) -> None:
+        """Queue a replayed message: never refused for the outbox limit (see ``Outbox.put``)."""
+        if not self._closing:
+            self._outbox.put(item, self._text, replay=True)
+
     def _find(self, job_id: str) -> Run | None:
         """This user's run with ``job_id`` held by this process, if any.
 
@@ -348,7 +353,7 @@ class Connection:
             )
         )
         for item in items:
-            self.deliver(item)
+            self.replay(item)
         if not run.finished:
             run.attach(self)
             self._runs[run.job_id] = run

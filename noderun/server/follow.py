@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
@@ -17,7 +18,14 @@ from noderun.protocol.server import JobResumed
 from noderun.runtime.run import Subscriber
 from noderun.runtime.store import RunStore
 
-__all__ = ["DurableFollower"]
+__all__ = ["DurableFollower", "Replayer"]
+
+
+class Replayer(Subscriber, Protocol):
+    """A subscriber that also takes replayed messages (past its outbound limit)."""
+
+    def replay(self, item: Outbound) -> None: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +38,7 @@ class DurableFollower:
         store: RunStore,
         job_id: str,
         after_seq: int,
-        subscriber: Subscriber,
+        subscriber: Replayer,
         user_id: str,
     ) -> None:
         self._store = store
@@ -54,7 +62,7 @@ class DurableFollower:
             and record.terminal_frame is not None
             and (not frames or frames[-1].frame != record.terminal_frame)
         )
-        deliver = self._subscriber.deliver
+        deliver = self._subscriber.replay
         deliver(
             Outbound(
                 JobResumed(

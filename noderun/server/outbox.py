@@ -42,10 +42,15 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def put(self, item: Outbound, text: bool) -> bool:
-        """Queue a frame (``text``: send it as JSON); ``False`` when the outbox is full."""
+    def put(self, item: Outbound, text: bool, *, replay: bool = False) -> bool:
+        """Queue a frame (``text``: send it as JSON); ``False`` when the outbox is full.
+
+        A ``replay`` frame is taken even past the limit: it comes from a replay
+        buffer that already holds it (bounded per run), and refusing it would cut
+        the client off in the middle of the reconnect meant to catch it up.
+        """
         frames = self._frames
-        if len(frames) >= self._limit:
+        if len(frames) >= self._limit and not replay:
             return False
         frames.append((item, text))
         wakeup = self._wakeup

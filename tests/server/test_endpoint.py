@@ -185,3 +185,21 @@ async def test_runs_belong_to_the_user_whose_token_started_them() -> None:
             await alice.command("cancel_job", {"job_id": job_id})
             frames = await alice.until_terminal(job_id)
             assert frames[-1]["status"] == "cancelled"
+
+
+async def test_a_replay_longer_than_the_outbound_limit_is_delivered_whole() -> None:
+    """Reconnecting to a run with more buffered messages than the outbound limit gets
+    every one of them: replayed messages are already held, so they are not refused."""
+    with running_server(outbound_limit=8) as small:
+        async with connect(small) as client:
+            job_id = await client.run_job(
+                graph(nd("p", "noderun.debug.Progress", steps=30, interval=0.001))
+            )
+            await client.until_terminal(job_id)
+        async with connect(small) as client:
+            await client.command("reconnect_job", {"job_id": job_id})
+            resumed = await client.recv()
+            assert resumed["type"] == "job_resumed"
+            frames = await client.until_terminal(job_id)
+        assert resumed["replay_count"] == len(frames) == resumed["last_seq"]
+        assert [f["job_seq"] for f in frames] == list(range(1, len(frames) + 1))
