@@ -93,14 +93,20 @@ class Execution:
 
     # -- commands from the client -------------------------------------------------
 
-    def push_input(self, name: str, value: object) -> str | None:
-        """Send one streamed value out of input ``name``; an error text, or ``None``."""
+    def _open_input(self, name: str) -> PlannedNode | str:
+        """The streaming input node ``name`` if it is still open, else an error text."""
         node = self.plan.inputs.get(name)
         if node is None or not node.streaming_input:
             return f"no streaming input named {name!r}"
-        state = self._states[node.index]
-        if state.closed:
+        if self._states[node.index].closed:
             return f"input stream {name!r} is already ended"
+        return node
+
+    def push_input(self, name: str, value: object) -> str | None:
+        """Send one streamed value out of input ``name``; an error text, or ``None``."""
+        node = self._open_input(name)
+        if isinstance(node, str):
+            return node
         try:
             checked = node.spec.properties["value"].check(node.spec.node_type, value)
         except PropertyError as exc:
@@ -110,13 +116,11 @@ class Execution:
         return None
 
     def end_input(self, name: str) -> str | None:
-        node = self.plan.inputs.get(name)
-        if node is None or not node.streaming_input:
-            return f"no streaming input named {name!r}"
-        state = self._states[node.index]
-        if state.closed:
-            return f"input stream {name!r} is already ended"
-        state.closed = True
+        """Close input ``name``'s stream; an error text, or ``None``."""
+        node = self._open_input(name)
+        if isinstance(node, str):
+            return node
+        self._states[node.index].closed = True
         self._work.append(node.index)
         self._pump()
         return None

@@ -190,42 +190,32 @@ class Run:
 
     def node_started(self, node: PlannedNode, properties: Mapping[str, object]) -> None:
         if self._full:
-            self.emit(
-                NodeUpdate(
-                    job_id=self.job_id,
-                    workflow_id=self.workflow_id,
-                    node_id=node.id,
-                    node_name=node.name,
-                    node_type=node.spec.node_type,
-                    status="running",
-                )
-            )
+            self.emit(self._node_update(node, "running"))
 
     def node_completed(self, node: PlannedNode, result: Mapping[str, object]) -> None:
         if self._full:
-            self.emit(
-                NodeUpdate(
-                    job_id=self.job_id,
-                    workflow_id=self.workflow_id,
-                    node_id=node.id,
-                    node_name=node.name,
-                    node_type=node.spec.node_type,
-                    status="completed",
-                    result=self._wrap_map(result),
-                )
-            )
+            self.emit(self._node_update(node, "completed", result=self._wrap_map(result)))
 
     def node_failed(self, node: PlannedNode, error: str) -> None:
-        self.emit(
-            NodeUpdate(
-                job_id=self.job_id,
-                workflow_id=self.workflow_id,
-                node_id=node.id,
-                node_name=node.name,
-                node_type=node.spec.node_type,
-                status="error",
-                error=error[:_MAX_ERROR],
-            )
+        self.emit(self._node_update(node, "error", error=error[:_MAX_ERROR]))
+
+    def _node_update(
+        self,
+        node: PlannedNode,
+        status: Literal["running", "completed", "error"],
+        *,
+        result: dict[str, object] | None = None,
+        error: str | None = None,
+    ) -> NodeUpdate:
+        return NodeUpdate(
+            job_id=self.job_id,
+            workflow_id=self.workflow_id,
+            node_id=node.id,
+            node_name=node.name,
+            node_type=node.spec.node_type,
+            status=status,
+            result=result,
+            error=error,
         )
 
     def output_value(self, node: PlannedNode, name: str, value: object) -> None:
@@ -419,6 +409,7 @@ class Run:
             await commit
             log.info("run.terminal_committed", job_id=self.job_id)
         return item
+
 
 def _internal(exc: Exception) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
