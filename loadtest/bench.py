@@ -1,48 +1,70 @@
-"""noderun benchmark: noderun against a bare echo floor, interleaved in one run.
+"""noderun benchmark: ephemeral and durable noderun runs against a bare echo floor,
+interleaved in one run.
 
 ``python -m loadtest.bench [--rounds R] [--seq-runs N] [--duration S]
-[--connections C] [--only floor|noderun|all] [--persistence session|job]
-[--quick] [--json PATH]``
+[--connections C] [--only TARGETS] [--pg-dsn DSN] [--quick] [--json PATH]``
 
-Targets: ``floor`` (``loadtest.echo``, the same uvicorn settings as noderun),
-``noderun terminal`` and ``noderun full`` (``event_detail`` of the single-node
-run). Each round measures every target, in an order rotated per round so no
-target always runs first (warm caches, thermal state):
+Targets (``TARGETS`` is a comma-separated list of these names or of the groups
+in ``GROUPS``):
+
+- ``floor``: ``loadtest.echo``, the same uvicorn settings as noderun;
+- ``terminal``, ``full``: ephemeral runs (``persistence="session"``) with that
+  ``event_detail``, on a noderun whose store is a temporary sqlite file;
+- ``durable-sqlite``: durable runs (``persistence="job"``, ``event_detail=
+  "terminal"``) on a noderun of their own whose store is another temporary sqlite
+  file;
+- ``durable-pg``: the same on a noderun of their own whose store is a fresh
+  PostgreSQL database (``loadtest.database``) on the server ``--pg-dsn`` reaches;
+  skipped with a note when that server is unreachable, unless
+  ``NODERUN_REQUIRE_PG=1`` makes that an error.
+
+Each round measures every target, in an order rotated per round so no target
+always runs first (warm caches, thermal state):
 
 - sequential: one connection, ``--warmup`` untimed runs then ``--seq-runs``
   timed runs back to back → p50, p99 of the round trip;
 - throughput: ``--connections`` connections each running back to back for
-  ``--duration`` seconds → runs/s, with the client's and the server's CPU use.
+  ``--duration`` seconds → runs/s, with the client's, the server's and (for
+  ``durable-pg``, when PostgreSQL is local) the database's CPU use.
 
-The report gives medians across rounds and the noderun/floor ratios. The client
-(this process, uvloop) is pinned to one CPU and the servers to the others when
-the machine has two or more. noderun gets a temporary sqlite store unless
-``NODERUN_STORE`` names one (``--persistence job`` measures durable runs).
+The report gives medians across rounds, the noderun/floor ratios, and for the
+durable targets the ratios against ephemeral ``terminal`` of the same rounds. The
+client (this process, uvloop) is pinned to one CPU and the servers to the others
+when the machine has two or more.
 
 Exit status: 0 when every run was verified, 1 when some run failed
-verification, 2 when a server did not start or a run hung.
+verification, 2 when a server did not start, a run hung, or PostgreSQL was
+required and unavailable.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
 from loadtest.client import RunError, RunSpec
+from loadtest.database import (
+    DEFAULT_PG_DSN,
+    BenchDatabase,
+    DatabaseUnavailable,
+    describe_dsn,
+    fresh_database,
+)
 from loadtest.inprocess import measure_inprocess
 from loadtest.phases import measure_sequential, measure_throughput
-from loadtest.report import Round, TargetSummary, render, to_json
+from loadtest.report import Goal, Round, TargetSummary, render, to_json
 from loadtest.servers import (
     CpuPlan,
     ServerError,
@@ -52,11 +74,13 @@ from loadtest.servers import (
     spawn_servers,
 )
 
-__all__ = ["main"]
+__all__ = ["GROUPS", "TARGETS", "main", "select_targets"]
 
 # Other work above this share of a CPU during throughput phases is worth a warning.
 NOISY = 0.1
-_DEFAULTS = {"rounds": 5, "seq_runs": 2000, "warmup": 200, "duration": 4.0, "inprocess_runs": 20000}
+# The issue's goal for durable runs on PostgreSQL, against ephemeral ``terminal``.
+DURABLE_PG_GOAL = Goal(min_throughput=0.5, max_p50_delta_ms=1.0)
+_DEFAULTS = {"rounds": 5, "seq_runs": 1000, "warmup": 100, "duration": 3.0, "inprocess_runs": 20000}
 _QUICK = {"rounds": 1, "seq_runs": 200, "warmup": 20, "duration": 0.5, "inprocess_runs": 1000}
 
 
@@ -69,21 +93,81 @@ class Target:
     server: str
     spec: RunSpec
     expected_frames: int
+    baseline: str | None = None
+    goal: Goal | None = None
+
+
+TARGETS = (
+    Target("floor", "floor", "floor", RunSpec("terminal"), 2),
+    Target("terminal", "noderun terminal", "noderun", RunSpec("terminal"), 2),
+    Target("full", "noderun full", "noderun", RunSpec("full"), 5),
+    Target(
+        "durable-sqlite",
+        "durable-sqlite",
+        "noderun-sqlite",
+        RunSpec("terminal", "job"),
+        2,
+        baseline="terminal",
+    ),
+    Target(
+        "durable-pg",
+        "durable-pg",
+        "noderun-pg",
+        RunSpec("terminal", "job"),
+        2,
+        baseline="terminal",
+        goal=DURABLE_PG_GOAL,
+    ),
+)
+GROUPS = {
+    "all": tuple(t.name for t in TARGETS),
+    "noderun": ("terminal", "full", "durable-sqlite", "durable-pg"),
+    "ephemeral": ("terminal", "full"),
+    "durable": ("durable-sqlite", "durable-pg"),
+}
+
+
+def select_targets(only: str) -> list[Target]:
+    """The targets that ``only`` (comma-separated names and groups) names, in
+    ``TARGETS`` order; raises ``ValueError`` for an unknown word or an empty list."""
+    names: set[str] = set()
+    known = {t.name for t in TARGETS}
+    for word in (w.strip() for w in only.split(",")):
+        if word in GROUPS:
+            names.update(GROUPS[word])
+        elif word in known:
+            names.add(word)
+        else:
+            choices = ", ".join([*GROUPS, *(t.name for t in TARGETS)])
+            raise ValueError(f"unknown target {word!r} (choose from {choices})")
+    return [t for t in TARGETS if t.name in names]
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.bench",
-        description="Benchmark noderun against a bare echo floor in one interleaved run.",
+        description="Benchmark ephemeral and durable noderun runs against a bare echo floor "
+        "in one interleaved run.",
     )
     parser.add_argument("--rounds", type=int, help="rounds over all targets (default 5)")
-    parser.add_argument("--seq-runs", type=int, help="timed sequential runs per round (2000)")
-    parser.add_argument("--warmup", type=int, help="untimed sequential runs first (200)")
-    parser.add_argument("--duration", type=float, help="seconds of each throughput phase (4)")
+    parser.add_argument("--seq-runs", type=int, help="timed sequential runs per round (1000)")
+    parser.add_argument("--warmup", type=int, help="untimed sequential runs first (100)")
+    parser.add_argument("--duration", type=float, help="seconds of each throughput phase (3)")
     parser.add_argument("--connections", type=int, default=32, help="throughput connections")
     parser.add_argument("--inprocess-runs", type=int, help="runs for the in-process cost (20000)")
-    parser.add_argument("--only", choices=["floor", "noderun", "all"], default="all")
-    parser.add_argument("--persistence", choices=["session", "job"], default="session")
+    parser.add_argument(
+        "--only",
+        default="all",
+        metavar="TARGETS",
+        help="comma-separated targets (floor, terminal, full, durable-sqlite, durable-pg) "
+        "and groups (all, noderun, ephemeral, durable); default all",
+    )
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("NODERUN_BENCH_PG_DSN", DEFAULT_PG_DSN),
+        help="PostgreSQL server for durable-pg, as a role allowed to CREATE DATABASE "
+        f"(NODERUN_BENCH_PG_DSN, default {DEFAULT_PG_DSN})",
+    )
     parser.add_argument("--quick", action="store_true", help="a few seconds; a smoke test")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -95,26 +179,50 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"--{key.replace('_', '-')} must be at least 1")
     if args.warmup < 0 or args.duration <= 0:
         parser.error("--warmup must be >= 0 and --duration > 0")
+    try:
+        args.targets = select_targets(args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
-def _targets(only: str, persistence: str) -> list[Target]:
-    mode: Literal["session", "job"] = "session" if persistence == "session" else "job"
-    targets = []
-    if only in ("floor", "all"):
-        targets.append(Target("floor", "floor", "floor", RunSpec("terminal"), 2))
-    if only in ("noderun", "all"):
-        targets.append(
-            Target("terminal", "noderun terminal", "noderun", RunSpec("terminal", mode), 2)
-        )
-        targets.append(Target("full", "noderun full", "noderun", RunSpec("full", mode), 5))
-    return targets
+@dataclass(frozen=True)
+class _Server:
+    """How to start one server, what its store is, and the CPU of its database."""
+
+    argv: list[str]
+    store: str
+    db_cpu_s: Callable[[], float | None] | None = None
+
+
+def _noderun(store_url: str) -> list[str]:
+    # An explicit --store wins over NODERUN_STORE, whose default would fill the checkout.
+    return python_module("noderun", "serve", "--log-level", "warning", "--store", store_url)
+
+
+def _servers(targets: list[Target], scratch: Path, db: BenchDatabase | None) -> dict[str, _Server]:
+    """The servers ``targets`` need; ``db`` is the durable-pg database, if any."""
+    wanted = {t.server for t in targets}
+    servers: dict[str, _Server] = {}
+    if "floor" in wanted:
+        servers["floor"] = _Server(python_module("loadtest.echo", "--log-level", "warning"), "-")
+    if "noderun" in wanted:
+        url = f"sqlite:///{scratch / 'ephemeral.db'}"
+        servers["noderun"] = _Server(_noderun(url), "temporary sqlite (unused by session runs)")
+    if "noderun-sqlite" in wanted:
+        url = f"sqlite:///{scratch / 'durable.db'}"
+        servers["noderun-sqlite"] = _Server(_noderun(url), "temporary sqlite")
+    if "noderun-pg" in wanted and db is not None:
+        probe = db.cpu_seconds if db.postmaster_pid is not None else None
+        servers["noderun-pg"] = _Server(_noderun(db.url), f"fresh {db.describe()}", probe)
+    return servers
 
 
 async def _measure(
     targets: list[Target],
     summaries: dict[str, TargetSummary],
     servers: dict[str, ServerProcess],
+    db_probes: dict[str, Callable[[], float | None] | None],
     args: argparse.Namespace,
 ) -> None:
     for index in range(args.rounds):
@@ -130,16 +238,19 @@ async def _measure(
                 connections=args.connections,
                 duration_s=args.duration,
                 server_cpu_s=server.cpu_seconds,
+                db_cpu_s=db_probes.get(target.server),
             )
             result = Round(sequential, throughput)
             summaries[target.name].rounds.append(result)
             p50 = "n/a" if result.p50_us is None else f"{result.p50_us:.1f}"
+            db = "" if throughput.db_cpu is None else f" db {_percent(throughput.db_cpu)}"
             print(
                 f"  round {index + 1}/{args.rounds} {target.label}: "
                 f"p50 {p50} µs, "
                 f"{throughput.runs_per_s:.0f} runs/s, "
                 f"CPU client {_percent(throughput.client_cpu)} "
-                f"server {_percent(throughput.server_cpu)} other {_percent(throughput.other_cpu)}",
+                f"server {_percent(throughput.server_cpu)}{db} "
+                f"other {_percent(throughput.other_cpu)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -153,12 +264,16 @@ def _event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def _header(args: argparse.Namespace, plan: CpuPlan) -> str:
+def _header(args: argparse.Namespace, plan: CpuPlan, stores: dict[str, str]) -> str:
+    by_store: dict[str, list[str]] = {}
+    for name, store in stores.items():
+        by_store.setdefault(store, []).append(name)
+    store_text = "; ".join(f"{', '.join(names)}: {store}" for store, names in by_store.items())
     return (
         f"noderun benchmark: {args.rounds} round(s) x [{args.seq_runs} sequential runs, "
         f"{args.connections} connections x {args.duration:g} s], medians across rounds\n"
-        f"{os.cpu_count()} CPUs, {plan.describe()}; python {platform.python_version()}, "
-        f"persistence={args.persistence}, store={_store_description()}"
+        f"{os.cpu_count()} CPUs, {plan.describe()}; python {platform.python_version()}\n"
+        f"stores: {store_text or 'none'}"
     )
 
 
@@ -182,42 +297,57 @@ def _notes(summaries: list[TargetSummary], plan: CpuPlan) -> list[str]:
     return notes
 
 
-def _store_env(scratch: str) -> dict[str, str]:
-    """Point noderun at a throw-away store unless ``NODERUN_STORE`` chooses one: its
-    default (``noderun.db`` in the working directory) would fill the checkout."""
-    if os.environ.get("NODERUN_STORE"):
-        return {}
-    return {"NODERUN_STORE": f"sqlite:///{scratch}/bench.db"}
-
-
-def _store_description() -> str:
-    store = os.environ.get("NODERUN_STORE")
-    # Only the scheme: a PostgreSQL URL may carry a password.
-    return f"{store.split(':', 1)[0]} (NODERUN_STORE)" if store else "sqlite (temporary)"
+def _target_stores(targets: list[Target], servers: dict[str, _Server]) -> dict[str, str]:
+    """Each noderun target's store, for the header and the JSON."""
+    return {t.name: servers[t.server].store for t in targets if t.server != "floor"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the report to stdout; return the exit status."""
     args = _parse(argv)
-    targets = _targets(args.only, args.persistence)
+    targets: list[Target] = args.targets
     plan = plan_cpus()
     if plan.warning:
         print(f"warning: {plan.warning}", file=sys.stderr)
-    commands: dict[str, list[str]] = {}
-    if any(t.server == "floor" for t in targets):
-        commands["floor"] = python_module("loadtest.echo", "--log-level", "warning")
-    if any(t.server == "noderun" for t in targets):
-        commands["noderun"] = python_module("noderun", "serve", "--log-level", "warning")
-    summaries = {t.name: TargetSummary(t.name, t.label, t.expected_frames) for t in targets}
+    skipped: list[str] = []
     started = time.monotonic()
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="noderun-bench-") as scratch,
-            spawn_servers(commands, plan, _store_env(scratch)) as servers,
-        ):
+        # Exits in reverse: servers stop, then the database is dropped, then scratch goes.
+        with contextlib.ExitStack() as stack:
+            scratch = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="noderun-bench-"))
+            )
+            db = None
+            if any(t.server == "noderun-pg" for t in targets):
+                try:
+                    db = stack.enter_context(fresh_database(args.pg_dsn))
+                except DatabaseUnavailable as exc:
+                    if os.environ.get("NODERUN_REQUIRE_PG") == "1":
+                        raise
+                    skipped.append(
+                        f"durable-pg skipped: {exc} (set --pg-dsn or NODERUN_BENCH_PG_DSN)"
+                    )
+                    print(f"note: {skipped[-1]}", file=sys.stderr, flush=True)
+                    targets = [t for t in targets if t.server != "noderun-pg"]
+            if not targets:
+                print("error: no target left to measure", file=sys.stderr)
+                return 2
+            summaries = {
+                t.name: TargetSummary(t.name, t.label, t.expected_frames, [], t.baseline, t.goal)
+                for t in targets
+            }
+            specs = _servers(targets, scratch, db)
+            stores = _target_stores(targets, specs)
+            servers = stack.enter_context(
+                spawn_servers({name: spec.argv for name, spec in specs.items()}, plan)
+            )
             inprocess_us = measure_inprocess(args.inprocess_runs)
+            db_probes = {name: spec.db_cpu_s for name, spec in specs.items()}
             with _event_loop_runner() as runner:
-                runner.run(_measure(targets, summaries, servers, args))
+                runner.run(_measure(targets, summaries, servers, db_probes, args))
+    except DatabaseUnavailable as exc:
+        print(f"error: NODERUN_REQUIRE_PG=1 and {exc}", file=sys.stderr)
+        return 2
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -225,13 +355,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: a run did not complete: {exc!r}", file=sys.stderr)
         return 2
     results = list(summaries.values())
-    print(render(results, _header(args, plan), inprocess_us, _notes(results, plan)))
+    notes = [*skipped, *_notes(results, plan)]
+    if db is not None and db.postmaster_pid is None:
+        notes.append(
+            "durable-pg: PostgreSQL is not a local process here, so its CPU is not measured"
+        )
+    print(render(results, _header(args, plan, stores), inprocess_us, notes))
     print(f"(total {time.monotonic() - started:.0f} s)")
     if args.json:
-        config = {k: v for k, v in vars(args).items() if k != "json"}
+        config = {k: v for k, v in vars(args).items() if k not in ("json", "targets")}
+        config["pg_dsn"] = describe_dsn(args.pg_dsn)
+        config["targets"] = [t.name for t in targets]
+        config["stores"] = stores
+        config["pg_database"] = None if db is None else db.name
+        config["skipped"] = skipped
         config["cpu_plan"] = plan.describe()
         config["cpus"] = os.cpu_count()
-        config["store"] = _store_description()
         with open(args.json, "w") as f:
             json.dump(to_json(results, config, inprocess_us), f, indent=2)
     return 1 if any(t.failures for t in results) else 0

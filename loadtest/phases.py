@@ -52,6 +52,7 @@ class ThroughputResult:
 
     ``client_cpu`` is this process's CPU time over wall time in the timed window
     (1.0 = one core busy); ``server_cpu`` the same for the server, when probed;
+    ``db_cpu`` the same for a database server outside it, when probed;
     ``other_cpu`` the same for everything else on the machine (other processes,
     the kernel outside these processes, hypervisor steal), when known.
     """
@@ -64,6 +65,7 @@ class ThroughputResult:
     client_cpu: float
     server_cpu: float | None
     other_cpu: float | None
+    db_cpu: float | None = None
 
     @property
     def runs_per_s(self) -> float:
@@ -126,13 +128,15 @@ async def measure_throughput(
     duration_s: float,
     warmup_per_connection: int = 5,
     server_cpu_s: Callable[[], float | None] | None = None,
+    db_cpu_s: Callable[[], float | None] | None = None,
 ) -> ThroughputResult:
     """Runs/s with ``connections`` sockets each running back to back for ``duration_s``.
 
     All sockets are opened and warmed up before the clock starts; a run in flight
     at the deadline is finished and counted, and the window ends when the last one
     does, so runs/elapsed is exact. ``server_cpu_s`` returns the server's
-    cumulative CPU seconds (or None) and is read at both ends of the window.
+    cumulative CPU seconds (or None) and is read at both ends of the window;
+    ``db_cpu_s`` the same for the database the server writes to, if separate.
     """
     opened = await asyncio.gather(
         *(BenchConnection.open(uri) for _ in range(connections)), return_exceptions=True
@@ -158,6 +162,7 @@ async def measure_throughput(
     try:
         await watched(_all(warm(c) for c in conns), conns)
         server0 = server_cpu_s() if server_cpu_s else None
+        db0 = db_cpu_s() if db_cpu_s else None
         system0 = system_busy_cpu_seconds()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -166,15 +171,17 @@ async def measure_throughput(
         cpu = time.process_time() - cpu0
         system1 = system_busy_cpu_seconds()
         server1 = server_cpu_s() if server_cpu_s else None
+        db1 = db_cpu_s() if db_cpu_s else None
     finally:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
     server_cpu = (
         (server1 - server0) / elapsed if server0 is not None and server1 is not None else None
     )
+    db_cpu = (db1 - db0) / elapsed if db0 is not None and db1 is not None else None
     other_cpu = None
     if server_cpu is not None and system0 is not None and system1 is not None:
         # Clamped: clock-tick rounding can push a quiet machine slightly below 0.
-        other_cpu = max(0.0, (system1 - system0 - cpu) / elapsed - server_cpu)
+        other_cpu = max(0.0, (system1 - system0 - cpu) / elapsed - server_cpu - (db_cpu or 0.0))
     return ThroughputResult(
         runs=completed,
         elapsed_s=elapsed,
@@ -184,4 +191,5 @@ async def measure_throughput(
         client_cpu=cpu / elapsed,
         server_cpu=server_cpu,
         other_cpu=other_cpu,
+        db_cpu=db_cpu,
     )

@@ -5,6 +5,10 @@ Ratios are noderun / floor for each noderun target, paired by round (see
 run, below 1 is less throughput. On a busy machine the CPU-per-run ratio is the
 steadiest of the four: other processes steal wall time, not CPU time per run.
 
+A durable target also names its ``baseline``, the ephemeral target of the same
+run shape (``terminal``): it gets ratios against that baseline, the p50 difference
+in milliseconds, and, when it has a ``Goal``, whether it met it.
+
 A side of the throughput measurement is saturated when it used at least
 ``SATURATED`` of a CPU in the timed window. ``bound`` names the saturated
 side(s): ``server`` is the clean case; with ``client`` the runs/s figure is only
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from loadtest.phases import SequentialResult, ThroughputResult
 from loadtest.stats import median, percentile
 
-__all__ = ["SATURATED", "Round", "TargetSummary", "render", "to_json"]
+__all__ = ["SATURATED", "Goal", "Round", "TargetSummary", "ratios", "render", "to_json"]
 
 SATURATED = 0.85
 
@@ -57,14 +61,55 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+@dataclass(frozen=True)
+class Goal:
+    """What a target should reach against its baseline, paired by round: at least
+    ``min_throughput`` times its runs/s, at most ``max_p50_delta_ms`` more p50."""
+
+    min_throughput: float
+    max_p50_delta_ms: float
+
+    def met(
+        self, throughput: float | None, p50_delta_us: float | None
+    ) -> tuple[bool | None, bool | None]:
+        """Whether each half was met, None where its figure is unknown."""
+        return (
+            None if throughput is None else throughput >= self.min_throughput,
+            None if p50_delta_us is None else p50_delta_us <= self.max_p50_delta_ms * 1000,
+        )
+
+    def verdict(self, throughput: float | None, p50_delta_us: float | None) -> str:
+        words = {None: "n/a", True: "met", False: "missed"}
+        tp_ok, p50_ok = self.met(throughput, p50_delta_us)
+        return (
+            f"goal >= {self.min_throughput:.2f}x, <= +{self.max_p50_delta_ms:.2f} ms: "
+            f"throughput {words[tp_ok]}, p50 {words[p50_ok]}"
+        )
+
+    def to_json(self, throughput: float | None, p50_delta_us: float | None) -> dict[str, object]:
+        tp_ok, p50_ok = self.met(throughput, p50_delta_us)
+        return {
+            "min_throughput": self.min_throughput,
+            "max_p50_delta_ms": self.max_p50_delta_ms,
+            "throughput_met": tp_ok,
+            "p50_met": p50_ok,
+        }
+
+
 @dataclass
 class TargetSummary:
-    """All rounds of one target (``floor``, ``terminal`` or ``full``)."""
+    """All rounds of one target (``floor``, ``terminal``, ``durable-pg``, …).
+
+    ``baseline`` names the target this one is also compared with, ``goal`` what it
+    should reach against it.
+    """
 
     name: str
     label: str
     expected_frames: int
     rounds: list[Round] = field(default_factory=list)
+    baseline: str | None = None
+    goal: Goal | None = None
 
     @property
     def p50_us(self) -> float | None:
@@ -89,6 +134,10 @@ class TargetSummary:
     @property
     def server_cpu(self) -> float | None:
         return _median(r.throughput.server_cpu for r in self.rounds)
+
+    @property
+    def db_cpu(self) -> float | None:
+        return _median(r.throughput.db_cpu for r in self.rounds)
 
     @property
     def other_cpu(self) -> float | None:
@@ -136,15 +185,20 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
-def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float | None]:
-    """``target`` / ``floor`` for p50, p99, throughput and server CPU per run: the
-    median of per-round ratios, None where no round has both sides.
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
-    Pairing each round's target with the floor of the same round cancels drift of
+
+def ratios(base: TargetSummary, target: TargetSummary) -> dict[str, float | None]:
+    """``target`` / ``base`` for p50, p99, throughput and server CPU per run, and
+    ``p50_delta_us`` = target p50 - base p50: the median of per-round values, None
+    where no round has both sides.
+
+    Pairing each round's target with the base of the same round cancels drift of
     the machine between rounds (a shared VM's speed wanders by tens of percent
     over a minute), which a ratio of medians would keep.
     """
-    pairs = list(zip(floor.rounds, target.rounds, strict=True))
+    pairs = list(zip(base.rounds, target.rounds, strict=True))
     return {
         "p50": _median(_ratio(t.p50_us, f.p50_us) for f, t in pairs),
         "p99": _median(_ratio(t.p99_us, f.p99_us) for f, t in pairs),
@@ -154,12 +208,42 @@ def ratios(floor: TargetSummary, target: TargetSummary) -> dict[str, float | Non
         "server_cpu_per_run": _median(
             _ratio(t.throughput.server_us_per_run, f.throughput.server_us_per_run) for f, t in pairs
         ),
+        "p50_delta_us": _median(_difference(t.p50_us, f.p50_us) for f, t in pairs),
     }
 
 
 def _num(value: float | None, width: int, decimals: int, suffix: str = "") -> str:
     text = "n/a" if value is None else f"{value:.{decimals}f}{suffix}"
     return f"{text:>{width}}"
+
+
+def _baseline_lines(targets: list[TargetSummary], by_name: dict[str, TargetSummary]) -> list[str]:
+    """The durable targets against their ephemeral baseline: a table, then one
+    sentence per target with the two figures the issue sets goals for."""
+    compared = [(t, by_name[t.baseline]) for t in targets if t.rounds and t.baseline in by_name]
+    if not compared:
+        return []
+    lines = [
+        "",
+        f"{'durable / ephem.':<18}{'p50':>9}{'p50 +ms':>9}{'runs/s':>10}{'srv µs/run':>12}",
+    ]
+    for t, base in compared:
+        r = ratios(base, t)
+        delta = "n/a" if r["p50_delta_us"] is None else f"{r['p50_delta_us'] / 1000:+.2f}"
+        lines.append(
+            f"{t.label:<18}{_num(r['p50'], 9, 2, 'x')}{delta:>9}"
+            f"{_num(r['throughput'], 10, 2, 'x')}{_num(r['server_cpu_per_run'], 12, 2, 'x')}"
+        )
+    lines.append("")
+    for t, base in compared:
+        r = ratios(base, t)
+        throughput = "n/a" if r["throughput"] is None else f"{r['throughput']:.2f}x"
+        p50 = "n/a" if r["p50_delta_us"] is None else f"{r['p50_delta_us'] / 1000:+.2f} ms"
+        sentence = f"{t.label}: throughput {throughput} ephemeral, p50 {p50}"
+        if t.goal is not None:
+            sentence += f" ({t.goal.verdict(r['throughput'], r['p50_delta_us'])})"
+        lines.append(sentence)
+    return lines
 
 
 def render(
@@ -170,7 +254,8 @@ def render(
     lines.append(
         f"{'target':<18}{'p50 µs':>9}{'p99 µs':>9}{'runs/s':>10}{'srv µs/run':>12}"
         f"{'frames/run':>12}"
-        f"{'client CPU':>12}{'server CPU':>12}{'other CPU':>11}{'bound':>9}{'failures':>10}"
+        f"{'client CPU':>12}{'server CPU':>12}{'db CPU':>8}{'other CPU':>11}{'bound':>9}"
+        f"{'failures':>10}"
     )
     for t in targets:
         if not t.rounds:
@@ -181,7 +266,8 @@ def render(
         lines.append(
             f"{t.label:<18}{_num(t.p50_us, 9, 1)}{_num(t.p99_us, 9, 1)}"
             f"{t.runs_per_s:>10.0f}{_num(t.server_us_per_run, 12, 1)}{frames:>12}"
-            f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}{_pct(t.other_cpu):>11}"
+            f"{_pct(t.client_cpu):>12}{_pct(t.server_cpu):>12}"
+            f"{'-' if t.db_cpu is None else _pct(t.db_cpu):>8}{_pct(t.other_cpu):>11}"
             f"{t.bound:>9}{t.failures:>10}"
         )
     by_name = {t.name: t for t in targets if t.rounds}
@@ -198,6 +284,7 @@ def render(
                 f"{t.label:<18}{_num(r['p50'], 9, 2, 'x')}{_num(r['p99'], 9, 2, 'x')}"
                 f"{_num(r['throughput'], 10, 2, 'x')}{_num(r['server_cpu_per_run'], 12, 2, 'x')}"
             )
+    lines += _baseline_lines(targets, by_name)
     lines.append("")
     if inprocess_us is None:
         lines.append("in-process: unavailable")
@@ -227,6 +314,7 @@ def to_json(
             "server_us_per_run": t.server_us_per_run,
             "client_cpu": t.client_cpu,
             "server_cpu": t.server_cpu,
+            "db_cpu": t.db_cpu,
             "other_cpu": t.other_cpu,
             "bound": t.bound,
             "failures": t.failures,
@@ -243,6 +331,7 @@ def to_json(
                     "throughput_elapsed_s": r.throughput.elapsed_s,
                     "client_cpu": r.throughput.client_cpu,
                     "server_cpu": r.throughput.server_cpu,
+                    "db_cpu": r.throughput.db_cpu,
                     "other_cpu": r.throughput.other_cpu,
                 }
                 for r in t.rounds
@@ -253,9 +342,20 @@ def to_json(
     ratio_map = {
         t.name: ratios(floor, t) for t in by_name.values() if floor is not None and t is not floor
     }
+    vs_baseline: dict[str, object] = {}
+    for t in by_name.values():
+        base = by_name.get(t.baseline) if t.baseline else None
+        if base is None:
+            continue
+        r = ratios(base, t)
+        entry: dict[str, object] = {"baseline": base.name, **r}
+        if t.goal is not None:
+            entry["goal"] = t.goal.to_json(r["throughput"], r["p50_delta_us"])
+        vs_baseline[t.name] = entry
     return {
         "config": config,
         "summary": summary,
         "ratios": ratio_map,
+        "vs_baseline": vs_baseline,
         "inprocess_us_per_run": inprocess_us,
     }
