@@ -21,6 +21,7 @@ __all__ = [
     "GenerationStopped",
     "JobNotice",
     "JobResumed",
+    "JobStarted",
     "JobUpdate",
     "LogUpdate",
     "NodeProgress",
@@ -137,6 +138,15 @@ class ServerPing(msgspec.Struct, kw_only=True, tag_field="type", tag="ping"):
 
 class ServerPong(msgspec.Struct, kw_only=True, tag_field="type", tag="pong"):
     ts: float
+
+
+class JobStarted(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The untyped ``run_job`` ack (no ``type``); ``request_id`` only when the frame had one."""
+
+    message: str
+    job_id: str
+    workflow_id: str
+    request_id: str | None = None
 
 
 def error_frame(

@@ -43,6 +43,7 @@ from noderun.protocol.server import (
     GenerationStopped,
     JobNotice,
     JobResumed,
+    JobStarted,
     ServerPing,
     ServerPong,
     error_frame,
@@ -304,14 +305,14 @@ class Connection:
     def _started(self, run: Run, request_id: str | None) -> None:
         # Called before run.start(): the ack is the first frame of the run the client sees.
         self._runs[run.job_id] = run
-        ack: dict[str, object] = {
-            "message": "Job started",
-            "job_id": run.job_id,
-            "workflow_id": run.workflow_id,
-        }
-        if request_id is not None:
-            ack["request_id"] = request_id
-        self._reply(ack)
+        self._reply(
+            JobStarted(
+                message="Job started",
+                job_id=run.job_id,
+                workflow_id=run.workflow_id,
+                request_id=request_id,
+            )
+        )
 
     def _refused(self, exc: StartRefused, workflow_id: str, request_id: str | None) -> None:
         if exc.code == "job_already_running":
