@@ -160,7 +160,8 @@ class Connection:
                         self._text = True
                         handle(message["text"].encode(), True)
                 finally:
-                    await outbox.release()
+                    if outbox.release():
+                        await outbox.drain()
             elif kind == "websocket.disconnect":
                 return
 

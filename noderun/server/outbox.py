@@ -62,11 +62,12 @@ class Outbox:
         """The reader is handling a frame: it will :meth:`drain` afterwards itself."""
         self._held = True
 
-    async def release(self) -> None:
-        """End :meth:`hold` and send what was queued meanwhile, unless a send is under way."""
+    def release(self) -> bool:
+        """End :meth:`hold`; ``True`` when the caller should now :meth:`drain` (frames are
+        queued and no send is under way). Not a coroutine: the reader awaits only when
+        there is something to send."""
         self._held = False
-        if self._frames and not self._sending:
-            await self.drain()
+        return bool(self._frames) and not self._sending
 
     async def drain(self) -> None:
         """Send every queued frame, including those queued while sending."""
