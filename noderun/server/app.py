@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from noderun.persistence.retention import run_retention
 from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry, default_registry
@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 store.on_cancel_request(lambda job_id: _cancel_local(hub, job_id))
                 if settings.retention > 0:
                     retention = asyncio.get_running_loop().create_task(
-                        _retain(store, settings.retention)
+                        run_retention(store, settings.retention, _retention_interval(settings))
                     )
             state.hub, state.store = hub, store
             # Everything built at start-up lives for the whole process: move it out
@@ -195,19 +195,9 @@ def _cancel_local(hub: Hub, job_id: str) -> None:
         run.cancel("cancelled by client")
 
 
-async def _retain(store: RunStore, retention: float) -> None:
-    """Delete finished durable runs older than ``retention`` seconds, periodically."""
-    interval = min(max(retention / 10, 1.0), 3600.0)
-    while True:
-        try:
-            deleted = await store.delete_finished_before(time.time() - retention)
-            if deleted:
-                log.info("retention.deleted", runs=deleted)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("retention.failed", error=str(exc))
-        await asyncio.sleep(interval)
+def _retention_interval(settings: Settings) -> float:
+    """A tenth of the retention period, between 1 s and an hour."""
+    return min(max(settings.retention / 10, 1.0), 3600.0)
 
 
 def _redact(url: str) -> str:
