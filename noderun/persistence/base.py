@@ -20,9 +20,10 @@ import msgspec
 import structlog
 
 from noderun.persistence.errors import StoreError, StoreUnavailable
-from noderun.persistence.groupcommit import Append, Finish, GroupCommitter, Item
+from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item, Refusals
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
+from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 from noderun.persistence.waiters import Waiters
 from noderun.protocol.records import TERMINAL_STATUSES, RunRecord, StoredFrame
 
@@ -131,6 +132,13 @@ class StoreBase(abc.ABC):
         log.info("store.closed", backend=self.backend, server_id=self._server_id)
 
     async def create_run(self, record: RunRecord) -> None:
+        """Commit the run row in the next group commit and wait for it.
+
+        Raises ``RunExists`` when the id's run is running (of two creates of one id in
+        one batch, the first wins), and :class:`StoreUnavailable` when the row is not
+        committed within ``options.connect_timeout``; the create is then withdrawn
+        (if it commits all the same, the orphan run is finished as interrupted).
+        """
         self._check_open()
         row = msgspec.structs.replace(
             record,
@@ -142,7 +150,20 @@ class StoreBase(abc.ABC):
             error=None,
             terminal_frame=None,
         )
-        await self._guard("create_run", self._insert_run(row))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_consume)
+        self._committer.put(Create(row, done))
+        timeout = self._options.connect_timeout
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            done.cancel()  # withdraw it: a late commit would leave an orphan running row
+            last = self._health.last_error
+            reason = last.reason if last else f"create not committed within {timeout}s"
+            raise StoreUnavailable(self.backend, reason) from last
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
         self._active.add(row.job_id)
         self._run_added()
 
@@ -239,6 +260,11 @@ class StoreBase(abc.ABC):
         self._check_open()
         return await self._guard("delete_finished_before", self._delete_finished_before(cutoff))
 
+    @property
+    def group_commits(self) -> int:
+        """Group-commit transactions committed so far (not part of RunStore; for tests)."""
+        return self._committer.transactions
+
     # -- shared machinery ---------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -262,7 +288,20 @@ class StoreBase(abc.ABC):
         for item in batch:
             if isinstance(item, Finish):
                 self._active.discard(item.job_id)
+            elif isinstance(item, Create) and item.abandoned:
+                self._finish_orphan(item.record)
         self._waiters.wake(job_ids)
+
+    def _finish_orphan(self, record: RunRecord) -> None:
+        """A run whose creator gave up was committed anyway: nobody will run it, so
+        finish it as interrupted, like a run of a server that stopped."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_consume)
+        frame = interrupted_frame(record.job_id, record.workflow_id, 1)
+        log.warning("store.create_withdrawn_after_commit", job_id=record.job_id)
+        self._committer.put(
+            Finish(record.job_id, "failed", 1, frame, INTERRUPTED_ERROR, time.time(), done)
+        )
 
     def _deliver_cancel(self, job_id: str) -> None:
         for callback in list(self._cancel_callbacks):
@@ -316,12 +355,13 @@ class StoreBase(abc.ABC):
         """Interrupt this server's runs that are still running; drop its lease row."""
 
     @abc.abstractmethod
-    async def _insert_run(self, record: RunRecord) -> None:
-        """Commit the row, replacing a finished run; RunExists if one is running."""
+    async def _commit(self, batch: Sequence[Item]) -> Refusals:
+        """Commit a batch in one transaction (see groupcommit for the error contract).
 
-    @abc.abstractmethod
-    async def _commit(self, batch: Sequence[Item]) -> None:
-        """Commit a batch in one transaction (see groupcommit for the error contract)."""
+        Creates come first: each inserts its row, replacing a finished run of that id
+        and its frames; a create whose id is running (or created earlier in the batch)
+        is refused with ``RunExists`` in the returned mapping, not raised.
+        """
 
     @abc.abstractmethod
     async def _get_run(self, job_id: str) -> RunRecord | None: ...

@@ -1,4 +1,5 @@
-"""Group commit: one writer task turns the appends of every run into few transactions.
+"""Group commit: one writer task turns the creates, appends and finishes of every run
+into few transactions.
 
 ``append`` only queues; the writer takes whatever accumulated while the previous
 transaction was in flight (up to ``batch_max`` items) and hands it to the backend's
@@ -7,7 +8,18 @@ a durable commit (one fsync) is shared instead of paid per message.
 
 Items keep their queue order, and a run's items are queued in ``job_seq`` order, so a
 ``Finish`` is committed in the same transaction as its run's earlier appends or in a
-later one.
+later one. A backend applies a batch's creates before its appends and finishes (a run
+may be created and finished in one batch); so that this never reorders a run's items,
+a ``Create`` of a job id that already has an append or finish in the batch being
+formed starts the next batch.
+
+A create that is refused (``RunExists``) fails only its own caller: the backend
+returns the refusals instead of raising, and the rest of the batch commits. A create
+that meets an unavailable store fails at once with ``StoreUnavailable`` (and so does
+every create queued until a commit succeeds again). A create whose future is done
+(it failed, or its caller timed out or was cancelled) is left out of
+the batches formed after that; if it was already in the transaction that committed,
+``on_committed`` sees it with ``abandoned`` true, so the store can finish that orphan run.
 
 Failures never stop the writer:
 
@@ -22,16 +34,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 
-from noderun.persistence.errors import StoreUnavailable, WriteRejected
+from noderun.persistence.errors import StoreError, StoreUnavailable, WriteRejected
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
+from noderun.protocol.records import RunRecord
 
-__all__ = ["Append", "Finish", "GroupCommitter", "Item"]
+__all__ = ["Append", "Create", "Finish", "GroupCommitter", "Item", "Refusals"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +71,24 @@ class Finish:
     done: asyncio.Future[None]
 
 
-Item = Append | Finish
+@dataclass(slots=True, eq=False)
+class Create:
+    """A new run row, as queued by ``RunStore.create_run``; ``done`` resolves once
+    committed, or fails with the refusal (``RunExists``). Hashable by identity."""
+
+    record: RunRecord
+    done: asyncio.Future[None]
+    #: Set by the writer: the caller gave up, yet the row was committed.
+    abandoned: bool = field(default=False)
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+
+Item = Create | Append | Finish
+#: What a backend's commit returns: the creates it refused, and why.
+Refusals = Mapping[Create, StoreError]
 
 
 class GroupCommitter:
@@ -70,7 +100,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        commit: Callable[[Sequence[Item]], Awaitable[None]],
+        commit: Callable[[Sequence[Item]], Awaitable[Refusals | None]],
         *,
         health: Health,
         options: StoreOptions,
@@ -85,6 +115,8 @@ class GroupCommitter:
         self._wakeup = asyncio.Event()
         self._queued = 0  # items ever queued
         self._processed = 0  # items ever committed or rejected
+        self.transactions = 0  # batches ever committed (for tests and metrics)
+        self._failing: StoreUnavailable | None = None  # while a batch is being retried
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._dropping: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -97,7 +129,11 @@ class GroupCommitter:
         self._task = asyncio.create_task(self._run(), name="noderun-store-writer")
 
     def put(self, item: Item) -> bool:
-        """Queue ``item``; ``False`` when an append was dropped because the queue is full."""
+        """Queue ``item``; ``False`` when an append was dropped because the queue is full,
+        or when a create was failed at once because the store is down."""
+        if isinstance(item, Create) and self._failing is not None:
+            item.done.set_exception(self._failing)
+            return False
         if isinstance(item, Append) and len(self._queue) >= self._options.max_pending:
             if item.job_id not in self._dropping:
                 self._dropping.add(item.job_id)
@@ -136,7 +172,7 @@ class GroupCommitter:
             self._task = None
         closed = StoreUnavailable(self._health.backend, "store closed")
         for item in (*self._inflight, *self._queue):
-            if isinstance(item, Finish) and not item.done.done():
+            if isinstance(item, Finish | Create) and not item.done.done():
                 item.done.set_exception(closed)
         self._queue.clear()
         self._inflight = ()
@@ -150,12 +186,25 @@ class GroupCommitter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                count = min(len(self._queue), self._options.batch_max)
-                self._inflight = [self._queue.popleft() for _ in range(count)]
+                self._inflight = self._take_batch()
                 await self._commit_batch(self._inflight)
+                self._processed += len(self._inflight)
                 self._inflight = ()
-                self._processed += count
                 self._release_flushes()
+
+    def _take_batch(self) -> list[Item]:
+        batch: list[Item] = []
+        written: set[str] = set()  # job ids with an append or finish in ``batch``
+        queue = self._queue
+        while queue and len(batch) < self._options.batch_max:
+            item = queue[0]
+            if isinstance(item, Create):
+                if item.job_id in written:
+                    break  # applied before the batch's writes, it would overtake them
+            else:
+                written.add(item.job_id)
+            batch.append(queue.popleft())
+        return batch
 
     def _release_flushes(self) -> None:
         still_waiting = []
@@ -167,13 +216,23 @@ class GroupCommitter:
                 still_waiting.append((target, waiter))
         self._flushes = still_waiting
 
-    async def _commit_batch(self, batch: Sequence[Item]) -> None:
+    async def _commit_batch(self, items: Sequence[Item]) -> None:
         delay = self._options.retry_initial
         while True:
+            # Creates whose caller gave up are left out of every new attempt.
+            batch = [i for i in items if not (isinstance(i, Create) and i.done.done())]
+            if not batch:
+                return
             try:
-                await self._commit(batch)
+                refusals = await self._commit(batch) or {}
             except StoreUnavailable as exc:
                 self._health.failed(exc, during="group commit")
+                # Creates are not retried: their callers learn at once that the store
+                # is down, as they would from a transaction of their own.
+                self._failing = exc
+                for pending in (*batch, *self._queue):
+                    if isinstance(pending, Create) and not pending.done.done():
+                        pending.done.set_exception(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._options.retry_max)
                 continue
@@ -186,10 +245,24 @@ class GroupCommitter:
                 await self._isolate(batch, WriteRejected(self._health.backend, repr(exc)))
                 return
             self._health.succeeded()
+            self._failing = None
+            self.transactions += 1
+            committed: list[Item] = []
             for item in batch:
-                if isinstance(item, Finish) and not item.done.done():
+                if isinstance(item, Create):
+                    refusal = refusals.get(item)
+                    if refusal is not None:
+                        if not item.done.done():
+                            item.done.set_exception(refusal)
+                        continue
+                    if item.done.done():
+                        item.abandoned = True
+                    else:
+                        item.done.set_result(None)
+                elif isinstance(item, Finish) and not item.done.done():
                     item.done.set_result(None)
-            self._on_committed(batch)
+                committed.append(item)
+            self._on_committed(committed)
             return
 
     async def _isolate(self, batch: Sequence[Item], error: WriteRejected) -> None:
@@ -198,7 +271,7 @@ class GroupCommitter:
                 await self._commit_batch([item])
             return
         (item,) = batch
-        if isinstance(item, Finish):
+        if isinstance(item, Finish | Create):
             if not item.done.done():
                 item.done.set_exception(error)
         else:

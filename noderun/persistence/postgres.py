@@ -37,7 +37,7 @@ from noderun.persistence.errors import (
     StoreUnavailable,
     WriteRejected,
 )
-from noderun.persistence.groupcommit import Append, Finish, Item
+from noderun.persistence.groupcommit import Append, Create, Finish, Item, Refusals
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.postgres_schema import CANCEL_CHANNEL, FRAMES_CHANNEL, migrate
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
@@ -111,6 +111,16 @@ def _record(row: asyncpg.Record) -> RunRecord:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Pool reset hook that sends nothing (asyncpg still rolls back an open transaction).
+
+    Pooled connections never hold session state: no ``SET``, no session advisory lock
+    (migration takes a transaction-scoped one), no ``LISTEN`` (the listener has its own
+    connection), no cursor outside a transaction. So asyncpg's default reset query
+    (``RESET ALL``, ``UNLISTEN *`` …), one round trip per release, is skipped.
+    """
+
+
 async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
     if job_ids:
         await conn.execute(
@@ -164,6 +174,7 @@ class PostgresStore(StoreBase):
                     command_timeout=options.pg_command_timeout,
                     max_inactive_connection_lifetime=options.pg_idle_lifetime,
                     timeout=options.connect_timeout,
+                    reset=_keep_session,
                 )
             async with self._connection() as conn:
                 await migrate(conn)
@@ -358,92 +369,130 @@ class PostgresStore(StoreBase):
 
     # -- runs and frames ------------------------------------------------------------
 
-    async def _insert_run(self, record: RunRecord) -> None:
-        async with self._connection() as conn, conn.transaction():
-            status = await conn.fetchval(
-                "SELECT status FROM noderun_runs WHERE job_id = $1 FOR UPDATE", record.job_id
+    async def _create_runs(self, conn: Conn, creates: Sequence[Create]) -> Refusals:
+        """Insert the batch's new rows with a constant number of statements."""
+        refused: dict[Create, StoreError] = {}
+        first: dict[str, Create] = {}
+        for create in creates:
+            if create.job_id in first:
+                refused[create] = RunExists(create.job_id, "running")
+            else:
+                first[create.job_id] = create
+        ids = sorted(first)  # lock in one order everywhere: no deadlock between servers
+        rows = await conn.fetch(
+            """SELECT job_id, status FROM noderun_runs WHERE job_id = ANY($1::text[])
+                ORDER BY job_id FOR UPDATE""",
+            ids,
+        )
+        replaced = []
+        for row in rows:
+            if row["status"] == "running":
+                refused[first.pop(row["job_id"])] = RunExists(row["job_id"], "running")
+            else:
+                replaced.append(row["job_id"])
+        if replaced:
+            await conn.execute(
+                """WITH gone AS (DELETE FROM noderun_runs WHERE job_id = ANY($1::text[]))
+                    DELETE FROM noderun_frames WHERE job_id = ANY($1::text[])""",
+                replaced,
             )
-            if status == "running":
-                raise RunExists(record.job_id, status)
-            if status is not None:
-                await conn.execute("DELETE FROM noderun_frames WHERE job_id = $1", record.job_id)
-                await conn.execute("DELETE FROM noderun_runs WHERE job_id = $1", record.job_id)
-            try:
-                await conn.execute(
-                    f"""INSERT INTO noderun_runs ({_RUN_COLUMNS})
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-                    record.job_id,
-                    record.workflow_id,
-                    record.user_id,
-                    record.status,
-                    record.server_id,
-                    record.created_at,
-                    record.finished_at,
-                    record.last_seq,
-                    record.error,
-                    record.terminal_frame,
-                )
-            except asyncpg.UniqueViolationError:
-                # Another server created the same id between our check and insert.
-                raise RunExists(record.job_id, "running") from None
+        if not first:
+            return refused
+        records = [create.record for create in first.values()]
+        inserted = await conn.fetch(
+            f"""INSERT INTO noderun_runs ({_RUN_COLUMNS})
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                    $5::text[], $6::double precision[], $7::double precision[],
+                    $8::bigint[], $9::text[], $10::bytea[])
+                ON CONFLICT (job_id) DO NOTHING RETURNING job_id""",
+            [r.job_id for r in records],
+            [r.workflow_id for r in records],
+            [r.user_id for r in records],
+            [r.status for r in records],
+            [r.server_id for r in records],
+            [r.created_at for r in records],
+            [r.finished_at for r in records],
+            [r.last_seq for r in records],
+            [r.error for r in records],
+            [r.terminal_frame for r in records],
+        )
+        if len(inserted) < len(records):
+            # Another server created some of these ids after our SELECT.
+            done = {row["job_id"] for row in inserted}
+            for job_id, create in first.items():
+                if job_id not in done:
+                    refused[create] = RunExists(job_id, "running")
+        return refused
 
-    async def _commit(self, batch: Sequence[Item]) -> None:
-        job_ids = list({item.job_id for item in batch})
+    async def _commit(self, batch: Sequence[Item]) -> Refusals:
+        creates = [item for item in batch if isinstance(item, Create)]
+        writes = [item for item in batch if not isinstance(item, Create)]
+        refused: Refusals = {}
+        ignored: list[str] = []
         async with self._connection() as conn, conn.transaction():
-            # Only runs still running here take frames: a run a sweep already failed
-            # as interrupted must not grow after its terminal frame. FOR SHARE makes a
-            # concurrent sweep wait for (or skip) this commit.
-            rows = await conn.fetch(
-                """SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
-                    AND status = 'running' AND server_id = $2
-                    ORDER BY job_id FOR SHARE""",
-                job_ids,
-                self._server_id,
+            if creates:
+                refused = await self._create_runs(conn, creates)
+            if writes:
+                ignored = await self._write_frames(conn, writes)
+        for job_id in ignored:
+            log.warning("store.finish_ignored", job_id=job_id, reason="not running here")
+        return refused
+
+    async def _write_frames(self, conn: Conn, batch: Sequence[Append | Finish]) -> list[str]:
+        """Appends and finishes of runs running here; returns the ignored finishes."""
+        job_ids = list({item.job_id for item in batch})
+        # Only runs still running here take frames: a run a sweep already failed
+        # as interrupted must not grow after its terminal frame. FOR SHARE makes a
+        # concurrent sweep wait for (or skip) this commit.
+        rows = await conn.fetch(
+            """SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
+                AND status = 'running' AND server_id = $2
+                ORDER BY job_id FOR SHARE""",
+            job_ids,
+            self._server_id,
+        )
+        owned = {row["job_id"] for row in rows}
+        kept = [item for item in batch if item.job_id in owned]
+        if kept:
+            await conn.execute(
+                """INSERT INTO noderun_frames (job_id, seq, frame)
+                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
+                    ON CONFLICT DO NOTHING""",
+                [item.job_id for item in kept],
+                [item.seq for item in kept],
+                [item.frame for item in kept],
             )
-            owned = {row["job_id"] for row in rows}
-            kept = [item for item in batch if item.job_id in owned]
-            if kept:
-                await conn.execute(
-                    """INSERT INTO noderun_frames (job_id, seq, frame)
-                        SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
-                        ON CONFLICT DO NOTHING""",
-                    [item.job_id for item in kept],
-                    [item.seq for item in kept],
-                    [item.frame for item in kept],
-                )
-            last: dict[str, int] = {}
-            for item in kept:
-                if isinstance(item, Append):
-                    last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
-            if last:
-                await conn.execute(
-                    """UPDATE noderun_runs r SET last_seq = GREATEST(r.last_seq, v.seq)
-                        FROM unnest($1::text[], $2::bigint[]) AS v(job_id, seq)
-                        WHERE r.job_id = v.job_id""",
-                    list(last),
-                    list(last.values()),
-                )
-            finishes = [item for item in kept if isinstance(item, Finish)]
-            if finishes:
-                await conn.execute(
-                    """UPDATE noderun_runs r SET status = v.status, error = v.error,
-                            finished_at = v.finished_at, last_seq = v.seq,
-                            terminal_frame = v.frame
-                        FROM unnest($1::text[], $2::text[], $3::text[],
-                                    $4::double precision[], $5::bigint[], $6::bytea[])
-                            AS v(job_id, status, error, finished_at, seq, frame)
-                        WHERE r.job_id = v.job_id""",
-                    [f.job_id for f in finishes],
-                    [f.status for f in finishes],
-                    [f.error for f in finishes],
-                    [f.finished_at for f in finishes],
-                    [f.seq for f in finishes],
-                    [f.frame for f in finishes],
-                )
-            await _notify_frames(conn, sorted(owned))
-        for item in batch:
-            if isinstance(item, Finish) and item.job_id not in owned:
-                log.warning("store.finish_ignored", job_id=item.job_id, reason="not running here")
+        last: dict[str, int] = {}
+        for item in kept:
+            if isinstance(item, Append):
+                last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
+        if last:
+            await conn.execute(
+                """UPDATE noderun_runs r SET last_seq = GREATEST(r.last_seq, v.seq)
+                    FROM unnest($1::text[], $2::bigint[]) AS v(job_id, seq)
+                    WHERE r.job_id = v.job_id""",
+                list(last),
+                list(last.values()),
+            )
+        finishes = [item for item in kept if isinstance(item, Finish)]
+        if finishes:
+            await conn.execute(
+                """UPDATE noderun_runs r SET status = v.status, error = v.error,
+                        finished_at = v.finished_at, last_seq = v.seq,
+                        terminal_frame = v.frame
+                    FROM unnest($1::text[], $2::text[], $3::text[],
+                                $4::double precision[], $5::bigint[], $6::bytea[])
+                        AS v(job_id, status, error, finished_at, seq, frame)
+                    WHERE r.job_id = v.job_id""",
+                [f.job_id for f in finishes],
+                [f.status for f in finishes],
+                [f.error for f in finishes],
+                [f.finished_at for f in finishes],
+                [f.seq for f in finishes],
+                [f.frame for f in finishes],
+            )
+        await _notify_frames(conn, sorted(owned))
+        return [f.job_id for f in batch if isinstance(f, Finish) and f.job_id not in owned]
 
     async def _get_run(self, job_id: str) -> RunRecord | None:
         async with self._connection() as conn:

@@ -34,7 +34,7 @@ from noderun.persistence.errors import (
     StoreUnavailable,
     WriteRejected,
 )
-from noderun.persistence.groupcommit import Append, Finish, Item
+from noderun.persistence.groupcommit import Append, Create, Finish, Item, Refusals
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 from noderun.persistence.sqlite_schema import migrate
@@ -270,14 +270,23 @@ class SqliteStore(StoreBase):
 
     # -- runs and frames ------------------------------------------------------------
 
-    def _insert_run_sync(self, record: RunRecord) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+    @staticmethod
+    def _create_runs(conn: sqlite3.Connection, creates: Sequence[Create]) -> Refusals:
+        """Insert the batch's new rows, replacing finished runs of the same ids."""
+        refused: dict[Create, StoreError] = {}
+        created: set[str] = set()
+        for create in creates:
+            record = create.record
+            if record.job_id in created:
+                refused[create] = RunExists(record.job_id, "running")
+                continue
             row = conn.execute(
                 "SELECT status FROM noderun_runs WHERE job_id = ?", (record.job_id,)
             ).fetchone()
             if row is not None:
                 if row[0] == "running":
-                    raise RunExists(record.job_id, row[0])
+                    refused[create] = RunExists(record.job_id, row[0])
+                    continue
                 conn.execute("DELETE FROM noderun_frames WHERE job_id = ?", (record.job_id,))
                 conn.execute("DELETE FROM noderun_runs WHERE job_id = ?", (record.job_id,))
             conn.execute(
@@ -295,16 +304,19 @@ class SqliteStore(StoreBase):
                     record.terminal_frame,
                 ),
             )
+            created.add(record.job_id)
+        return refused
 
-        self._write(work)
+    def _commit_sync(self, items: Sequence[Item]) -> tuple[Refusals, list[str]]:
+        """Commit a batch, creates first; returns the refused creates and the job ids
+        of finishes that no longer applied."""
+        creates = [item for item in items if isinstance(item, Create)]
+        batch = [item for item in items if not isinstance(item, Create)]
 
-    async def _insert_run(self, record: RunRecord) -> None:
-        await self._call(self._insert_run_sync, record)
-
-    def _commit_sync(self, batch: Sequence[Item]) -> list[str]:
-        """Commit a batch; returns the job ids of finishes that no longer applied."""
-
-        def work(conn: sqlite3.Connection) -> list[str]:
+        def work(conn: sqlite3.Connection) -> tuple[Refusals, list[str]]:
+            refused = self._create_runs(conn, creates) if creates else {}
+            if not batch:
+                return refused, []
             job_ids = list({item.job_id for item in batch})
             # Only runs still running here take frames: a run another server already
             # failed as interrupted must not grow after its terminal frame.
@@ -338,14 +350,15 @@ class SqliteStore(StoreBase):
                     if f.job_id in owned
                 ],
             )
-            return [f.job_id for f in finishes if f.job_id not in owned]
+            return refused, [f.job_id for f in finishes if f.job_id not in owned]
 
         return self._write(work)
 
-    async def _commit(self, batch: Sequence[Item]) -> None:
-        ignored = await self._call(self._commit_sync, batch)
+    async def _commit(self, batch: Sequence[Item]) -> Refusals:
+        refused, ignored = await self._call(self._commit_sync, batch)
         for job_id in ignored:
             log.warning("store.finish_ignored", job_id=job_id, reason="run not running here")
+        return refused
 
     def _get_run_sync(self, job_id: str) -> RunRecord | None:
         row = (

@@ -20,6 +20,7 @@ from noderun.persistence import (
     open_store,
     run_retention,
 )
+from noderun.persistence.base import StoreBase
 from noderun.protocol.records import StoredFrame
 from noderun.runtime.store import RunStore
 
@@ -324,3 +325,67 @@ async def test_run_retention_deletes_old_runs_periodically(store_url: str) -> No
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         assert await store.get_run("j2") is not None
+
+
+def _base(store: RunStore) -> StoreBase:
+    assert isinstance(store, StoreBase)
+    return store
+
+
+async def test_concurrent_creates_share_few_transactions(store_url: str) -> None:
+    """Creates ride the group commit: 200 at once cost a handful of transactions."""
+    async with started(store_url) as store:
+        before = _base(store).group_commits
+        job_ids = [f"j{i}" for i in range(200)]
+        await asyncio.gather(*(store.create_run(record(job_id)) for job_id in job_ids))
+        assert 1 <= _base(store).group_commits - before <= 10
+        for job_id in job_ids:
+            run = await store.get_run(job_id)
+            assert run is not None
+            assert (run.status, run.server_id) == ("running", store.server_id)
+
+
+async def test_creates_in_one_batch_fail_alone(store_url: str) -> None:
+    """In one batch: the first of two creates of an id wins, a running id is refused,
+    a finished run is replaced (its old frames gone), and the other creates commit."""
+    async with started(store_url) as store:
+        await store.create_run(record("running"))
+        await store.create_run(record("done", workflow_id="old"))
+        store.append("done", 1, frame("done", 1))
+        await store.finish("done", "completed", 2, terminal("done", 2), None)
+        before = _base(store).group_commits
+        results = await asyncio.gather(
+            store.create_run(record("dup", workflow_id="first")),
+            store.create_run(record("dup", workflow_id="second")),
+            store.create_run(record("running")),
+            store.create_run(record("done", workflow_id="new")),
+            store.create_run(record("fresh")),
+            return_exceptions=True,
+        )
+        assert _base(store).group_commits - before == 1
+        assert results[0] is None and results[3] is None and results[4] is None
+        for refused, job_id in ((results[1], "dup"), (results[2], "running")):
+            assert isinstance(refused, RunExists)
+            assert (refused.job_id, refused.status) == (job_id, "running")
+        dup = await store.get_run("dup")
+        assert dup is not None and dup.workflow_id == "first"
+        done = await store.get_run("done")
+        assert done is not None
+        assert (done.workflow_id, done.status, done.last_seq) == ("new", "running", 0)
+        assert await store.read_frames("done", 0) == []
+        assert await store.get_run("fresh") is not None
+
+
+async def test_a_run_created_and_finished_in_one_batch_is_stored(store_url: str) -> None:
+    async with started(store_url) as store:
+        before = _base(store).group_commits
+        create = asyncio.create_task(store.create_run(record("j1")))
+        await asyncio.sleep(0)  # the create is queued; the writer has not run yet
+        store.append("j1", 1, frame("j1", 1))
+        await store.finish("j1", "completed", 2, terminal("j1", 2), None)
+        await create
+        assert _base(store).group_commits - before == 1
+        run = await store.get_run("j1")
+        assert run is not None
+        assert (run.status, run.last_seq) == ("completed", 2)
+        assert [f.seq for f in await store.read_frames("j1", 0)] == [1, 2]

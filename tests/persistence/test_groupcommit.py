@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from noderun.persistence import StoreOptions, StoreUnavailable, WriteRejected
-from noderun.persistence.groupcommit import Append, Finish, GroupCommitter, Item
+from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item
 from noderun.persistence.health import Health
 
 from .helpers import WAIT
@@ -28,13 +28,17 @@ class FakeBackend:
         await asyncio.sleep(0)  # a real commit yields; appends pile up meanwhile
         if self.down:
             raise StoreUnavailable("fake", "down")
-        if self.reject_seq is not None and any(i.seq == self.reject_seq for i in batch):
+        if self.reject_seq is not None and any(
+            not isinstance(i, Create) and i.seq == self.reject_seq for i in batch
+        ):
             raise WriteRejected("fake", "bad row")
         self.batches.append(list(batch))
 
     @property
     def committed(self) -> list[tuple[str, int]]:
-        return [(i.job_id, i.seq) for batch in self.batches for i in batch]
+        return [
+            (i.job_id, i.seq) for batch in self.batches for i in batch if not isinstance(i, Create)
+        ]
 
 
 def _committer(backend: FakeBackend, **options: float) -> GroupCommitter:
