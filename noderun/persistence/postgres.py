@@ -370,7 +370,12 @@ class PostgresStore(StoreBase):
     # -- runs and frames ------------------------------------------------------------
 
     async def _create_runs(self, conn: Conn, creates: Sequence[Create]) -> Refusals:
-        """Insert the batch's new rows with a constant number of statements."""
+        """Insert the batch's new rows in one statement.
+
+        An upsert that replaces only finished rows: a running row makes its create a
+        no-op (not returned, so refused), a finished one is overwritten in place and its
+        frames deleted (``xmax <> 0`` tells an overwritten row from a new one).
+        """
         refused: dict[Create, StoreError] = {}
         first: dict[str, Create] = {}
         for create in creates:
@@ -378,33 +383,27 @@ class PostgresStore(StoreBase):
                 refused[create] = RunExists(create.job_id, "running")
             else:
                 first[create.job_id] = create
-        ids = sorted(first)  # lock in one order everywhere: no deadlock between servers
+        # Rows are locked in job_id order everywhere: no deadlock between servers.
+        records = [first[job_id].record for job_id in sorted(first)]
         rows = await conn.fetch(
-            """SELECT job_id, status FROM noderun_runs WHERE job_id = ANY($1::text[])
-                ORDER BY job_id FOR UPDATE""",
-            ids,
-        )
-        replaced = []
-        for row in rows:
-            if row["status"] == "running":
-                refused[first.pop(row["job_id"])] = RunExists(row["job_id"], "running")
-            else:
-                replaced.append(row["job_id"])
-        if replaced:
-            await conn.execute(
-                """WITH gone AS (DELETE FROM noderun_runs WHERE job_id = ANY($1::text[]))
-                    DELETE FROM noderun_frames WHERE job_id = ANY($1::text[])""",
-                replaced,
-            )
-        if not first:
-            return refused
-        records = [create.record for create in first.values()]
-        inserted = await conn.fetch(
-            f"""INSERT INTO noderun_runs ({_RUN_COLUMNS})
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                    $5::text[], $6::double precision[], $7::double precision[],
-                    $8::bigint[], $9::text[], $10::bytea[])
-                ON CONFLICT (job_id) DO NOTHING RETURNING job_id""",
+            f"""WITH created AS (
+                    INSERT INTO noderun_runs AS r ({_RUN_COLUMNS})
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                        $5::text[], $6::double precision[], $7::double precision[],
+                        $8::bigint[], $9::text[], $10::bytea[])
+                    ON CONFLICT (job_id) DO UPDATE SET workflow_id = excluded.workflow_id,
+                        user_id = excluded.user_id, status = excluded.status,
+                        server_id = excluded.server_id, created_at = excluded.created_at,
+                        finished_at = excluded.finished_at, last_seq = excluded.last_seq,
+                        error = excluded.error, terminal_frame = excluded.terminal_frame,
+                        cancel_requested = false
+                    WHERE r.status <> 'running'
+                    RETURNING r.job_id, r.xmax <> 0 AS replaced
+                ), old_frames AS (
+                    DELETE FROM noderun_frames f USING created c
+                    WHERE f.job_id = c.job_id AND c.replaced
+                )
+                SELECT job_id FROM created""",
             [r.job_id for r in records],
             [r.workflow_id for r in records],
             [r.user_id for r in records],
@@ -416,9 +415,8 @@ class PostgresStore(StoreBase):
             [r.error for r in records],
             [r.terminal_frame for r in records],
         )
-        if len(inserted) < len(records):
-            # Another server created some of these ids after our SELECT.
-            done = {row["job_id"] for row in inserted}
+        if len(rows) < len(records):
+            done = {row["job_id"] for row in rows}
             for job_id, create in first.items():
                 if job_id not in done:
                     refused[create] = RunExists(job_id, "running")
@@ -428,71 +426,79 @@ class PostgresStore(StoreBase):
         creates = [item for item in batch if isinstance(item, Create)]
         writes = [item for item in batch if not isinstance(item, Create)]
         refused: Refusals = {}
-        ignored: list[str] = []
-        async with self._connection() as conn, conn.transaction():
-            if creates:
+        owned: set[str] = set()
+        if creates and writes:
+            async with self._connection() as conn, conn.transaction():
                 refused = await self._create_runs(conn, creates)
-            if writes:
-                ignored = await self._write_frames(conn, writes)
-        for job_id in ignored:
-            log.warning("store.finish_ignored", job_id=job_id, reason="not running here")
+                owned = await self._write_frames(conn, writes)
+        else:
+            # One statement is a transaction of its own: no BEGIN/COMMIT round trips.
+            async with self._connection() as conn:
+                if creates:
+                    refused = await self._create_runs(conn, creates)
+                else:
+                    owned = await self._write_frames(conn, writes)
+        for item in writes:
+            if isinstance(item, Finish) and item.job_id not in owned:
+                log.warning("store.finish_ignored", job_id=item.job_id, reason="not running here")
         return refused
 
-    async def _write_frames(self, conn: Conn, batch: Sequence[Append | Finish]) -> list[str]:
-        """Appends and finishes of runs running here; returns the ignored finishes."""
-        job_ids = list({item.job_id for item in batch})
-        # Only runs still running here take frames: a run a sweep already failed
-        # as interrupted must not grow after its terminal frame. FOR SHARE makes a
-        # concurrent sweep wait for (or skip) this commit.
-        rows = await conn.fetch(
-            """SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
-                AND status = 'running' AND server_id = $2
-                ORDER BY job_id FOR SHARE""",
-            job_ids,
-            self._server_id,
-        )
-        owned = {row["job_id"] for row in rows}
-        kept = [item for item in batch if item.job_id in owned]
-        if kept:
-            await conn.execute(
-                """INSERT INTO noderun_frames (job_id, seq, frame)
-                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
-                    ON CONFLICT DO NOTHING""",
-                [item.job_id for item in kept],
-                [item.seq for item in kept],
-                [item.frame for item in kept],
-            )
+    async def _write_frames(self, conn: Conn, batch: Sequence[Append | Finish]) -> set[str]:
+        """Appends and finishes of runs running here, in one statement; returns those
+        runs (the others' items are dropped).
+
+        Only runs still running here take frames: a run a sweep already failed as
+        interrupted must not grow after its terminal frame. FOR SHARE makes a concurrent
+        sweep wait for (or skip) this commit. The statement also notifies followers,
+        inside the transaction, so they wake once the frames are visible.
+        """
         last: dict[str, int] = {}
-        for item in kept:
+        finishes: dict[str, Finish] = {}
+        for item in batch:
             if isinstance(item, Append):
                 last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
-        if last:
-            await conn.execute(
-                """UPDATE noderun_runs r SET last_seq = GREATEST(r.last_seq, v.seq)
-                    FROM unnest($1::text[], $2::bigint[]) AS v(job_id, seq)
-                    WHERE r.job_id = v.job_id""",
-                list(last),
-                list(last.values()),
-            )
-        finishes = [item for item in kept if isinstance(item, Finish)]
-        if finishes:
-            await conn.execute(
-                """UPDATE noderun_runs r SET status = v.status, error = v.error,
-                        finished_at = v.finished_at, last_seq = v.seq,
-                        terminal_frame = v.frame
-                    FROM unnest($1::text[], $2::text[], $3::text[],
-                                $4::double precision[], $5::bigint[], $6::bytea[])
-                        AS v(job_id, status, error, finished_at, seq, frame)
-                    WHERE r.job_id = v.job_id""",
-                [f.job_id for f in finishes],
-                [f.status for f in finishes],
-                [f.error for f in finishes],
-                [f.finished_at for f in finishes],
-                [f.seq for f in finishes],
-                [f.frame for f in finishes],
-            )
-        await _notify_frames(conn, sorted(owned))
-        return [f.job_id for f in batch if isinstance(f, Finish) and f.job_id not in owned]
+            else:
+                finishes[item.job_id] = item
+        job_ids = sorted(last.keys() | finishes.keys())
+        ends = [finishes.get(job_id) for job_id in job_ids]
+        rows = await conn.fetch(
+            """WITH owned AS (
+                    SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
+                        AND status = 'running' AND server_id = $2
+                    ORDER BY job_id FOR SHARE
+                ), frames AS (
+                    INSERT INTO noderun_frames (job_id, seq, frame)
+                    SELECT v.job_id, v.seq, v.frame
+                    FROM unnest($3::text[], $4::bigint[], $5::bytea[]) AS v(job_id, seq, frame)
+                    WHERE v.job_id IN (SELECT job_id FROM owned)
+                    ON CONFLICT DO NOTHING
+                ), runs AS (
+                    UPDATE noderun_runs r SET
+                        last_seq = COALESCE(v.end_seq, GREATEST(r.last_seq, v.seq)),
+                        status = COALESCE(v.status, r.status),
+                        error = CASE WHEN v.status IS NULL THEN r.error ELSE v.error END,
+                        finished_at = COALESCE(v.finished_at, r.finished_at),
+                        terminal_frame = COALESCE(v.frame, r.terminal_frame)
+                    FROM unnest($1::text[], $6::bigint[], $7::text[], $8::text[],
+                                $9::double precision[], $10::bigint[], $11::bytea[])
+                        AS v(job_id, seq, status, error, finished_at, end_seq, frame)
+                    WHERE r.job_id = v.job_id AND r.job_id IN (SELECT job_id FROM owned)
+                )
+                SELECT job_id, pg_notify($12, job_id) FROM owned""",
+            job_ids,
+            self._server_id,
+            [item.job_id for item in batch],
+            [item.seq for item in batch],
+            [item.frame for item in batch],
+            [last.get(job_id, 0) for job_id in job_ids],
+            [end.status if end else None for end in ends],
+            [end.error if end else None for end in ends],
+            [end.finished_at if end else None for end in ends],
+            [end.seq if end else None for end in ends],
+            [end.frame if end else None for end in ends],
+            FRAMES_CHANNEL,
+        )
+        return {row["job_id"] for row in rows}
 
     async def _get_run(self, job_id: str) -> RunRecord | None:
         async with self._connection() as conn:
