@@ -182,10 +182,15 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
 
 async def _open_store(url: str) -> RunStore:
-    from noderun.persistence import StoreOptions, open_store
+    from noderun.persistence import StoreError, StoreOptions, open_store
 
     store = open_store(url, options=StoreOptions.from_env())
-    await store.start()
+    try:
+        await store.start()
+    except StoreError as exc:
+        # One clear line before uvicorn's start-up traceback: why the server stops.
+        log.error("server.store_unavailable", store=_redact(url), error=str(exc))
+        raise
     return store
 
 
