@@ -185,6 +185,10 @@ class GroupCommitter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # One more turn of the loop before forming a batch: the tasks woken with
+            # this item (a durable run executing while its row commits) queue their
+            # writes too, so a trivial run's row and terminal state share one commit.
+            await asyncio.sleep(0)
             while self._queue:
                 self._inflight = self._take_batch()
                 await self._commit_batch(self._inflight)

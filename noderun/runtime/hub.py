@@ -67,7 +67,6 @@ class Hub:
         self.store = store
         self.active: dict[str, Run] = {}
         self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
-        self._reserved: set[str] = set()
         self._plans = PlanCache(registry)
 
     def get(self, job_id: str) -> Run | None:
@@ -85,47 +84,54 @@ class Hub:
         job_id = self._admit(frame)
         return self._register(self._new_run(frame, job_id, user_id, None), frame, subscriber)
 
-    async def create_durable(
-        self, frame: RunJob, user_id: str, subscriber: Subscriber | None
-    ) -> Run:
-        """Like :meth:`create` for a durable run: its row is committed before this returns."""
+    async def create_durable(self, frame: RunJob, user_id: str) -> Run:
+        """Start a durable run; returns once its row is committed, so the caller may ack.
+
+        The run executes while its row commits: the store commits a run's items in
+        the order they were queued, so its messages and terminal state ride the
+        same group commit as its row (a trivial run costs one commit), or a later
+        one. Nobody sees a message before the caller's ack: the run has no
+        subscriber until then (attach and replay after). If the row cannot be
+        created, the run is abandoned: no terminal, nothing of it stored.
+        """
         job_id = self._admit(frame)
         store = self.store
         if store is None:
             raise StartRefused(
                 "store_unavailable", "this server has no run store configured", job_id
             )
-        self._reserved.add(job_id)
+        run = self._new_run(frame, job_id, user_id, store)
+        record = RunRecord(
+            job_id=job_id,
+            workflow_id=run.workflow_id,
+            user_id=user_id,
+            status="running",
+            server_id=store.server_id,
+            created_at=time.time(),
+        )
+        created = asyncio.ensure_future(store.create_run(record))
+        self._register(run, frame, None)
+        run.start()
         try:
-            run = self._new_run(frame, job_id, user_id, store)
-            record = RunRecord(
-                job_id=job_id,
-                workflow_id=run.workflow_id,
-                user_id=user_id,
-                status="running",
-                server_id=store.server_id,
-                created_at=time.time(),
-            )
-            try:
-                await store.create_run(record)
-            except asyncio.CancelledError:
+            await created
+        except BaseException as exc:
+            run.abandon()
+            if self.active.get(job_id) is run:
+                del self.active[job_id]
+            if not isinstance(exc, Exception):
                 raise
-            except Exception as exc:
-                code = (
-                    "job_already_running"
-                    if type(exc).__name__ == "RunExists"
-                    else "store_unavailable"
-                )
-                raise StartRefused(code, f"{code.replace('_', ' ')}: {exc}", job_id) from None
-        finally:
-            self._reserved.discard(job_id)
-        return self._register(run, frame, subscriber)
+            # persistence raises RunExists; runtime may not import persistence.
+            code = (
+                "job_already_running" if type(exc).__name__ == "RunExists" else "store_unavailable"
+            )
+            raise StartRefused(code, f"{code.replace('_', ' ')}: {exc}", job_id) from None
+        return run
 
     def _admit(self, frame: RunJob) -> str:
         job_id = frame.job_id or uuid.uuid4().hex
-        if job_id in self.active or job_id in self._reserved:
+        if job_id in self.active:
             raise StartRefused("job_already_running", f"job {job_id!r} is already running", job_id)
-        if len(self.active) + len(self._reserved) >= self.config.max_active_runs:
+        if len(self.active) >= self.config.max_active_runs:
             raise StartRefused(
                 "server_busy",
                 f"server busy: {self.config.max_active_runs} runs already active",

@@ -58,6 +58,7 @@ class Run:
     """A run's state and message stream. Created and driven by the :class:`~.hub.Hub`."""
 
     __slots__ = (
+        "_abandoned",
         "_begun",
         "_buffer",
         "_cancel_reason",
@@ -120,6 +121,7 @@ class Run:
         self._cancel_reason: str | None = None
         self._error: str | None = None
         self._begun = False
+        self._abandoned = False
         self._plan: Plan | None = None
         self._pool: RunnerPool | None = None
         self._full = detail == "full"
@@ -262,6 +264,16 @@ class Run:
             self.execution = Execution(plan, self, self._pool)
         self.task = asyncio.get_running_loop().create_task(self._main())
 
+    def abandon(self) -> None:
+        """Stop a run whose row could not be created: no terminal, nothing more stored.
+
+        What it already queued is ignored by the store (no such running row of ours).
+        """
+        self._abandoned = True
+        self._on_finished = None
+        if self.task is not None:
+            self.task.cancel()
+
     def cancel(self, reason: str = "cancelled by client") -> bool:
         """Request cancellation; the run ends with a terminal ``cancelled``."""
         if self.finished or self.task is None or self._cancel_reason is not None:
@@ -302,6 +314,8 @@ class Run:
 
     async def _main(self) -> None:
         self._begun = True
+        if self._abandoned:
+            return
         if self._cancel_reason is not None:
             await self._finish(self._terminal("cancelled", message=self._cancel_reason))
             return
@@ -316,8 +330,8 @@ class Run:
         except NodeFailed as exc:
             await self._finish(self._terminal("failed", error=str(exc)))
         except asyncio.CancelledError:
-            if self._cancel_reason is None:
-                raise  # not ours (server shutdown cancels through Hub.close)
+            if self._cancel_reason is None or self._abandoned:
+                raise  # not a client's cancel: shutdown or an abandoned run
             await self._finish(self._terminal("cancelled", message=self._cancel_reason))
         except Exception as exc:
             log.exception("run.internal_error", job_id=self.job_id)

@@ -294,17 +294,25 @@ class Connection:
 
     async def _run_durable(self, frame: RunJob) -> None:
         try:
-            run = await self._hub.create_durable(frame, self.user_id, self)
+            run = await self._hub.create_durable(frame, self.user_id)
         except StartRefused as exc:
             self._refused(exc, frame.workflow_id, frame.request_id)
             return
         self._started(run, frame.request_id)
+        # The run has been executing while its row committed: catch up on what it
+        # emitted, then follow it live (no await in between, so nothing is missed).
+        items, _incomplete = run.replay(0)
+        for item in items:
+            self.replay(item)
+        if run.finished:
+            self._runs.pop(run.job_id, None)
+            return
+        run.attach(self)
         if self._closing:
-            run.detach(self)  # the client left while the row was committed
-        run.start()
+            run.detach(self)  # the client left meanwhile: the grace period starts
 
     def _started(self, run: Run, request_id: str | None) -> None:
-        # Called before run.start(): the ack is the first frame of the run the client sees.
+        # Before the run's first message reaches this client: the ack comes first.
         self._runs[run.job_id] = run
         self._reply(
             JobStarted(
