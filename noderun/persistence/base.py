@@ -34,6 +34,13 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+def _expire(future: asyncio.Future[None], expired: list[bool]) -> None:
+    """A deadline passed: mark it, and stop the wait on ``future``."""
+    if not future.done():
+        expired.append(True)
+        future.cancel()
+
+
 def _consume(future: asyncio.Future[None]) -> None:
     # A finish() that timed out no longer awaits its future; read the outcome so
     # asyncio does not report "exception was never retrieved".
@@ -154,16 +161,21 @@ class StoreBase(abc.ABC):
         done.add_done_callback(_consume)
         self._committer.put(Create(row, done))
         timeout = self._options.connect_timeout
+        # A timer, not wait_for: no task per create. Cancelling ``done`` withdraws the
+        # create (a late commit would leave an orphan running row); so does a
+        # cancellation of the caller, which cancels the awaited ``done`` itself.
+        expired: list[bool] = []
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, done, expired)
         try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-        except TimeoutError:
-            done.cancel()  # withdraw it: a late commit would leave an orphan running row
+            await done
+        except asyncio.CancelledError:
+            if not expired:
+                raise
             last = self._health.last_error
             reason = last.reason if last else f"create not committed within {timeout}s"
             raise StoreUnavailable(self.backend, reason) from last
-        except asyncio.CancelledError:
-            done.cancel()
-            raise
+        finally:
+            timer.cancel()
         self._active.add(row.job_id)
         self._run_added()
 
@@ -198,16 +210,24 @@ class StoreBase(abc.ABC):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume)
         self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done))
+        # shield: the finish stays queued even when its caller stops waiting.
         if patient:
             await asyncio.shield(done)
             return
         timeout = self._options.finish_timeout
+        expired: list[bool] = []
+        waiter = asyncio.shield(done)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, expired)
         try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-        except TimeoutError:
+            await waiter
+        except asyncio.CancelledError:
+            if not expired:
+                raise
             last = self._health.last_error
             reason = last.reason if last else f"commit not done within {timeout}s"
             raise StoreUnavailable(self.backend, reason) from last
+        finally:
+            timer.cancel()
 
     async def get_run(self, job_id: str) -> RunRecord | None:
         self._check_open()

@@ -406,8 +406,11 @@ class Run:
         assert self.store is not None
         terminal = item.message
         assert isinstance(terminal, JobUpdate)
-        commit = asyncio.ensure_future(
-            self.store.finish(
+        slow = asyncio.get_running_loop().call_later(
+            _COMMIT_WARNING, lambda: log.warning("run.terminal_commit_waiting", job_id=self.job_id)
+        )
+        try:
+            await self.store.finish(
                 self.job_id,
                 terminal.status,
                 terminal.job_seq,
@@ -415,13 +418,8 @@ class Run:
                 terminal.error,
                 patient=True,
             )
-        )
-        try:
-            await asyncio.wait_for(asyncio.shield(commit), _COMMIT_WARNING)
-        except TimeoutError:
-            log.warning("run.terminal_commit_waiting", job_id=self.job_id)
-            await commit
-            log.info("run.terminal_committed", job_id=self.job_id)
+        finally:
+            slow.cancel()
         return item
 
 
