@@ -160,22 +160,9 @@ class StoreBase(abc.ABC):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume)
         self._committer.put(Create(row, done))
-        timeout = self._options.connect_timeout
-        # A timer, not wait_for: no task per create. Cancelling ``done`` withdraws the
-        # create (a late commit would leave an orphan running row); so does a
-        # cancellation of the caller, which cancels the awaited ``done`` itself.
-        expired: list[bool] = []
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, done, expired)
-        try:
-            await done
-        except asyncio.CancelledError:
-            if not expired:
-                raise
-            last = self._health.last_error
-            reason = last.reason if last else f"create not committed within {timeout}s"
-            raise StoreUnavailable(self.backend, reason) from last
-        finally:
-            timer.cancel()
+        # Awaiting ``done`` itself: a deadline or a cancelled caller cancels it, which
+        # withdraws the create (a late commit would leave an orphan running row).
+        await self._within(done, self._options.connect_timeout, "create")
         self._active.add(row.job_id)
         self._run_added()
 
@@ -214,17 +201,22 @@ class StoreBase(abc.ABC):
         if patient:
             await asyncio.shield(done)
             return
-        timeout = self._options.finish_timeout
+        await self._within(asyncio.shield(done), self._options.finish_timeout, "finish")
+
+    async def _within(self, waiter: asyncio.Future[None], deadline: float, what: str) -> None:
+        """Await ``waiter``; after ``deadline`` s, cancel it and raise :class:`StoreUnavailable`.
+
+        A timer rather than ``wait_for``, which costs a task per call on the hot path.
+        """
         expired: list[bool] = []
-        waiter = asyncio.shield(done)
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, expired)
+        timer = asyncio.get_running_loop().call_later(deadline, _expire, waiter, expired)
         try:
             await waiter
         except asyncio.CancelledError:
             if not expired:
                 raise
             last = self._health.last_error
-            reason = last.reason if last else f"commit not done within {timeout}s"
+            reason = last.reason if last else f"{what} not committed within {deadline}s"
             raise StoreUnavailable(self.backend, reason) from last
         finally:
             timer.cancel()
