@@ -116,8 +116,13 @@ class Hub:
             await created
         except BaseException as exc:
             run.abandon()
+            # It may even have finished meanwhile (its terminal commit being a no-op
+            # without its row): forget it either way, it never existed.
             if self.active.get(job_id) is run:
                 del self.active[job_id]
+            entry = self._finished.get(job_id)
+            if entry is not None and entry[0] is run:
+                del self._finished[job_id]
             if not isinstance(exc, Exception):
                 raise
             # persistence raises RunExists; runtime may not import persistence.
