@@ -81,6 +81,11 @@ def _translated() -> Iterator[None]:
             raise WriteRejected("postgres", str(exc)) from exc
         # "connection is closed", "connection was released", …
         raise StoreUnavailable("postgres", str(exc)) from exc
+    except asyncpg.exceptions.InternalClientError as exc:
+        # Seen when the server kills a connection mid-operation ("cannot switch to
+        # state …; another operation is in progress"): that connection is unusable
+        # (its release terminates it) and the batch is retried on a fresh one.
+        raise StoreUnavailable("postgres", str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -109,16 +114,6 @@ def _record(row: asyncpg.Record) -> RunRecord:
         error=row["error"],
         terminal_frame=row["terminal_frame"],
     )
-
-
-async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
-    """Pool reset hook that sends nothing (asyncpg still rolls back an open transaction).
-
-    Pooled connections never hold session state: no ``SET``, no session advisory lock
-    (migration takes a transaction-scoped one), no ``LISTEN`` (the listener has its own
-    connection), no cursor outside a transaction. So asyncpg's default reset query
-    (``RESET ALL``, ``UNLISTEN *`` …), one round trip per release, is skipped.
-    """
 
 
 async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
@@ -174,7 +169,6 @@ class PostgresStore(StoreBase):
                     command_timeout=options.pg_command_timeout,
                     max_inactive_connection_lifetime=options.pg_idle_lifetime,
                     timeout=options.connect_timeout,
-                    reset=_keep_session,
                 )
             async with self._connection() as conn:
                 await migrate(conn)
