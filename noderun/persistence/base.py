@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -34,18 +35,16 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-def _expire(future: asyncio.Future[None], expired: list[bool]) -> None:
-    """A deadline passed: mark it, and stop the wait on ``future``."""
-    if not future.done():
-        expired.append(True)
-        future.cancel()
-
-
 def _consume(future: asyncio.Future[None]) -> None:
-    # A finish() that timed out no longer awaits its future; read the outcome so
-    # asyncio does not report "exception was never retrieved".
+    # A caller may stop awaiting its future (a deadline, a cancel, a run abandoned);
+    # read the outcome so asyncio does not report "exception was never retrieved".
     if not future.cancelled():
         future.exception()
+
+
+def _settled(timer: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
+    timer.cancel()
+    _consume(future)
 
 
 class StoreBase(abc.ABC):
@@ -138,13 +137,16 @@ class StoreBase(abc.ABC):
         self._waiters.wake_all()
         log.info("store.closed", backend=self.backend, server_id=self._server_id)
 
-    async def create_run(self, record: RunRecord) -> None:
-        """Commit the run row in the next group commit and wait for it.
+    def create_run(self, record: RunRecord) -> asyncio.Future[None]:
+        """Queue the run row for the next group commit; the future resolves once committed.
 
-        Raises ``RunExists`` when the id's run is running (of two creates of one id in
-        one batch, the first wins), and :class:`StoreUnavailable` when the row is not
-        committed within ``options.connect_timeout``; the create is then withdrawn
-        (if it commits all the same, the orphan run is finished as interrupted).
+        A future, not a coroutine: a durable start on the hot path costs no task. It
+        fails with ``RunExists`` when the id's run is running (of two creates of one id
+        in one batch, the first wins), and with :class:`StoreUnavailable` when the row
+        is not committed within ``options.connect_timeout``. A future that is done
+        before its commit (it failed, or its awaiting caller was cancelled) withdraws
+        the create; if it commits all the same, the orphan run is finished as
+        interrupted.
         """
         self._check_open()
         row = msgspec.structs.replace(
@@ -157,14 +159,9 @@ class StoreBase(abc.ABC):
             error=None,
             terminal_frame=None,
         )
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(_consume)
+        done = self._deadline_future(self._options.connect_timeout, "create")
         self._committer.put(Create(row, done))
-        # Awaiting ``done`` itself: a deadline or a cancelled caller cancels it, which
-        # withdraws the create (a late commit would leave an orphan running row).
-        await self._within(done, self._options.connect_timeout, "create")
-        self._active.add(row.job_id)
-        self._run_added()
+        return done
 
     def append(self, job_id: str, seq: int, frame: bytes) -> None:
         """Queue one frame; never blocks. Dropped (and logged) if the queue is full.
@@ -174,7 +171,7 @@ class StoreBase(abc.ABC):
         self._check_open()
         self._committer.put(Append(job_id, seq, frame))
 
-    async def finish(
+    def finish(
         self,
         job_id: str,
         status: str,
@@ -183,43 +180,45 @@ class StoreBase(abc.ABC):
         error: str | None,
         *,
         patient: bool = False,
-    ) -> None:
-        """Commit the terminal frame and status, after every earlier append of the run.
+    ) -> asyncio.Future[None]:
+        """Queue the terminal frame and status, committed after every earlier append of
+        the run; the future resolves once committed.
 
-        Raises :class:`StoreUnavailable` if that is not done within
-        ``options.finish_timeout``; the finish stays queued and is committed when the
-        store comes back, so the run does not stay ``running`` forever. With
-        ``patient``, wait for that commit however long it takes instead.
+        The future fails with :class:`StoreUnavailable` if that is not done within
+        ``options.finish_timeout`` (with ``patient``, it waits however long it takes).
+        Either way the finish stays queued, and is committed when the store comes back
+        even if nobody awaits it any more, so the run does not stay ``running`` forever.
         """
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"finish() needs a terminal status, got {status!r}")
         self._check_open()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(_consume)
-        self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done))
-        # shield: the finish stays queued even when its caller stops waiting.
         if patient:
-            await asyncio.shield(done)
-            return
-        await self._within(asyncio.shield(done), self._options.finish_timeout, "finish")
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.add_done_callback(_consume)
+        else:
+            done = self._deadline_future(self._options.finish_timeout, "finish")
+        self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done))
+        return done
 
-    async def _within(self, waiter: asyncio.Future[None], deadline: float, what: str) -> None:
-        """Await ``waiter``; after ``deadline`` s, cancel it and raise :class:`StoreUnavailable`.
+    def _deadline_future(self, deadline: float, what: str) -> asyncio.Future[None]:
+        """A future that fails with :class:`StoreUnavailable` after ``deadline`` s.
 
         A timer rather than ``wait_for``, which costs a task per call on the hot path.
         """
-        expired: list[bool] = []
-        timer = asyncio.get_running_loop().call_later(deadline, _expire, waiter, expired)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if not expired:
-                raise
-            last = self._health.last_error
-            reason = last.reason if last else f"{what} not committed within {deadline}s"
-            raise StoreUnavailable(self.backend, reason) from last
-        finally:
-            timer.cancel()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(deadline, self._expire, done, deadline, what)
+        done.add_done_callback(functools.partial(_settled, timer))
+        return done
+
+    def _expire(self, done: asyncio.Future[None], deadline: float, what: str) -> None:
+        if done.done():
+            return
+        last = self._health.last_error
+        reason = last.reason if last else f"{what} not committed within {deadline}s"
+        error = StoreUnavailable(self.backend, reason)
+        error.__cause__ = last
+        done.set_exception(error)
 
     async def get_run(self, job_id: str) -> RunRecord | None:
         self._check_open()
@@ -297,11 +296,20 @@ class StoreBase(abc.ABC):
 
     def _committed(self, batch: Sequence[Item]) -> None:
         job_ids = {item.job_id for item in batch}
+        added = False
         for item in batch:
             if isinstance(item, Finish):
                 self._active.discard(item.job_id)
-            elif isinstance(item, Create) and item.abandoned:
-                self._finish_orphan(item.record)
+            elif isinstance(item, Create):
+                if item.abandoned:
+                    self._finish_orphan(item.record)
+                else:
+                    # Before the creator's future callbacks run: a cancel request
+                    # may target the run as soon as its creator learns of the commit.
+                    self._active.add(item.job_id)
+                    added = True
+        if added:
+            self._run_added()
         self._waiters.wake(job_ids)
 
     def _finish_orphan(self, record: RunRecord) -> None:

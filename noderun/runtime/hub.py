@@ -9,9 +9,11 @@ them (oldest evicted first). At most ``max_active_runs`` run at once: past that,
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -51,6 +53,13 @@ class StartRefused(Exception):
         self.job_id = job_id
 
 
+def _refusal(error: BaseException, job_id: str) -> StartRefused:
+    # persistence raises RunExists; runtime may not import persistence.
+    code = "job_already_running" if type(error).__name__ == "RunExists" else "store_unavailable"
+    detail = str(error) or type(error).__name__
+    return StartRefused(code, f"{code.replace('_', ' ')}: {detail}", job_id)
+
+
 class Hub:
     """Starts runs, finds them by id, and shuts them all down."""
 
@@ -84,8 +93,14 @@ class Hub:
         job_id = self._admit(frame)
         return self._register(self._new_run(frame, job_id, user_id, None), frame, subscriber)
 
-    async def create_durable(self, frame: RunJob, user_id: str) -> Run:
-        """Start a durable run; returns once its row is committed, so the caller may ack.
+    def create_durable(
+        self,
+        frame: RunJob,
+        user_id: str,
+        on_created: Callable[[Run, StartRefused | None], None],
+    ) -> Run:
+        """Start a durable run; ``on_created(run, None)`` once its row is committed (the
+        caller acks then), ``on_created(run, refusal)`` if the row was refused.
 
         The run executes while its row commits: the store commits a run's items in
         the order they were queued, so its messages and terminal state ride the
@@ -93,6 +108,9 @@ class Hub:
         one. Nobody sees a message before the caller's ack: the run has no
         subscriber until then (attach and replay after). If the row cannot be
         created, the run is abandoned: no terminal, nothing of it stored.
+
+        Callbacks, not a coroutine: a durable start costs no task. Raises
+        :class:`StartRefused` at once when the run cannot even be queued.
         """
         job_id = self._admit(frame)
         store = self.store
@@ -109,28 +127,35 @@ class Hub:
             server_id=store.server_id,
             created_at=time.time(),
         )
-        created = asyncio.ensure_future(store.create_run(record))
+        try:
+            created = store.create_run(record)
+        except Exception as exc:  # the store is closed or not started
+            raise _refusal(exc, job_id) from None
         self._register(run, frame, None)
         run.start()
-        try:
-            await created
-        except BaseException as exc:
-            run.abandon()
-            # It may even have finished meanwhile (its terminal commit being a no-op
-            # without its row): forget it either way, it never existed.
-            if self.active.get(job_id) is run:
-                del self.active[job_id]
-            entry = self._finished.get(job_id)
-            if entry is not None and entry[0] is run:
-                del self._finished[job_id]
-            if not isinstance(exc, Exception):
-                raise
-            # persistence raises RunExists; runtime may not import persistence.
-            code = (
-                "job_already_running" if type(exc).__name__ == "RunExists" else "store_unavailable"
-            )
-            raise StartRefused(code, f"{code.replace('_', ' ')}: {exc}", job_id) from None
+        created.add_done_callback(functools.partial(self._created, run, on_created))
         return run
+
+    def _created(
+        self,
+        run: Run,
+        on_created: Callable[[Run, StartRefused | None], None],
+        created: asyncio.Future[None],
+    ) -> None:
+        error = asyncio.CancelledError() if created.cancelled() else created.exception()
+        if error is None:
+            on_created(run, None)
+            return
+        run.abandon()
+        # It may even have finished meanwhile (its terminal commit being a no-op
+        # without its row): forget it either way, it never existed.
+        job_id = run.job_id
+        if self.active.get(job_id) is run:
+            del self.active[job_id]
+        entry = self._finished.get(job_id)
+        if entry is not None and entry[0] is run:
+            del self._finished[job_id]
+        on_created(run, _refusal(error, job_id))
 
     def _admit(self, frame: RunJob) -> str:
         job_id = frame.job_id or uuid.uuid4().hex

@@ -10,6 +10,7 @@ is committed before any subscriber sees it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -250,15 +251,19 @@ class Run:
     def start(self) -> None:
         """Execute the run.
 
-        An ephemeral run that is one inline node (the SDK's single-node call) or
-        that failed validation completes right here, synchronously: no task, no
-        execution state, no task switch. Anything that can wait runs in the run's
-        own task, driven by an :class:`Execution`.
+        A run that is one inline node (the SDK's single-node call) or that failed
+        validation executes right here, synchronously: no task, no execution state,
+        no task switch; a durable one publishes its terminal from the callback of
+        its commit. Anything that can wait runs in the run's own task, driven by an
+        :class:`Execution`.
         """
         self.status = "running"
         plan = self._plan
-        if self.store is None and (plan is None or plan.synchronous):
-            self._run_now()
+        if plan is None or plan.synchronous:
+            if self.store is None:
+                self._publish(self._execute_now())
+            else:
+                self._commit_then_publish(self._execute_now())
             return
         if plan is not None:
             self.execution = Execution(plan, self, self._pool)
@@ -295,22 +300,21 @@ class Run:
             )
         )
 
-    def _run_now(self) -> None:
+    def _execute_now(self) -> Outbound:
+        """Execute a synchronous plan (or fail validation) here; the terminal item."""
         plan = self._plan
         if plan is None:
-            self._publish(self._terminal("failed", error=self._error))
-            return
+            return self._terminal("failed", error=self._error)
         if self._full:
             self._announce()
         try:
             outputs = execute_single_inline(plan.nodes[0], self)
         except NodeFailed as exc:
-            self._publish(self._terminal("failed", error=str(exc)))
+            return self._terminal("failed", error=str(exc))
         except Exception as exc:
             log.exception("run.internal_error", job_id=self.job_id)
-            self._publish(self._terminal("failed", error=_internal(exc)))
-        else:
-            self._publish(self._terminal("completed", outputs=outputs))
+            return self._terminal("failed", error=_internal(exc))
+        return self._terminal("completed", outputs=outputs)
 
     async def _main(self) -> None:
         self._begun = True
@@ -403,24 +407,44 @@ class Run:
         says once it commits (PROTOCOL.md §5: exactly one terminal, committed first).
         A server that stops meanwhile leaves the run to crash recovery.
         """
-        assert self.store is not None
+        committed = self._queue_terminal(item)
+        await committed
+        return item
+
+    def _commit_then_publish(self, item: Outbound) -> None:
+        """``_commit_terminal`` without a task: publish from the commit's callback."""
+        committed = self._queue_terminal(item)
+        committed.add_done_callback(functools.partial(self._terminal_committed, item))
+
+    def _terminal_committed(self, item: Outbound, committed: asyncio.Future[None]) -> None:
+        if self._abandoned:
+            return  # the row was refused: this run never existed
+        if committed.cancelled() or committed.exception() is not None:
+            # Only a store closing under the run fails a patient finish: the server
+            # is stopping, crash recovery will report the run as interrupted.
+            log.warning("run.terminal_not_committed", job_id=self.job_id)
+            return
+        self._publish(item)
+
+    def _queue_terminal(self, item: Outbound) -> asyncio.Future[None]:
+        store = self.store
+        assert store is not None
         terminal = item.message
         assert isinstance(terminal, JobUpdate)
-        slow = asyncio.get_running_loop().call_later(
-            _COMMIT_WARNING, lambda: log.warning("run.terminal_commit_waiting", job_id=self.job_id)
+        committed = store.finish(
+            self.job_id,
+            terminal.status,
+            terminal.job_seq,
+            item.msgpack(),
+            terminal.error,
+            patient=True,
         )
-        try:
-            await self.store.finish(
-                self.job_id,
-                terminal.status,
-                terminal.job_seq,
-                item.msgpack(),
-                terminal.error,
-                patient=True,
-            )
-        finally:
-            slow.cancel()
-        return item
+        slow = asyncio.get_running_loop().call_later(
+            _COMMIT_WARNING,
+            functools.partial(log.warning, "run.terminal_commit_waiting", job_id=self.job_id),
+        )
+        committed.add_done_callback(lambda _: slow.cancel())
+        return committed
 
 
 def _internal(exc: Exception) -> str:

@@ -9,15 +9,20 @@ Frames handed to a store are the exact MessagePack bytes of the run's messages
 
 Guarantees a store must give (PROTOCOL.md §5):
 
-* :meth:`RunStore.create_run` returns only once the run row is committed.
+* :meth:`RunStore.create_run` resolves its future only once the run row is committed.
 * :meth:`RunStore.append` never blocks the caller: the store batches appends
   from every run and commits them together (group commit).
-* :meth:`RunStore.finish` returns only once every earlier append of that run,
-  the terminal frame, the terminal status and the outputs are committed.
+* :meth:`RunStore.finish` resolves its future only once every earlier append of
+  that run, the terminal frame, the terminal status and the outputs are committed.
+
+``create_run`` and ``finish`` return futures rather than being coroutines: a
+durable run on the hot path waits for its commits through callbacks, without a
+task per run.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -47,11 +52,13 @@ class RunStore(Protocol):
         """Flush pending appends, then release connections and background tasks."""
         ...
 
-    async def create_run(self, record: RunRecord) -> None:
-        """Commit a new run row (status ``running``, owned by this server).
+    def create_run(self, record: RunRecord) -> asyncio.Future[None]:
+        """Queue a new run row (status ``running``, owned by this server) for commit.
 
-        Raises ``RunExists`` when a non-terminal run with this ``job_id`` exists;
-        a finished run with the same id is replaced.
+        The future fails with ``RunExists`` when a non-terminal run with this
+        ``job_id`` exists (a finished run with the same id is replaced), and with
+        ``StoreUnavailable`` when the row cannot be committed in time. Cancelling
+        it before the commit withdraws the row.
         """
         ...
 
@@ -59,7 +66,7 @@ class RunStore(Protocol):
         """Queue one message of a run for the next group commit (never blocks)."""
         ...
 
-    async def finish(
+    def finish(
         self,
         job_id: str,
         status: str,
@@ -68,11 +75,12 @@ class RunStore(Protocol):
         error: str | None,
         *,
         patient: bool = False,
-    ) -> None:
-        """Commit the terminal frame and status after all earlier appends of the run.
+    ) -> asyncio.Future[None]:
+        """Queue the terminal frame and status, after all earlier appends of the run.
 
-        Raises ``StoreUnavailable`` when the commit takes longer than the store's
-        finish timeout (the finish stays queued); ``patient`` waits for it instead.
+        The future fails with ``StoreUnavailable`` when the commit takes longer than
+        the store's finish timeout (the finish stays queued and commits later);
+        ``patient`` waits for it instead.
         """
         ...
 

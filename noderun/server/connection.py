@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, assert_never
@@ -62,10 +63,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _NOT_FOUND = "Job not found or already completed"
-
-#: Durable runs being created: not tasks of their connection, so a disconnect does not
-#: cancel them (strong references, or the loop could drop them while they wait).
-_creating: set[asyncio.Task[None]] = set()
 
 
 class Connection:
@@ -276,15 +273,15 @@ class Connection:
 
     def _run_job(self, frame: RunJob) -> None:
         options = frame.execution_options
-        if options is not None and options.persistence == "job":
-            # Not self._spawn: a disconnect must not cancel it. The run goes on without
-            # its client (PROTOCOL.md §4), and a row commit cut short would leave a run
-            # "running" in the store that nothing runs.
-            task = asyncio.get_running_loop().create_task(self._run_durable(frame))
-            _creating.add(task)
-            task.add_done_callback(_creating.discard)
-            return
+        durable = options is not None and options.persistence == "job"
         try:
+            if durable:
+                # The run goes on without its client (PROTOCOL.md §4): nothing of it
+                # belongs to this connection until the row is committed.
+                self._hub.create_durable(
+                    frame, self.user_id, functools.partial(self._durable_created, frame)
+                )
+                return
             run = self._hub.create(frame, self.user_id, self)
         except StartRefused as exc:
             self._refused(exc, frame.workflow_id, frame.request_id)
@@ -292,11 +289,9 @@ class Connection:
         self._started(run, frame.request_id)
         run.start()
 
-    async def _run_durable(self, frame: RunJob) -> None:
-        try:
-            run = await self._hub.create_durable(frame, self.user_id)
-        except StartRefused as exc:
-            self._refused(exc, frame.workflow_id, frame.request_id)
+    def _durable_created(self, frame: RunJob, run: Run, refusal: StartRefused | None) -> None:
+        if refusal is not None:
+            self._refused(refusal, frame.workflow_id, frame.request_id)
             return
         self._started(run, frame.request_id)
         # The run has been executing while its row committed: catch up on what it

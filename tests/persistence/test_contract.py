@@ -379,8 +379,7 @@ async def test_creates_in_one_batch_fail_alone(store_url: str) -> None:
 async def test_a_run_created_and_finished_in_one_batch_is_stored(store_url: str) -> None:
     async with started(store_url) as store:
         before = _base(store).group_commits
-        create = asyncio.create_task(store.create_run(record("j1")))
-        await asyncio.sleep(0)  # the create is queued; the writer has not run yet
+        create = store.create_run(record("j1"))  # queued; the writer has not run yet
         store.append("j1", 1, frame("j1", 1))
         await store.finish("j1", "completed", 2, terminal("j1", 2), None)
         await create

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-import pytest
-
 from noderun.protocol.client import ExecutionOptions
 from noderun.protocol.records import RunRecord
 from noderun.runtime.hub import Hub, StartRefused
 from noderun.runtime.registry import default_registry
+from noderun.runtime.run import Run
 from noderun.runtime.store import RunStore
 from tests.runtime.support import node, request
 
@@ -29,16 +28,23 @@ class SlowCreateStore:
         self.appended: list[int] = []
         self.finished: list[str] = []
 
-    async def create_run(self, record: RunRecord) -> None:
+    def create_run(self, record: RunRecord) -> asyncio.Future[None]:
+        created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().create_task(self._commit(created, record.job_id))
+        return created
+
+    async def _commit(self, created: asyncio.Future[None], job_id: str) -> None:
         for _ in range(3):  # let the run execute and queue its terminal first
             await asyncio.sleep(0)
         if self.refuse:
-            raise RunExists(record.job_id)
+            created.set_exception(RunExists(job_id))
+        else:
+            created.set_result(None)
 
     def append(self, job_id: str, seq: int, frame: bytes) -> None:
         self.appended.append(seq)
 
-    async def finish(
+    def finish(
         self,
         job_id: str,
         status: str,
@@ -47,8 +53,11 @@ class SlowCreateStore:
         error: str | None,
         *,
         patient: bool = False,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         self.finished.append(status)
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        committed.set_result(None)
+        return committed
 
 
 def durable(job_id: str):  # type: ignore[no-untyped-def]
@@ -57,12 +66,19 @@ def durable(job_id: str):  # type: ignore[no-untyped-def]
     return frame
 
 
+async def start(hub: Hub, job_id: str) -> tuple[Run, StartRefused | None]:
+    outcome: asyncio.Future[tuple[Run, StartRefused | None]] = (
+        asyncio.get_running_loop().create_future()
+    )
+    hub.create_durable(durable(job_id), "1", lambda *result: outcome.set_result(result))
+    return await outcome
+
+
 async def test_a_refused_row_abandons_the_run_without_a_trace() -> None:
     store = SlowCreateStore(refuse=True)
     hub = Hub(default_registry(), None, store=cast(RunStore, store))
-    with pytest.raises(StartRefused) as info:
-        await hub.create_durable(durable("dup"), "1")
-    assert info.value.code == "job_already_running"
+    _run, refusal = await start(hub, "dup")
+    assert refusal is not None and refusal.code == "job_already_running"
     assert hub.get("dup") is None
     assert not hub.active
 
@@ -70,9 +86,9 @@ async def test_a_refused_row_abandons_the_run_without_a_trace() -> None:
 async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
     store = SlowCreateStore(refuse=False)
     hub = Hub(default_registry(), None, store=cast(RunStore, store))
-    run = await hub.create_durable(durable("ok"), "1")
-    if run.task is not None:  # it may well have finished while its row committed
-        await run.task
+    run, refusal = await start(hub, "ok")
+    assert refusal is None
+    await asyncio.sleep(0)  # the terminal's commit callback
     items, incomplete = run.replay(0)
     assert not incomplete
     assert [item.seq for item in items] == [1, 2, 3, 4]  # kept for the ack, then replayed
