@@ -1,6 +1,9 @@
 """The PostgreSQL run store (asyncpg).
 
-A pool serves commits and reads; its size, command timeout and idle lifetime come from
+Group commits go through writer connections of the store's own, not the pool: each is
+one call of the ``noderun_commit`` function (see :mod:`postgres_schema`), so one round
+trip with no BEGIN/COMMIT and no reset on release. A pool serves reads, sweeps, cancels
+and retention; its size, command timeout and idle lifetime come from
 :class:`StoreOptions`. A separate, dedicated connection LISTENs on two channels, so
 nothing polls the database:
 
@@ -47,14 +50,20 @@ __all__ = ["PostgresStore"]
 
 log = structlog.get_logger(__name__)
 
-# A string: asyncpg's classes are generic only in the stubs.
+# Strings: asyncpg's classes are generic only in the stubs.
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 _RUN_COLUMNS = (
     "job_id, workflow_id, user_id, status, server_id, created_at, finished_at, last_seq,"
     " error, terminal_frame"
 )
 _DELETE_CHUNK = 1000
+_COMMIT = """SELECT created, owned FROM noderun_commit($1::text[], $2::text[], $3::text[],
+    $4::text[], $5::text[], $6::double precision[], $7::double precision[], $8::bigint[],
+    $9::text[], $10::bytea[], $11::text, $12::text[], $13::bigint[], $14::text[],
+    $15::text[], $16::double precision[], $17::bigint[], $18::bytea[], $19::text[],
+    $20::bigint[], $21::bytea[])"""
 _TRANSIENT = (
     OSError,
     TimeoutError,
@@ -134,8 +143,12 @@ class PostgresStore(StoreBase):
         super().__init__(server_id=server_id, options=options)
         self.dsn = dsn
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._listener: Connection | None = None
         self._listener_lost = asyncio.Event()
+        #: Idle writer connections; None once closed. A commit takes one (or opens one
+        #: when none is idle) and gives it back, so commits in flight together never
+        #: share one; the list is as long as the most commits ever in flight at once.
+        self._writers: list[Connection] | None = None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
@@ -172,6 +185,8 @@ class PostgresStore(StoreBase):
                 )
             async with self._connection() as conn:
                 await migrate(conn)
+            # Opened now so that the first commit does not wait for a connection.
+            self._writers = [await self._connect_writer()]
             self._listener = await self._connect_listener()
         except WriteRejected as exc:
             # E.g. no right to create the tables: the store cannot be used at all.
@@ -181,7 +196,16 @@ class PostgresStore(StoreBase):
             await self._close_backend()
             raise
 
-    async def _connect_listener(self) -> asyncpg.Connection[asyncpg.Record]:
+    async def _connect_writer(self) -> Connection:
+        options = self._options
+        with _connecting():
+            return await asyncpg.connect(
+                self.dsn,
+                timeout=options.connect_timeout,
+                command_timeout=options.pg_command_timeout,
+            )
+
+    async def _connect_listener(self) -> Connection:
         with _connecting():
             conn = await asyncpg.connect(self.dsn, timeout=self._options.connect_timeout)
             try:
@@ -194,6 +218,12 @@ class PostgresStore(StoreBase):
         return conn
 
     async def _close_backend(self) -> None:
+        writers, self._writers = self._writers or [], None
+        for writer in writers:
+            try:
+                await asyncio.wait_for(writer.close(), self._options.connect_timeout)
+            except Exception:
+                writer.terminate()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.remove_termination_listener(self._on_listener_terminated)
@@ -363,41 +393,35 @@ class PostgresStore(StoreBase):
 
     # -- runs and frames ------------------------------------------------------------
 
-    async def _create_runs(self, conn: Conn, creates: Sequence[Create]) -> Refusals:
-        """Insert the batch's new rows in one statement.
+    async def _commit(self, batch: Sequence[Item]) -> Refusals:
+        """Commit ``batch`` with one call of ``noderun_commit`` on a writer connection.
 
-        An upsert that replaces only finished rows: a running row makes its create a
-        no-op (not returned, so refused), a finished one is overwritten in place and its
-        frames deleted (``xmax <> 0`` tells an overwritten row from a new one).
+        Of two creates of one id, the first is kept and the second refused here; the
+        function refuses a create whose id is running and drops the appends and finishes
+        of runs not running here.
         """
         refused: dict[Create, StoreError] = {}
         first: dict[str, Create] = {}
-        for create in creates:
-            if create.job_id in first:
-                refused[create] = RunExists(create.job_id, "running")
+        last: dict[str, int] = {}
+        finishes: dict[str, Finish] = {}
+        writes: list[Append | Finish] = []
+        for item in batch:
+            if isinstance(item, Create):
+                if item.job_id in first:
+                    refused[item] = RunExists(item.job_id, "running")
+                else:
+                    first[item.job_id] = item
+                continue
+            writes.append(item)
+            if isinstance(item, Append):
+                last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
             else:
-                first[create.job_id] = create
+                finishes[item.job_id] = item
         # Rows are locked in job_id order everywhere: no deadlock between servers.
         records = [first[job_id].record for job_id in sorted(first)]
-        rows = await conn.fetch(
-            f"""WITH created AS (
-                    INSERT INTO noderun_runs AS r ({_RUN_COLUMNS})
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                        $5::text[], $6::double precision[], $7::double precision[],
-                        $8::bigint[], $9::text[], $10::bytea[])
-                    ON CONFLICT (job_id) DO UPDATE SET workflow_id = excluded.workflow_id,
-                        user_id = excluded.user_id, status = excluded.status,
-                        server_id = excluded.server_id, created_at = excluded.created_at,
-                        finished_at = excluded.finished_at, last_seq = excluded.last_seq,
-                        error = excluded.error, terminal_frame = excluded.terminal_frame,
-                        cancel_requested = false
-                    WHERE r.status <> 'running'
-                    RETURNING r.job_id, r.xmax <> 0 AS replaced
-                ), old_frames AS (
-                    DELETE FROM noderun_frames f USING created c
-                    WHERE f.job_id = c.job_id AND c.replaced
-                )
-                SELECT job_id FROM created""",
+        written = sorted(last.keys() | finishes.keys())
+        ends = [finishes.get(job_id) for job_id in written]
+        row = await self._call_commit(
             [r.job_id for r in records],
             [r.workflow_id for r in records],
             [r.user_id for r in records],
@@ -408,91 +432,65 @@ class PostgresStore(StoreBase):
             [r.last_seq for r in records],
             [r.error for r in records],
             [r.terminal_frame for r in records],
-        )
-        if len(rows) < len(records):
-            done = {row["job_id"] for row in rows}
-            for job_id, create in first.items():
-                if job_id not in done:
-                    refused[create] = RunExists(job_id, "running")
-        return refused
-
-    async def _commit(self, batch: Sequence[Item]) -> Refusals:
-        creates = [item for item in batch if isinstance(item, Create)]
-        writes = [item for item in batch if not isinstance(item, Create)]
-        refused: Refusals = {}
-        owned: set[str] = set()
-        if creates and writes:
-            async with self._connection() as conn, conn.transaction():
-                refused = await self._create_runs(conn, creates)
-                owned = await self._write_frames(conn, writes)
-        else:
-            # One statement is a transaction of its own: no BEGIN/COMMIT round trips.
-            async with self._connection() as conn:
-                if creates:
-                    refused = await self._create_runs(conn, creates)
-                else:
-                    owned = await self._write_frames(conn, writes)
-        for item in writes:
-            if isinstance(item, Finish) and item.job_id not in owned:
-                log.warning("store.finish_ignored", job_id=item.job_id, reason="not running here")
-        return refused
-
-    async def _write_frames(self, conn: Conn, batch: Sequence[Append | Finish]) -> set[str]:
-        """Appends and finishes of runs running here, in one statement; returns those
-        runs (the others' items are dropped).
-
-        Only runs still running here take frames: a run a sweep already failed as
-        interrupted must not grow after its terminal frame. FOR SHARE makes a concurrent
-        sweep wait for (or skip) this commit. The statement also notifies followers,
-        inside the transaction, so they wake once the frames are visible.
-        """
-        last: dict[str, int] = {}
-        finishes: dict[str, Finish] = {}
-        for item in batch:
-            if isinstance(item, Append):
-                last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
-            else:
-                finishes[item.job_id] = item
-        job_ids = sorted(last.keys() | finishes.keys())
-        ends = [finishes.get(job_id) for job_id in job_ids]
-        rows = await conn.fetch(
-            """WITH owned AS (
-                    SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
-                        AND status = 'running' AND server_id = $2
-                    ORDER BY job_id FOR SHARE
-                ), frames AS (
-                    INSERT INTO noderun_frames (job_id, seq, frame)
-                    SELECT v.job_id, v.seq, v.frame
-                    FROM unnest($3::text[], $4::bigint[], $5::bytea[]) AS v(job_id, seq, frame)
-                    WHERE v.job_id IN (SELECT job_id FROM owned)
-                    ON CONFLICT DO NOTHING
-                ), runs AS (
-                    UPDATE noderun_runs r SET
-                        last_seq = COALESCE(v.end_seq, GREATEST(r.last_seq, v.seq)),
-                        status = COALESCE(v.status, r.status),
-                        error = CASE WHEN v.status IS NULL THEN r.error ELSE v.error END,
-                        finished_at = COALESCE(v.finished_at, r.finished_at),
-                        terminal_frame = COALESCE(v.frame, r.terminal_frame)
-                    FROM unnest($1::text[], $6::bigint[], $7::text[], $8::text[],
-                                $9::double precision[], $10::bigint[], $11::bytea[])
-                        AS v(job_id, seq, status, error, finished_at, end_seq, frame)
-                    WHERE r.job_id = v.job_id AND r.job_id IN (SELECT job_id FROM owned)
-                )
-                SELECT job_id, pg_notify($12, job_id) FROM owned""",
-            job_ids,
             self._server_id,
-            [item.job_id for item in batch],
-            [item.seq for item in batch],
-            [item.frame for item in batch],
-            [last.get(job_id, 0) for job_id in job_ids],
+            written,
+            [last.get(job_id, 0) for job_id in written],
             [end.status if end else None for end in ends],
             [end.error if end else None for end in ends],
             [end.finished_at if end else None for end in ends],
             [end.seq if end else None for end in ends],
             [end.frame if end else None for end in ends],
-            FRAMES_CHANNEL,
+            [item.job_id for item in writes],
+            [item.seq for item in writes],
+            [item.frame for item in writes],
         )
-        return {row["job_id"] for row in rows}
+        if len(row["created"]) < len(records):
+            done = set(row["created"])
+            for job_id, create in first.items():
+                if job_id not in done:
+                    refused[create] = RunExists(job_id, "running")
+        owned = set(row["owned"])
+        for item in writes:
+            if isinstance(item, Finish) and item.job_id not in owned:
+                log.warning("store.finish_ignored", job_id=item.job_id, reason="not running here")
+        return refused
+
+    async def _call_commit(self, *args: object) -> asyncpg.Record:
+        """Run the commit statement on an idle writer connection, or a new one.
+
+        A connection that failed for any reason but a rejected statement (the server
+        went away, a timeout, a cancelled caller) is in an unknown state: it is dropped,
+        and the next commit opens a fresh one.
+        """
+        writers = self._writers
+        if writers is None:
+            raise StoreUnavailable(self.backend, "store not open")
+        conn = None
+        while writers and conn is None:
+            conn = writers.pop()
+            if conn.is_closed():  # the server ended it while it was idle
+                conn = None
+        if conn is None:
+            conn = await self._connect_writer()
+        try:
+            with _translated():
+                row = await conn.fetchrow(_COMMIT, *args)
+        except WriteRejected:
+            self._give_back(conn)  # the server rolled the statement back; still usable
+            raise
+        except BaseException:
+            conn.terminate()
+            raise
+        self._give_back(conn)
+        assert row is not None  # the function returns exactly one row
+        return row
+
+    def _give_back(self, conn: Connection) -> None:
+        writers = self._writers
+        if writers is None:  # closed meanwhile
+            conn.terminate()
+        else:
+            writers.append(conn)
 
     async def _get_run(self, job_id: str) -> RunRecord | None:
         async with self._connection() as conn:
