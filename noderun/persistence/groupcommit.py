@@ -1,17 +1,22 @@
 """Group commit: one writer task turns the creates, appends and finishes of every run
 into few transactions.
 
-``append`` only queues; the writer takes whatever accumulated while the previous
-transaction was in flight (up to ``batch_max`` items) and hands it to the backend's
+``append`` only queues; the writer takes whatever accumulated while earlier
+transactions were in flight (up to ``batch_max`` items) and hands it to the backend's
 ``commit`` as one transaction. Under load a batch holds many messages, so the cost of
 a durable commit (one fsync) is shared instead of paid per message.
 
-Items keep their queue order, and a run's items are queued in ``job_seq`` order, so a
-``Finish`` is committed in the same transaction as its run's earlier appends or in a
-later one. A backend applies a batch's creates before its appends and finishes (a run
-may be created and finished in one batch); so that this never reorders a run's items,
-a ``Create`` of a job id that already has an append or finish in the batch being
-formed starts the next batch.
+Up to ``commit_concurrency`` batches are in flight at once, so a run arriving while a
+commit waits for its fsync does not wait for that commit to end before its own
+starts (the database shares the fsync of concurrent commits). Order is kept per run,
+which is all a run's readers can observe: a run's items are queued in ``job_seq``
+order, and a batch takes no item of a run that has items in a batch still in flight
+(those wait in the queue, in order), so a ``Finish`` is committed in the same
+transaction as its run's earlier appends or in a later one. A backend applies a
+batch's creates before its appends and finishes (a run may be created and finished
+in one batch); so that this never reorders a run's items, a ``Create`` of a job id
+that already has an append or finish in the batch being formed waits for a later
+batch, and so does every later item of that run.
 
 A create that is refused (``RunExists``) fails only its own caller: the backend
 returns the refusals instead of raising, and the rest of the batch commits. A create
@@ -24,7 +29,7 @@ the batches formed after that; if it was already in the transaction that committ
 Failures never stop the writer:
 
 * ``StoreUnavailable`` (down, locked, disk full): the same batch is retried with
-  exponential backoff; newer items wait in the queue behind it.
+  exponential backoff; newer items of its runs wait in the queue behind it.
 * ``WriteRejected`` (or an unexpected exception, which is a bug): the batch is split
   and retried item by item so one bad item cannot block the others; the bad item is
   dropped (an append, logged) or failed (a finish, its caller gets the error).
@@ -92,10 +97,12 @@ Refusals = Mapping[Create, StoreError]
 
 
 class GroupCommitter:
-    """Queue of items and the single task that commits them in batches.
+    """Queue of items and the writer that commits them in batches, several at once.
 
     The queue is bounded by ``options.max_pending`` with the "drop-newest" overflow
     policy for appends (see :class:`StoreOptions`); finishes are always queued.
+    ``commit`` may be called concurrently (at most ``options.commit_concurrency``
+    calls), never with two batches holding items of one job id.
     """
 
     def __init__(
@@ -111,19 +118,21 @@ class GroupCommitter:
         self._options = options
         self._on_committed = on_committed
         self._queue: deque[Item] = deque()
-        self._inflight: Sequence[Item] = ()
+        #: Batches being committed, each by its own task.
+        self._inflight: dict[asyncio.Task[None], list[Item]] = {}
+        #: Job ids with items in a batch in flight: their later items must wait.
+        self._busy: set[str] = set()
         self._wakeup = asyncio.Event()
-        self._queued = 0  # items ever queued
-        self._processed = 0  # items ever committed or rejected
         self.transactions = 0  # batches ever committed (for tests and metrics)
         self._failing: StoreUnavailable | None = None  # while a batch is being retried
-        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        #: flush() waiters and the ids of the items each still waits for.
+        self._flushes: list[tuple[set[int], asyncio.Future[None]]] = []
         self._dropping: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._inflight)
+        return len(self._queue) + sum(len(batch) for batch in self._inflight.values())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="noderun-store-writer")
@@ -147,17 +156,18 @@ class GroupCommitter:
         if isinstance(item, Finish):
             self._dropping.discard(item.job_id)
         self._queue.append(item)
-        self._queued += 1
         self._wakeup.set()
         return True
 
     async def flush(self) -> None:
         """Wait until every item queued before this call is committed or rejected."""
-        target = self._queued
-        if self._processed >= target:
+        waiting = {id(item) for item in self._queue}
+        for batch in self._inflight.values():
+            waiting.update(id(item) for item in batch)
+        if not waiting:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._flushes.append((target, waiter))
+        self._flushes.append((waiting, waiter))
         await waiter
 
     async def close(self, grace: float) -> None:
@@ -166,22 +176,29 @@ class GroupCommitter:
             await asyncio.wait_for(self.flush(), grace)
         except TimeoutError:
             log.warning("store.close_dropped_pending", pending=self.pending)
+        inflight, self._inflight = self._inflight, {}  # _batch_done leaves them to us
+        tasks = [*inflight]
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # does not swallow a cancel of close() itself
+            tasks.append(self._task)
             self._task = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)  # does not swallow a cancel of close() itself
         closed = StoreUnavailable(self._health.backend, "store closed")
-        for item in (*self._inflight, *self._queue):
-            if isinstance(item, Finish | Create) and not item.done.done():
-                item.done.set_exception(closed)
+        for batch in (*inflight.values(), self._queue):
+            for item in batch:
+                if isinstance(item, Finish | Create) and not item.done.done():
+                    item.done.set_exception(closed)
         self._queue.clear()
-        self._inflight = ()
+        self._busy.clear()
         for _, waiter in self._flushes:
             if not waiter.done():
                 waiter.set_result(None)
         self._flushes.clear()
 
     async def _run(self) -> None:
+        limit = self._options.commit_concurrency
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -189,35 +206,72 @@ class GroupCommitter:
             # this item (a durable run executing while its row commits) queue their
             # writes too, so a trivial run's row and terminal state share one commit.
             await asyncio.sleep(0)
-            while self._queue:
-                self._inflight = self._take_batch()
-                await self._commit_batch(self._inflight)
-                self._processed += len(self._inflight)
-                self._inflight = ()
-                self._release_flushes()
+            # With every slot taken (or only items of runs in flight left), the end
+            # of a batch sets the wakeup again.
+            while self._queue and len(self._inflight) < limit:
+                batch = self._take_batch()
+                if not batch:
+                    break
+                task = asyncio.create_task(self._commit_batch(batch))
+                self._inflight[task] = batch
+                task.add_done_callback(self._batch_done)
 
     def _take_batch(self) -> list[Item]:
+        """The next batch in queue order, leaving in the queue (in order) every item of a
+        run that is in flight, or whose create would overtake its writes in this batch."""
         batch: list[Item] = []
+        held: list[Item] = []
         written: set[str] = set()  # job ids with an append or finish in ``batch``
+        busy = self._busy
+        waiting: set[str] = set()  # job ids with an item held back by this call
         queue = self._queue
-        while queue and len(batch) < self._options.batch_max:
-            item = queue[0]
-            if isinstance(item, Create):
-                if item.job_id in written:
-                    break  # applied before the batch's writes, it would overtake them
+        batch_max = self._options.batch_max
+        # Bound the scan: a long run of held items must not make every batch O(queue).
+        budget = 4 * batch_max
+        while queue and len(batch) < batch_max and budget:
+            budget -= 1
+            item = queue.popleft()
+            job_id = item.job_id
+            if job_id in busy or job_id in waiting:
+                held.append(item)
+                waiting.add(job_id)
+            elif isinstance(item, Create):
+                if job_id in written:  # applied before the batch's writes: it would overtake them
+                    held.append(item)
+                    waiting.add(job_id)
+                else:
+                    batch.append(item)
             else:
-                written.add(item.job_id)
-            batch.append(queue.popleft())
+                written.add(job_id)
+                batch.append(item)
+        queue.extendleft(reversed(held))
+        for item in batch:
+            busy.add(item.job_id)
         return batch
 
-    def _release_flushes(self) -> None:
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        batch = self._inflight.pop(task, None)
+        if batch is None:
+            return  # close() took over
+        busy = self._busy
+        for item in batch:
+            busy.discard(item.job_id)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("store.writer_failed", error=repr(task.exception()))
+        if self._flushes:
+            self._release_flushes(batch)
+        if self._queue:
+            self._wakeup.set()
+
+    def _release_flushes(self, batch: Sequence[Item]) -> None:
+        done = {id(item) for item in batch}
         still_waiting = []
-        for target, waiter in self._flushes:
-            if target <= self._processed:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                still_waiting.append((target, waiter))
+        for waiting, waiter in self._flushes:
+            waiting -= done
+            if waiting:
+                still_waiting.append((waiting, waiter))
+            elif not waiter.done():
+                waiter.set_result(None)
         self._flushes = still_waiting
 
     async def _commit_batch(self, items: Sequence[Item]) -> None:

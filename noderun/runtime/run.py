@@ -41,8 +41,6 @@ log = structlog.get_logger(__name__)
 Detail = Literal["full", "outputs", "terminal"]
 
 _MAX_ERROR = 1000
-#: Seconds a durable run's terminal commit may take before the wait is logged.
-_COMMIT_WARNING = 5.0
 
 
 class Subscriber(Protocol):
@@ -431,7 +429,9 @@ class Run:
         assert store is not None
         terminal = item.message
         assert isinstance(terminal, JobUpdate)
-        committed = store.finish(
+        # Patient: while the store is down the run waits (the store logs the outage
+        # and its recovery; no per-run timer on the hot path).
+        return store.finish(
             self.job_id,
             terminal.status,
             terminal.job_seq,
@@ -439,12 +439,6 @@ class Run:
             terminal.error,
             patient=True,
         )
-        slow = asyncio.get_running_loop().call_later(
-            _COMMIT_WARNING,
-            functools.partial(log.warning, "run.terminal_commit_waiting", job_id=self.job_id),
-        )
-        committed.add_done_callback(lambda _: slow.cancel())
-        return committed
 
 
 def _internal(exc: Exception) -> str:

@@ -11,7 +11,7 @@ from noderun.persistence import StoreOptions, StoreUnavailable, WriteRejected
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item
 from noderun.persistence.health import Health
 
-from .helpers import WAIT
+from .helpers import WAIT, record
 
 
 class FakeBackend:
@@ -137,3 +137,84 @@ async def test_close_fails_finishes_it_could_not_commit() -> None:
     await committer.close(WAIT / 10)
     with pytest.raises(StoreUnavailable):
         await end.done
+
+
+class GatedBackend:
+    """Holds every commit until the test opens its gate: batches pile up in flight."""
+
+    def __init__(self) -> None:
+        self.started: list[list[Item]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def commit(self, batch: Sequence[Item]) -> None:
+        gate = asyncio.Event()
+        self.started.append(list(batch))
+        self.gates.append(gate)
+        await gate.wait()
+
+
+def _keys(batch: Sequence[Item]) -> list[tuple[str, int]]:
+    return [(i.job_id, 0 if isinstance(i, Create) else i.seq) for i in batch]
+
+
+async def test_batches_in_flight_never_share_a_run_and_keep_each_runs_order() -> None:
+    backend = GatedBackend()
+    committer = GroupCommitter(
+        backend.commit,
+        health=Health("fake"),
+        options=StoreOptions(commit_concurrency=2),
+        on_committed=lambda batch: None,
+    )
+    committer.start()
+    committer.put(Append("j1", 1, b"x"))
+    await asyncio.sleep(WAIT / 20)
+    assert [_keys(b) for b in backend.started] == [[("j1", 1)]]
+    # j1 is in flight: its next items wait; j2's go into a second transaction.
+    committer.put(Append("j1", 2, b"x"))
+    committer.put(Append("j2", 1, b"x"))
+    end = _finish("j1", 3)
+    committer.put(end)
+    await asyncio.sleep(WAIT / 20)
+    assert [_keys(b) for b in backend.started] == [[("j1", 1)], [("j2", 1)]]
+    # Both slots taken: nothing more starts until one ends.
+    committer.put(Append("j3", 1, b"x"))
+    await asyncio.sleep(WAIT / 20)
+    assert len(backend.started) == 2
+    backend.gates[1].set()  # j2's ends first: j1's items still wait for j1's batch
+    await asyncio.sleep(WAIT / 20)
+    assert [_keys(b) for b in backend.started[2:]] == [[("j3", 1)]]
+    flushed = asyncio.ensure_future(committer.flush())
+    backend.gates[0].set()
+    await asyncio.sleep(WAIT / 20)
+    assert [_keys(b) for b in backend.started[3:]] == [[("j1", 2), ("j1", 3)]]
+    assert not flushed.done()  # j1's and j3's batches are still in flight
+    backend.gates[2].set()
+    backend.gates[3].set()
+    await asyncio.wait_for(flushed, WAIT)
+    assert end.done.done()
+    await committer.close(WAIT)
+
+
+async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run() -> None:
+    backend = GatedBackend()
+    committer = GroupCommitter(
+        backend.commit,
+        health=Health("fake"),
+        options=StoreOptions(commit_concurrency=1),
+        on_committed=lambda batch: None,
+    )
+    committer.start()
+    loop = asyncio.get_running_loop()
+    committer.put(Finish("j1", "completed", 1, b"end", None, 0.0, loop.create_future()))
+    committer.put(Create(record("j1"), loop.create_future()))  # a new run of that id
+    committer.put(Append("j1", 1, b"x"))
+    committer.put(Append("j2", 1, b"x"))
+    await asyncio.sleep(WAIT / 20)
+    # The create would be applied before the finish of the old run: it waits, and
+    # so does the new run's append; other runs go on.
+    assert [_keys(b) for b in backend.started] == [[("j1", 1), ("j2", 1)]]
+    backend.gates[0].set()
+    await asyncio.sleep(WAIT / 20)
+    assert [_keys(b) for b in backend.started[1:]] == [[("j1", 0), ("j1", 1)]]
+    backend.gates[1].set()
+    await committer.close(WAIT)
