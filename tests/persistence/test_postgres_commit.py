@@ -157,7 +157,7 @@ async def test_a_group_commit_is_one_round_trip(pg_url: str) -> None:
             await _lifecycle(store, f"seq-{n}", 2)
         await asyncio.gather(*(_lifecycle(store, f"par-{n}", n % 3) for n in range(21)))
         await asyncio.gather(*(_staggered(store, f"stag-{n}", n) for n in range(10)))
-        assert store.group_commits - commits >= 10
+        assert store.group_commits - commits >= 5  # several batches, of mixed content
         assert len(wire.round_trips) == connections, "a commit opened a connection"
         assert wire.total - trips == store.group_commits - commits
         run = await store.get_run("par-20")
