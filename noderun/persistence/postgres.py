@@ -40,8 +40,9 @@ from noderun.persistence.errors import (
     StoreUnavailable,
     WriteRejected,
 )
-from noderun.persistence.groupcommit import Append, Create, Finish, Item, Refusals
+from noderun.persistence.groupcommit import Create, Item, Refusals
 from noderun.persistence.options import StoreOptions
+from noderun.persistence.postgres_batch import encode_batch
 from noderun.persistence.postgres_schema import CANCEL_CHANNEL, FRAMES_CHANNEL, migrate
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 from noderun.protocol.records import RunRecord, StoredFrame
@@ -59,11 +60,7 @@ _RUN_COLUMNS = (
     " error, terminal_frame"
 )
 _DELETE_CHUNK = 1000
-_COMMIT = """SELECT created, owned FROM noderun_commit($1::text[], $2::text[], $3::text[],
-    $4::text[], $5::text[], $6::double precision[], $7::double precision[], $8::bigint[],
-    $9::text[], $10::bytea[], $11::text, $12::text[], $13::bigint[], $14::text[],
-    $15::text[], $16::double precision[], $17::bigint[], $18::bytea[], $19::text[],
-    $20::bigint[], $21::bytea[])"""
+_COMMIT = "SELECT refused, ignored FROM noderun_commit($1::text, $2::json)"
 _TRANSIENT = (
     OSError,
     TimeoutError,
@@ -250,7 +247,7 @@ class PostgresStore(StoreBase):
         if not isinstance(payload, str):
             return
         if channel == FRAMES_CHANNEL:
-            self._waiters.wake((payload,))
+            self._waiters.wake(payload.split(","))
         elif channel == CANCEL_CHANNEL:
             owner, job_id = json.loads(payload)
             if owner == self._server_id:
@@ -400,59 +397,16 @@ class PostgresStore(StoreBase):
         function refuses a create whose id is running and drops the appends and finishes
         of runs not running here.
         """
-        refused: dict[Create, StoreError] = {}
-        first: dict[str, Create] = {}
-        last: dict[str, int] = {}
-        finishes: dict[str, Finish] = {}
-        writes: list[Append | Finish] = []
-        for item in batch:
-            if isinstance(item, Create):
-                if item.job_id in first:
-                    refused[item] = RunExists(item.job_id, "running")
-                else:
-                    first[item.job_id] = item
-                continue
-            writes.append(item)
-            if isinstance(item, Append):
-                last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
-            else:
-                finishes[item.job_id] = item
-        # Rows are locked in job_id order everywhere: no deadlock between servers.
-        records = [first[job_id].record for job_id in sorted(first)]
-        written = sorted(last.keys() | finishes.keys())
-        ends = [finishes.get(job_id) for job_id in written]
-        row = await self._call_commit(
-            [r.job_id for r in records],
-            [r.workflow_id for r in records],
-            [r.user_id for r in records],
-            [r.status for r in records],
-            [r.server_id for r in records],
-            [r.created_at for r in records],
-            [r.finished_at for r in records],
-            [r.last_seq for r in records],
-            [r.error for r in records],
-            [r.terminal_frame for r in records],
-            self._server_id,
-            written,
-            [last.get(job_id, 0) for job_id in written],
-            [end.status if end else None for end in ends],
-            [end.error if end else None for end in ends],
-            [end.finished_at if end else None for end in ends],
-            [end.seq if end else None for end in ends],
-            [end.frame if end else None for end in ends],
-            [item.job_id for item in writes],
-            [item.seq for item in writes],
-            [item.frame for item in writes],
-        )
-        if len(row["created"]) < len(records):
-            done = set(row["created"])
-            for job_id, create in first.items():
-                if job_id not in done:
-                    refused[create] = RunExists(job_id, "running")
-        owned = set(row["owned"])
-        for item in writes:
-            if isinstance(item, Finish) and item.job_id not in owned:
-                log.warning("store.finish_ignored", job_id=item.job_id, reason="not running here")
+        encoded = encode_batch(batch)
+        row = await self._call_commit(self._server_id, encoded.document)
+        refused: dict[Create, StoreError] = {
+            create: RunExists(create.job_id, "running") for create in encoded.duplicates
+        }
+        for job_id in row["refused"]:
+            refused[encoded.creates[job_id]] = RunExists(job_id, "running")
+        for job_id in row["ignored"]:
+            if job_id in encoded.finishes:
+                log.warning("store.finish_ignored", job_id=job_id, reason="not running here")
         return refused
 
     async def _call_commit(self, *args: object) -> asyncpg.Record:
