@@ -61,6 +61,12 @@ _RUN_COLUMNS = (
 )
 _DELETE_CHUNK = 1000
 _COMMIT = "SELECT refused, ignored FROM noderun_commit($1::text, $2::json)"
+# A run's terminal frame lives in its row (schema version 2; version 1 rows also have
+# it among the frames, hence UNION, which drops that duplicate).
+_FRAMES_AFTER = """SELECT seq, frame FROM noderun_frames WHERE job_id = $1 AND seq > $2
+    UNION SELECT last_seq, terminal_frame FROM noderun_runs
+        WHERE job_id = $1 AND terminal_frame IS NOT NULL AND last_seq > $2
+    ORDER BY seq"""
 _TRANSIENT = (
     OSError,
     TimeoutError,
@@ -331,14 +337,7 @@ class PostgresStore(StoreBase):
         seqs = {row["job_id"]: row["last_seq"] + 1 for row in lasts}
         frames = [interrupted_frame(j, workflows[j], seqs[j]) for j in job_ids]
         ordered_seqs = [seqs[j] for j in job_ids]
-        await conn.execute(
-            """INSERT INTO noderun_frames (job_id, seq, frame)
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
-                ON CONFLICT DO NOTHING""",
-            job_ids,
-            ordered_seqs,
-            frames,
-        )
+        # The terminal frame lives in the row (see _FRAMES_AFTER).
         await conn.execute(
             """UPDATE noderun_runs r SET status = 'failed', error = $4, finished_at = $5,
                     last_seq = v.seq, terminal_frame = v.frame
@@ -455,7 +454,7 @@ class PostgresStore(StoreBase):
 
     async def _fetch_frames(self, conn: Conn, job_id: str, after_seq: int) -> list[StoredFrame]:
         rows = await conn.fetch(
-            "SELECT seq, frame FROM noderun_frames WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+            _FRAMES_AFTER,
             job_id,
             after_seq,
         )

@@ -18,11 +18,22 @@ from noderun.persistence.groupcommit import Append, Create, Finish, Item
 __all__ = ["EncodedBatch", "encode_batch"]
 
 
-class _NewRun(msgspec.Struct):
+class _Run(msgspec.Struct, omit_defaults=True):
+    """A run written by the batch; the terminal fields only if it ended in it."""
+
     j: str
-    w: str
-    u: str
-    t: float
+    a: int = 0  # highest append seq in this batch (created runs: or their terminal's)
+    s: str | None = None  # terminal status
+    e: str | None = None
+    x: float | None = None  # finished_at
+    f: bytes | None = None  # terminal frame (base64 in JSON)
+    q: int | None = None  # terminal seq (runs that existed before)
+
+
+class _NewRun(_Run, omit_defaults=True):
+    w: str = ""
+    u: str = ""
+    t: float = 0.0  # created_at
 
 
 class _Frame(msgspec.Struct):
@@ -31,19 +42,11 @@ class _Frame(msgspec.Struct):
     f: bytes  # base64 in JSON; decoded by the function
 
 
-class _Written(msgspec.Struct):
-    j: str
-    a: int  # last append seq, 0 if none
-    q: int | None = None  # terminal seq
-    s: str | None = None  # terminal status
-    e: str | None = None
-    t: float | None = None  # finished_at
-
-
 class _Batch(msgspec.Struct):
     c: list[_NewRun]
-    f: list[_Frame]
-    r: list[_Written]
+    n: list[_Frame]
+    r: list[_Run]
+    w: list[_Frame]
 
 
 _encoder = msgspec.json.Encoder()
@@ -60,33 +63,54 @@ class EncodedBatch:
 
 
 def encode_batch(batch: Sequence[Item]) -> EncodedBatch:
-    """The document for ``batch``; creates and written runs in job_id order, the order
-    in which every writer locks rows (no deadlock between servers)."""
+    """The document for ``batch``; runs in job_id order, the order in which every
+    writer locks rows (no deadlock between servers).
+
+    A create comes before its run's other items in a batch (the group committer
+    sees to it), so the appends and finish of a run created here describe its
+    final row in this batch.
+    """
     creates: dict[str, Create] = {}
     duplicates: list[Create] = []
+    created: dict[str, _NewRun] = {}
+    existing: dict[str, _Run] = {}
+    new_frames: list[_Frame] = []
     frames: list[_Frame] = []
-    written: dict[str, _Written] = {}
     finishes: dict[str, Finish] = {}
     for item in batch:
         job_id = item.job_id
         if isinstance(item, Create):
             if job_id in creates:
                 duplicates.append(item)
-            else:
-                creates[job_id] = item
+                continue
+            creates[job_id] = item
+            record = item.record
+            created[job_id] = _NewRun(
+                job_id, w=record.workflow_id, u=record.user_id, t=record.created_at
+            )
             continue
-        frames.append(_Frame(job_id, item.seq, item.frame))
-        run = written.get(job_id)
+        run: _Run | None = created.get(job_id)
+        fresh = run is not None
         if run is None:
-            run = written[job_id] = _Written(job_id, 0)
+            run = existing.get(job_id)
+            if run is None:
+                run = existing[job_id] = _Run(job_id)
         if isinstance(item, Append):
             run.a = max(run.a, item.seq)
+            (new_frames if fresh else frames).append(_Frame(job_id, item.seq, item.frame))
         else:
             finishes[job_id] = item
-            run.q, run.s, run.e, run.t = item.seq, item.status, item.error, item.finished_at
-    new_runs = [
-        _NewRun(job_id, c.record.workflow_id, c.record.user_id, c.record.created_at)
-        for job_id, c in sorted(creates.items())
-    ]
-    document = _encoder.encode(_Batch(new_runs, frames, [written[j] for j in sorted(written)]))
+            run.s, run.e, run.x, run.f = item.status, item.error, item.finished_at, item.frame
+            if fresh:
+                run.a = item.seq  # the row's last_seq
+            else:
+                run.q = item.seq
+    document = _encoder.encode(
+        _Batch(
+            [created[j] for j in sorted(created)],
+            new_frames,
+            [existing[j] for j in sorted(existing)],
+            frames,
+        )
+    )
     return EncodedBatch(document.decode(), creates, duplicates, finishes)

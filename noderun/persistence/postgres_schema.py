@@ -28,25 +28,30 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 # A group commit in one statement, so in one round trip and one implicit transaction
 # (no BEGIN/COMMIT). The batch comes as one JSON document rather than as arrays:
 # asyncpg checks and encodes every array element in Python (about a microsecond
-# each, measured), while a JSON text is one string. Its keys:
+# each, measured), while a JSON text is one string. Its keys (``postgres_batch``):
 #
-#   c  creates   [{"j": job_id, "w": workflow_id, "u": user_id, "t": created_at}]
-#   f  frames    [{"j": job_id, "s": seq, "f": base64 frame}], appends and terminals
-#   r  runs written, in job_id order: [{"j": job_id, "a": last append seq or 0,
-#                "q": terminal seq or null, "s": status, "e": error, "t": finished_at}]
+#   c  runs created, in job_id order: [{"j": job_id, "w": workflow_id, "u": user_id,
+#      "t": created_at, "a": last seq in this batch or 0, and, for a run that also
+#      ended in this batch, "s": status, "e": error, "x": finished_at, "f": terminal}]
+#   n  frames (base64) of those runs, but their terminals: [{"j", "s": seq, "f"}]
+#   r  runs written that existed before, in job_id order: [{"j", "a": last append
+#      seq or 0, and, if it ended, "q": terminal seq, "s", "e", "x", "f": terminal}]
+#   w  frames of those runs, but their terminals: [{"j", "s", "f"}]
 #
-# Its statements run in this order, each seeing the previous ones' rows (a run created
-# in this call takes its frames in it too):
+# A run's terminal frame lives in ``noderun_runs.terminal_frame`` only (readers add it
+# to the frames): a short run created and ended in one batch, the common case, is one
+# row written once, not a row inserted, locked and updated plus a frame row.
 #
-# 1. Upsert the creates, in job_id order, replacing only finished rows: a running row
-#    makes its create a no-op, not returned, so refused; a replaced row (``xmax <> 0``)
-#    loses its frames.
-# 2. Lock the written runs still running here, FOR SHARE in job_id order (as every
-#    writer locks them: no deadlock between servers); a concurrent sweep waits for (or
-#    skips) them. Only they take frames: a run a sweep failed as interrupted must not
-#    grow after its terminal frame. Their frames and state are written; a terminal
-#    frame is read from ``f``, not sent twice.
-# 3. Notify followers of the locked runs, a comma-separated chunk of job ids per
+# Its statements run in this order, each seeing the previous ones' rows:
+#
+# 1. Upsert the created runs, in job_id order, replacing only finished rows: a running
+#    row makes its create a no-op, not returned, so refused; a replaced row
+#    (``xmax <> 0``) loses its frames. Then insert the frames of the runs created.
+# 2. Lock the other written runs still running here, FOR SHARE in job_id order (as
+#    every writer locks them: no deadlock between servers); a concurrent sweep waits
+#    for (or skips) them. Only they take frames: a run a sweep failed as interrupted
+#    must not grow after its terminal frame. Their frames and state are written.
+# 3. Notify followers of the runs written, a comma-separated chunk of job ids per
 #    notification (one per job id would cost every listener a message per run);
 #    delivered at commit, once frames are visible.
 #
@@ -57,23 +62,27 @@ _COMMIT_FUNCTION = f"""CREATE OR REPLACE FUNCTION noderun_commit(
     p_server_id text, p_batch json, OUT refused text[], OUT ignored text[])
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_owned text[];
+    v_created text[] := '{{}}';
+    v_owned text[] := '{{}}';
 BEGIN
     refused := '{{}}';
     ignored := '{{}}';
     IF json_array_length(p_batch->'c') > 0 THEN
         WITH wanted AS (
-            SELECT c.j, c.w, c.u, c.t
-            FROM json_to_recordset(p_batch->'c') AS c(j text, w text, u text, t double precision)
+            SELECT c.j, c.w, c.u, c.t, c.a, c.s, c.e, c.x, c.f
+            FROM json_to_recordset(p_batch->'c') AS c(j text, w text, u text,
+                t double precision, a bigint, s text, e text, x double precision, f text)
         ), upserted AS (
             INSERT INTO noderun_runs AS r (job_id, workflow_id, user_id, status, server_id,
-                created_at, last_seq)
-            SELECT wanted.j, wanted.w, wanted.u, 'running', p_server_id, wanted.t, 0
+                created_at, finished_at, last_seq, error, terminal_frame)
+            SELECT wanted.j, wanted.w, wanted.u, COALESCE(wanted.s, 'running'), p_server_id,
+                wanted.t, wanted.x, COALESCE(wanted.a, 0), wanted.e, decode(wanted.f, 'base64')
             FROM wanted ORDER BY wanted.j
             ON CONFLICT (job_id) DO UPDATE SET workflow_id = excluded.workflow_id,
                 user_id = excluded.user_id, status = excluded.status,
                 server_id = excluded.server_id, created_at = excluded.created_at,
-                finished_at = NULL, last_seq = 0, error = NULL, terminal_frame = NULL,
+                finished_at = excluded.finished_at, last_seq = excluded.last_seq,
+                error = excluded.error, terminal_frame = excluded.terminal_frame,
                 cancel_requested = false
             WHERE r.status <> 'running'
             RETURNING r.job_id, r.xmax <> 0 AS replaced
@@ -81,48 +90,54 @@ BEGIN
             DELETE FROM noderun_frames f USING upserted u
             WHERE f.job_id = u.job_id AND u.replaced
         )
-        SELECT COALESCE(array_agg(wanted.j), '{{}}') INTO refused FROM wanted
-        WHERE wanted.j NOT IN (SELECT u.job_id FROM upserted u);
+        SELECT COALESCE(array_agg(u.job_id), '{{}}') INTO v_created FROM upserted u;
+        IF cardinality(v_created) < json_array_length(p_batch->'c') THEN
+            SELECT array_agg(c.j) INTO refused
+            FROM json_to_recordset(p_batch->'c') AS c(j text) WHERE c.j <> ALL(v_created);
+        END IF;
+        IF json_array_length(p_batch->'n') > 0 THEN
+            INSERT INTO noderun_frames (job_id, seq, frame)
+            SELECT n.j, n.s, decode(n.f, 'base64')
+            FROM json_to_recordset(p_batch->'n') AS n(j text, s bigint, f text)
+            WHERE n.j = ANY(v_created)
+            ON CONFLICT DO NOTHING;
+        END IF;
     END IF;
     IF json_array_length(p_batch->'r') > 0 THEN
         WITH runs AS (
-            SELECT v.j, v.a, v.q, v.s, v.e, v.t
-            FROM json_to_recordset(p_batch->'r')
-                AS v(j text, a bigint, q bigint, s text, e text, t double precision)
+            SELECT v.j, v.a, v.q, v.s, v.e, v.x, v.f
+            FROM json_to_recordset(p_batch->'r') AS v(j text, a bigint, q bigint, s text,
+                e text, x double precision, f text)
         ), locked AS (
             SELECT r.job_id FROM noderun_runs r WHERE r.job_id IN (SELECT runs.j FROM runs)
                 AND r.status = 'running' AND r.server_id = p_server_id
             ORDER BY r.job_id FOR SHARE
-        ), frames AS (
-            SELECT x.j, x.s, decode(x.f, 'base64') AS frame
-            FROM json_to_recordset(p_batch->'f') AS x(j text, s bigint, f text)
-            WHERE x.j IN (SELECT l.job_id FROM locked l)
         ), inserted AS (
             INSERT INTO noderun_frames (job_id, seq, frame)
-            SELECT frames.j, frames.s, frames.frame FROM frames
+            SELECT w.j, w.s, decode(w.f, 'base64')
+            FROM json_to_recordset(p_batch->'w') AS w(j text, s bigint, f text)
+            WHERE w.j IN (SELECT l.job_id FROM locked l)
             ON CONFLICT DO NOTHING
         ), updated AS (
             UPDATE noderun_runs r SET
                 last_seq = COALESCE(runs.q, GREATEST(r.last_seq, runs.a)),
                 status = COALESCE(runs.s, r.status),
                 error = CASE WHEN runs.s IS NULL THEN r.error ELSE runs.e END,
-                finished_at = COALESCE(runs.t, r.finished_at),
-                terminal_frame = COALESCE(
-                    (SELECT frames.frame FROM frames
-                        WHERE frames.j = runs.j AND frames.s = runs.q),
-                    r.terminal_frame)
+                finished_at = COALESCE(runs.x, r.finished_at),
+                terminal_frame = COALESCE(decode(runs.f, 'base64'), r.terminal_frame)
             FROM runs
             WHERE r.job_id = runs.j AND r.job_id IN (SELECT l.job_id FROM locked l)
         )
         SELECT COALESCE(array_agg(l.job_id ORDER BY l.job_id), '{{}}') INTO v_owned
         FROM locked l;
-        SELECT COALESCE(array_agg(runs.j), '{{}}') INTO ignored
-        FROM json_to_recordset(p_batch->'r') AS runs(j text)
-        WHERE runs.j <> ALL(v_owned);
-        PERFORM pg_notify('{FRAMES_CHANNEL}', string_agg(o.job_id, ','))
-        FROM unnest(v_owned) WITH ORDINALITY AS o(job_id, n)
-        GROUP BY (o.n - 1) / 200;
+        IF cardinality(v_owned) < json_array_length(p_batch->'r') THEN
+            SELECT array_agg(v.j) INTO ignored
+            FROM json_to_recordset(p_batch->'r') AS v(j text) WHERE v.j <> ALL(v_owned);
+        END IF;
     END IF;
+    PERFORM pg_notify('{FRAMES_CHANNEL}', string_agg(o.job_id, ','))
+    FROM unnest(v_created || v_owned) WITH ORDINALITY AS o(job_id, n)
+    GROUP BY (o.n - 1) / 200;
 END
 $fn$"""
 

@@ -441,11 +441,23 @@ class StoreDb:
             None if terminal_frame is None else bytes(terminal_frame),
         )
 
-    async def frames(self, job_id: str) -> list[tuple[int, bytes]]:
+    async def frame_rows(self, job_id: str) -> list[tuple[int, bytes]]:
+        """The run's rows of ``noderun_frames``, as stored."""
         rows = await self._query(
             "SELECT seq, frame FROM noderun_frames WHERE job_id = $1 ORDER BY seq", job_id
         )
         return [(seq, bytes(frame)) for seq, frame in rows]
+
+    async def frames(self, job_id: str) -> list[tuple[int, bytes]]:
+        """Every stored frame of the run, its terminal included: PostgreSQL keeps the
+        terminal frame in the run's row only."""
+        frames = await self.frame_rows(job_id)
+        run = await self.run(job_id)
+        if run is not None and run.terminal_frame is not None:
+            terminal = (run.last_seq, run.terminal_frame)
+            if terminal not in frames:
+                frames.append(terminal)
+        return frames
 
     async def count(self, table: str) -> int:
         assert table in ("noderun_runs", "noderun_frames")
