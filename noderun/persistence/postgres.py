@@ -60,7 +60,8 @@ _RUN_COLUMNS = (
     " error, terminal_frame"
 )
 _DELETE_CHUNK = 1000
-_COMMIT = "SELECT refused, ignored FROM noderun_commit($1::text, $2::json)"
+_COMMIT = """SELECT refused, ignored
+    FROM noderun_commit($1::text, $2::json, $3::json, $4::json, $5::json)"""
 # A run's terminal frame lives in its row (schema version 2; version 1 rows also have
 # it among the frames, hence UNION, which drops that duplicate).
 _FRAMES_AFTER = """SELECT seq, frame FROM noderun_frames WHERE job_id = $1 AND seq > $2
@@ -397,13 +398,13 @@ class PostgresStore(StoreBase):
         of runs not running here.
         """
         encoded = encode_batch(batch)
-        row = await self._call_commit(self._server_id, encoded.document)
+        row = await self._call_commit(self._server_id, *encoded.arguments)
         refused: dict[Create, StoreError] = {
             create: RunExists(create.job_id, "running") for create in encoded.duplicates
         }
-        for job_id in row["refused"]:
+        for job_id in row["refused"] or ():
             refused[encoded.creates[job_id]] = RunExists(job_id, "running")
-        for job_id in row["ignored"]:
+        for job_id in row["ignored"] or ():
             if job_id in encoded.finishes:
                 log.warning("store.finish_ignored", job_id=job_id, reason="not running here")
         return refused

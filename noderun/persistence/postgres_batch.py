@@ -1,6 +1,6 @@
-"""The JSON document of one PostgreSQL group commit (``noderun_commit``'s ``p_batch``).
+"""The JSON documents of one PostgreSQL group commit (``noderun_commit``'s arguments).
 
-One string instead of a score of arrays: asyncpg checks and encodes every array
+A few strings instead of a score of arrays: asyncpg checks and encodes every array
 element in Python, about a microsecond each on our machine, which made the commit
 call the largest single cost of a durable run; msgspec writes the whole batch in
 a few microseconds. Keys are one letter; ``postgres_schema`` documents them.
@@ -42,19 +42,13 @@ class _Frame(msgspec.Struct):
     f: bytes  # base64 in JSON; decoded by the function
 
 
-class _Batch(msgspec.Struct):
-    c: list[_NewRun]
-    n: list[_Frame]
-    r: list[_Run]
-    w: list[_Frame]
-
-
 _encoder = msgspec.json.Encoder()
 
 
 @dataclass(slots=True)
 class EncodedBatch:
-    document: str
+    #: ``noderun_commit``'s JSON arguments after the server id; None for an empty list.
+    arguments: tuple[str | None, str | None, str | None, str | None]
     #: The create kept for each job id (the first one queued).
     creates: dict[str, Create] = field(default_factory=dict)
     #: Later creates of a job id already created in this batch: refused.
@@ -105,12 +99,14 @@ def encode_batch(batch: Sequence[Item]) -> EncodedBatch:
                 run.a = item.seq  # the row's last_seq
             else:
                 run.q = item.seq
-    document = _encoder.encode(
-        _Batch(
-            [created[j] for j in sorted(created)],
-            new_frames,
-            [existing[j] for j in sorted(existing)],
-            frames,
-        )
+    arguments = (
+        _json([created[j] for j in sorted(created)]),
+        _json(new_frames),
+        _json([existing[j] for j in sorted(existing)]),
+        _json(frames),
     )
-    return EncodedBatch(document.decode(), creates, duplicates, finishes)
+    return EncodedBatch(arguments, creates, duplicates, finishes)
+
+
+def _json(values: Sequence[msgspec.Struct]) -> str | None:
+    return _encoder.encode(values).decode() if values else None

@@ -26,17 +26,20 @@ CANCEL_CHANNEL = "noderun_cancel"
 _MIGRATION_LOCK = 0x6E6F646572756E
 
 # A group commit in one statement, so in one round trip and one implicit transaction
-# (no BEGIN/COMMIT). The batch comes as one JSON document rather than as arrays:
-# asyncpg checks and encodes every array element in Python (about a microsecond
-# each, measured), while a JSON text is one string. Its keys (``postgres_batch``):
+# (no BEGIN/COMMIT). The batch comes as JSON documents rather than as arrays: asyncpg
+# checks and encodes every array element in Python (about a microsecond each,
+# measured), while a JSON text is one string. One document per list, NULL when empty,
+# each parsed once (``json`` is re-parsed by every operator applied to it):
 #
-#   c  runs created, in job_id order: [{"j": job_id, "w": workflow_id, "u": user_id,
-#      "t": created_at, "a": last seq in this batch or 0, and, for a run that also
-#      ended in this batch, "s": status, "e": error, "x": finished_at, "f": terminal}]
-#   n  frames (base64) of those runs, but their terminals: [{"j", "s": seq, "f"}]
-#   r  runs written that existed before, in job_id order: [{"j", "a": last append
-#      seq or 0, and, if it ended, "q": terminal seq, "s", "e", "x", "f": terminal}]
-#   w  frames of those runs, but their terminals: [{"j", "s", "f"}]
+#   p_created    runs created, in job_id order: [{"j": job_id, "w": workflow_id,
+#                "u": user_id, "t": created_at, "a": last seq in this batch or 0, and,
+#                for a run that also ended in it, "s": status, "e": error,
+#                "x": finished_at, "f": terminal frame (base64)}]
+#   p_new_frames frames of those runs, but their terminals: [{"j", "s": seq, "f"}]
+#   p_written    runs written that existed before, in job_id order: [{"j", "a": last
+#                append seq or 0, and, if it ended, "q": terminal seq, "s", "e", "x",
+#                "f"}]
+#   p_frames     frames of those runs, but their terminals: [{"j", "s", "f"}]
 #
 # A run's terminal frame lives in ``noderun_runs.terminal_frame`` only (readers add it
 # to the frames): a short run created and ended in one batch, the common case, is one
@@ -55,22 +58,21 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 #    notification (one per job id would cost every listener a message per run);
 #    delivered at commit, once frames are visible.
 #
-# Returns the creates refused and the written job ids not running here (both empty in
+# Returns the creates refused and the written job ids not running here (both NULL in
 # the common case, so the reply is short). The ``p_``/``v_`` prefixes keep parameters
 # and variables apart from column names.
-_COMMIT_FUNCTION = f"""CREATE OR REPLACE FUNCTION noderun_commit(
-    p_server_id text, p_batch json, OUT refused text[], OUT ignored text[])
+_COMMIT_FUNCTION = f"""CREATE OR REPLACE FUNCTION noderun_commit(p_server_id text,
+    p_created json, p_new_frames json, p_written json, p_frames json,
+    OUT refused text[], OUT ignored text[])
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_created text[] := '{{}}';
     v_owned text[] := '{{}}';
 BEGIN
-    refused := '{{}}';
-    ignored := '{{}}';
-    IF json_array_length(p_batch->'c') > 0 THEN
-        WITH wanted AS (
+    IF p_created IS NOT NULL THEN
+        WITH wanted AS MATERIALIZED (
             SELECT c.j, c.w, c.u, c.t, c.a, c.s, c.e, c.x, c.f
-            FROM json_to_recordset(p_batch->'c') AS c(j text, w text, u text,
+            FROM json_to_recordset(p_created) AS c(j text, w text, u text,
                 t double precision, a bigint, s text, e text, x double precision, f text)
         ), upserted AS (
             INSERT INTO noderun_runs AS r (job_id, workflow_id, user_id, status, server_id,
@@ -90,23 +92,22 @@ BEGIN
             DELETE FROM noderun_frames f USING upserted u
             WHERE f.job_id = u.job_id AND u.replaced
         )
-        SELECT COALESCE(array_agg(u.job_id), '{{}}') INTO v_created FROM upserted u;
-        IF cardinality(v_created) < json_array_length(p_batch->'c') THEN
-            SELECT array_agg(c.j) INTO refused
-            FROM json_to_recordset(p_batch->'c') AS c(j text) WHERE c.j <> ALL(v_created);
-        END IF;
-        IF json_array_length(p_batch->'n') > 0 THEN
+        SELECT (SELECT COALESCE(array_agg(u.job_id), '{{}}') FROM upserted u),
+            (SELECT array_agg(wanted.j) FROM wanted
+                WHERE wanted.j NOT IN (SELECT u.job_id FROM upserted u))
+        INTO v_created, refused;
+        IF p_new_frames IS NOT NULL THEN
             INSERT INTO noderun_frames (job_id, seq, frame)
             SELECT n.j, n.s, decode(n.f, 'base64')
-            FROM json_to_recordset(p_batch->'n') AS n(j text, s bigint, f text)
+            FROM json_to_recordset(p_new_frames) AS n(j text, s bigint, f text)
             WHERE n.j = ANY(v_created)
             ON CONFLICT DO NOTHING;
         END IF;
     END IF;
-    IF json_array_length(p_batch->'r') > 0 THEN
-        WITH runs AS (
+    IF p_written IS NOT NULL THEN
+        WITH runs AS MATERIALIZED (
             SELECT v.j, v.a, v.q, v.s, v.e, v.x, v.f
-            FROM json_to_recordset(p_batch->'r') AS v(j text, a bigint, q bigint, s text,
+            FROM json_to_recordset(p_written) AS v(j text, a bigint, q bigint, s text,
                 e text, x double precision, f text)
         ), locked AS (
             SELECT r.job_id FROM noderun_runs r WHERE r.job_id IN (SELECT runs.j FROM runs)
@@ -115,7 +116,7 @@ BEGIN
         ), inserted AS (
             INSERT INTO noderun_frames (job_id, seq, frame)
             SELECT w.j, w.s, decode(w.f, 'base64')
-            FROM json_to_recordset(p_batch->'w') AS w(j text, s bigint, f text)
+            FROM json_to_recordset(p_frames) AS w(j text, s bigint, f text)
             WHERE w.j IN (SELECT l.job_id FROM locked l)
             ON CONFLICT DO NOTHING
         ), updated AS (
@@ -128,12 +129,10 @@ BEGIN
             FROM runs
             WHERE r.job_id = runs.j AND r.job_id IN (SELECT l.job_id FROM locked l)
         )
-        SELECT COALESCE(array_agg(l.job_id ORDER BY l.job_id), '{{}}') INTO v_owned
-        FROM locked l;
-        IF cardinality(v_owned) < json_array_length(p_batch->'r') THEN
-            SELECT array_agg(v.j) INTO ignored
-            FROM json_to_recordset(p_batch->'r') AS v(j text) WHERE v.j <> ALL(v_owned);
-        END IF;
+        SELECT (SELECT COALESCE(array_agg(l.job_id ORDER BY l.job_id), '{{}}') FROM locked l),
+            (SELECT array_agg(runs.j) FROM runs
+                WHERE runs.j NOT IN (SELECT l.job_id FROM locked l))
+        INTO v_owned, ignored;
     END IF;
     PERFORM pg_notify('{FRAMES_CHANNEL}', string_agg(o.job_id, ','))
     FROM unnest(v_created || v_owned) WITH ORDINALITY AS o(job_id, n)
