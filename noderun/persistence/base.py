@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import functools
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -40,11 +40,6 @@ def _consume(future: asyncio.Future[None]) -> None:
     # read the outcome so asyncio does not report "exception was never retrieved".
     if not future.cancelled():
         future.exception()
-
-
-def _settled(timer: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
-    timer.cancel()
-    _consume(future)
 
 
 class StoreBase(abc.ABC):
@@ -159,8 +154,11 @@ class StoreBase(abc.ABC):
             error=None,
             terminal_frame=None,
         )
-        done = self._deadline_future(self._options.connect_timeout, "create")
-        self._committer.put(Create(row, done))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        done.add_done_callback(_consume)
+        expires = loop.time() + self._options.connect_timeout
+        self._committer.put(Create(row, done, expires))
         return done
 
     def append(self, job_id: str, seq: int, frame: bytes) -> None:
@@ -192,33 +190,12 @@ class StoreBase(abc.ABC):
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"finish() needs a terminal status, got {status!r}")
         self._check_open()
-        if patient:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.add_done_callback(_consume)
-        else:
-            done = self._deadline_future(self._options.finish_timeout, "finish")
-        self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done))
-        return done
-
-    def _deadline_future(self, deadline: float, what: str) -> asyncio.Future[None]:
-        """A future that fails with :class:`StoreUnavailable` after ``deadline`` s.
-
-        A timer rather than ``wait_for``, which costs a task per call on the hot path.
-        """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(deadline, self._expire, done, deadline, what)
-        done.add_done_callback(functools.partial(_settled, timer))
+        done.add_done_callback(_consume)
+        expires = math.inf if patient else loop.time() + self._options.finish_timeout
+        self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done, expires))
         return done
-
-    def _expire(self, done: asyncio.Future[None], deadline: float, what: str) -> None:
-        if done.done():
-            return
-        last = self._health.last_error
-        reason = last.reason if last else f"{what} not committed within {deadline}s"
-        error = StoreUnavailable(self.backend, reason)
-        error.__cause__ = last
-        done.set_exception(error)
 
     async def get_run(self, job_id: str) -> RunRecord | None:
         self._check_open()

@@ -38,6 +38,7 @@ Failures never stop the writer:
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,7 +66,11 @@ class Append:
 
 @dataclass(slots=True)
 class Finish:
-    """The terminal message and status of a run; ``done`` resolves once committed."""
+    """The terminal message and status of a run; ``done`` resolves once committed.
+
+    Past ``expires`` (loop time) ``done`` fails with ``StoreUnavailable``; the finish
+    stays queued all the same.
+    """
 
     job_id: str
     status: str
@@ -74,6 +79,7 @@ class Finish:
     error: str | None
     finished_at: float
     done: asyncio.Future[None]
+    expires: float = math.inf
 
 
 @dataclass(slots=True, eq=False)
@@ -83,6 +89,9 @@ class Create:
 
     record: RunRecord
     done: asyncio.Future[None]
+    #: Loop time past which ``done`` fails with ``StoreUnavailable``: the create is
+    #: withdrawn.
+    expires: float = math.inf
     #: Set by the writer: the caller gave up, yet the row was committed.
     abandoned: bool = field(default=False)
 
@@ -129,6 +138,7 @@ class GroupCommitter:
         self._flushes: list[tuple[set[int], asyncio.Future[None]]] = []
         self._dropping: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
@@ -136,6 +146,36 @@ class GroupCommitter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="noderun-store-writer")
+        self._sweeper = asyncio.create_task(self._sweep(), name="noderun-store-deadlines")
+
+    @property
+    def deadline_tick(self) -> float:
+        options = self._options
+        return min(options.connect_timeout, options.finish_timeout) / 4
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.deadline_tick)
+            now = loop.time()
+            for batch in (*self._inflight.values(), self._queue):
+                for item in batch:
+                    if isinstance(item, Create | Finish) and item.expires <= now:
+                        self._expire(item)
+
+    def _expire(self, item: Create | Finish) -> None:
+        if item.done.done():
+            return
+        last = self._health.last_error
+        if last is not None:
+            reason = last.reason
+        elif isinstance(item, Create):
+            reason = f"create not committed within {self._options.connect_timeout}s"
+        else:
+            reason = f"finish not committed within {self._options.finish_timeout}s"
+        error = StoreUnavailable(self._health.backend, reason)
+        error.__cause__ = last
+        item.done.set_exception(error)
 
     def put(self, item: Item) -> bool:
         """Queue ``item``; ``False`` when an append was dropped because the queue is full,
@@ -178,9 +218,10 @@ class GroupCommitter:
             log.warning("store.close_dropped_pending", pending=self.pending)
         inflight, self._inflight = self._inflight, {}  # _batch_done leaves them to us
         tasks = [*inflight]
-        if self._task is not None:
-            tasks.append(self._task)
-            self._task = None
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                tasks.append(task)
+        self._task = self._sweeper = None
         for task in tasks:
             task.cancel()
         if tasks:
