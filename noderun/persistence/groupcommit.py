@@ -127,8 +127,9 @@ class GroupCommitter:
         self._options = options
         self._on_committed = on_committed
         self._queue: deque[Item] = deque()
-        #: Batches being committed, each by its own task.
-        self._inflight: dict[asyncio.Task[None], list[Item]] = {}
+        #: Batches being committed, by the task committing them (the writer's own
+        #: batch, with one commit at a time: by a token).
+        self._inflight: dict[object, list[Item]] = {}
         #: Job ids with items in a batch in flight: their later items must wait.
         self._busy: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -216,8 +217,8 @@ class GroupCommitter:
             await asyncio.wait_for(self.flush(), grace)
         except TimeoutError:
             log.warning("store.close_dropped_pending", pending=self.pending)
-        inflight, self._inflight = self._inflight, {}  # _batch_done leaves them to us
-        tasks = [*inflight]
+        inflight, self._inflight = self._inflight, {}  # _settle leaves them to us
+        tasks = [key for key in inflight if isinstance(key, asyncio.Task)]
         for task in (self._task, self._sweeper):
             if task is not None:
                 tasks.append(task)
@@ -253,6 +254,17 @@ class GroupCommitter:
                 batch = self._take_batch()
                 if not batch:
                     break
+                if limit == 1:
+                    # One batch at a time: the writer commits it itself, without a
+                    # task (and its extra turn of the loop) per batch.
+                    key = object()
+                    self._inflight[key] = batch
+                    try:
+                        await self._commit_batch(batch)
+                    except Exception:
+                        log.exception("store.writer_failed")
+                    self._settle(key)
+                    continue
                 task = asyncio.create_task(self._commit_batch(batch))
                 self._inflight[task] = batch
                 task.add_done_callback(self._batch_done)
@@ -291,18 +303,22 @@ class GroupCommitter:
         return batch
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
-        batch = self._inflight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("store.writer_failed", error=repr(task.exception()))
+        if self._settle(task) and self._queue:
+            self._wakeup.set()
+
+    def _settle(self, key: object) -> bool:
+        """A batch is over: its runs may be batched again; ``False`` if close() took over."""
+        batch = self._inflight.pop(key, None)
         if batch is None:
-            return  # close() took over
+            return False
         busy = self._busy
         for item in batch:
             busy.discard(item.job_id)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("store.writer_failed", error=repr(task.exception()))
         if self._flushes:
             self._release_flushes(batch)
-        if self._queue:
-            self._wakeup.set()
+        return True
 
     def _release_flushes(self, batch: Sequence[Item]) -> None:
         done = {id(item) for item in batch}
