@@ -144,19 +144,29 @@ class StoreBase(abc.ABC):
         interrupted.
         """
         self._check_open()
-        row = msgspec.structs.replace(
-            record,
-            status="running",
-            server_id=self._server_id,
-            created_at=record.created_at or time.time(),
-            finished_at=None,
-            last_seq=0,
-            error=None,
-            terminal_frame=None,
-        )
+        row = record
+        if not (
+            record.status == "running"
+            and record.server_id == self._server_id
+            and record.created_at
+            and record.last_seq == 0
+            and record.finished_at is None
+            and record.error is None
+            and record.terminal_frame is None
+        ):  # the hub's records are new rows already: no copy on the hot path
+            row = msgspec.structs.replace(
+                record,
+                status="running",
+                server_id=self._server_id,
+                created_at=record.created_at or time.time(),
+                finished_at=None,
+                last_seq=0,
+                error=None,
+                terminal_frame=None,
+            )
         loop = asyncio.get_running_loop()
+        # The caller consumes the outcome (the hub always does): no _consume callback.
         done: asyncio.Future[None] = loop.create_future()
-        done.add_done_callback(_consume)
         expires = loop.time() + self._options.connect_timeout
         self._committer.put(Create(row, done, expires))
         return done
@@ -192,7 +202,8 @@ class StoreBase(abc.ABC):
         self._check_open()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        done.add_done_callback(_consume)
+        if not patient:  # a caller may stop waiting after its deadline
+            done.add_done_callback(_consume)
         expires = math.inf if patient else loop.time() + self._options.finish_timeout
         self._committer.put(Finish(job_id, status, seq, frame, error, time.time(), done, expires))
         return done
