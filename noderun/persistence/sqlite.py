@@ -271,85 +271,116 @@ class SqliteStore(StoreBase):
     # -- runs and frames ------------------------------------------------------------
 
     @staticmethod
-    def _create_runs(conn: sqlite3.Connection, creates: Sequence[Create]) -> Refusals:
-        """Insert the batch's new rows, replacing finished runs of the same ids."""
+    def _create_runs(
+        conn: sqlite3.Connection,
+        creates: Sequence[Create],
+        ends: dict[str, tuple[int, Finish | None]],
+    ) -> tuple[Refusals, set[str]]:
+        """Insert the batch's new rows, replacing finished runs of the same ids.
+
+        ``ends`` holds, per job id, the highest seq of its appends in this batch and
+        its finish, if any: a run created and ended in one batch (the common short
+        run) is inserted in its final state, not inserted then updated. Returns the
+        refusals and the job ids created.
+        """
         refused: dict[Create, StoreError] = {}
         created: set[str] = set()
         for create in creates:
             record = create.record
-            if record.job_id in created:
-                refused[create] = RunExists(record.job_id, "running")
+            job_id = record.job_id
+            if job_id in created:
+                refused[create] = RunExists(job_id, "running")
                 continue
             row = conn.execute(
-                "SELECT status FROM noderun_runs WHERE job_id = ?", (record.job_id,)
+                "SELECT status FROM noderun_runs WHERE job_id = ?", (job_id,)
             ).fetchone()
             if row is not None:
                 if row[0] == "running":
-                    refused[create] = RunExists(record.job_id, row[0])
+                    refused[create] = RunExists(job_id, row[0])
                     continue
-                conn.execute("DELETE FROM noderun_frames WHERE job_id = ?", (record.job_id,))
-                conn.execute("DELETE FROM noderun_runs WHERE job_id = ?", (record.job_id,))
+                conn.execute("DELETE FROM noderun_frames WHERE job_id = ?", (job_id,))
+                conn.execute("DELETE FROM noderun_runs WHERE job_id = ?", (job_id,))
+            last_seq, finish = ends.get(job_id, (0, None))
             conn.execute(
                 f"INSERT INTO noderun_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.job_id,
+                    job_id,
                     record.workflow_id,
                     record.user_id,
-                    record.status,
+                    "running" if finish is None else finish.status,
                     record.server_id,
                     record.created_at,
-                    record.finished_at,
-                    record.last_seq,
-                    record.error,
-                    record.terminal_frame,
+                    None if finish is None else finish.finished_at,
+                    last_seq if finish is None else finish.seq,
+                    None if finish is None else finish.error,
+                    None if finish is None else finish.frame,
                 ),
             )
-            created.add(record.job_id)
-        return refused
+            created.add(job_id)
+        return refused, created
 
     def _commit_sync(self, items: Sequence[Item]) -> tuple[Refusals, list[str]]:
         """Commit a batch, creates first; returns the refused creates and the job ids
         of finishes that no longer applied."""
         creates = [item for item in items if isinstance(item, Create)]
         batch = [item for item in items if not isinstance(item, Create)]
+        # The items of runs created in this batch all follow their create (the group
+        # committer sees to it): they describe the new row's final state.
+        new_ids = {create.job_id for create in creates}
+        ends: dict[str, tuple[int, Finish | None]] = {}
+        for item in batch:
+            if item.job_id in new_ids:
+                seq, finish = ends.get(item.job_id, (0, None))
+                if isinstance(item, Finish):
+                    ends[item.job_id] = (seq, item)
+                else:
+                    ends[item.job_id] = (max(seq, item.seq), finish)
 
         def work(conn: sqlite3.Connection) -> tuple[Refusals, list[str]]:
-            refused = self._create_runs(conn, creates) if creates else {}
+            refused, created = self._create_runs(conn, creates, ends) if creates else ({}, set())
             if not batch:
                 return refused, []
-            job_ids = list({item.job_id for item in batch})
+            others = list({item.job_id for item in batch if item.job_id not in new_ids})
             # Only runs still running here take frames: a run another server already
             # failed as interrupted must not grow after its terminal frame.
-            owned = {
-                row[0]
-                for row in conn.execute(
-                    """SELECT job_id FROM noderun_runs WHERE status = 'running'
+            owned = (
+                created
+                | {
+                    row[0]
+                    for row in conn.execute(
+                        """SELECT job_id FROM noderun_runs WHERE status = 'running'
                         AND server_id = ? AND job_id IN (SELECT value FROM json_each(?))""",
-                    (self._server_id, _id_list(job_ids)),
-                )
-            }
+                        (self._server_id, _id_list(others)),
+                    )
+                }
+                if others
+                else created
+            )
             conn.executemany(
                 "INSERT OR IGNORE INTO noderun_frames (job_id, seq, frame) VALUES (?, ?, ?)",
                 [(item.job_id, item.seq, item.frame) for item in batch if item.job_id in owned],
             )
             last: dict[str, int] = {}
             for item in batch:
-                if isinstance(item, Append) and item.job_id in owned:
+                if isinstance(item, Append) and item.job_id in owned and item.job_id not in new_ids:
                     last[item.job_id] = max(item.seq, last.get(item.job_id, 0))
-            conn.executemany(
-                "UPDATE noderun_runs SET last_seq = MAX(last_seq, ?) WHERE job_id = ?",
-                [(seq, job_id) for job_id, seq in last.items()],
-            )
+            if last:
+                conn.executemany(
+                    "UPDATE noderun_runs SET last_seq = MAX(last_seq, ?) WHERE job_id = ?",
+                    [(seq, job_id) for job_id, seq in last.items()],
+                )
             finishes = [item for item in batch if isinstance(item, Finish)]
-            conn.executemany(
-                """UPDATE noderun_runs SET status = ?, error = ?, finished_at = ?, last_seq = ?,
-                    terminal_frame = ? WHERE job_id = ?""",
-                [
-                    (f.status, f.error, f.finished_at, f.seq, f.frame, f.job_id)
-                    for f in finishes
-                    if f.job_id in owned
-                ],
-            )
+            updates = [
+                (f.status, f.error, f.finished_at, f.seq, f.frame, f.job_id)
+                for f in finishes
+                if f.job_id in owned and f.job_id not in new_ids
+            ]
+            if updates:
+                conn.executemany(
+                    """UPDATE noderun_runs SET status = ?, error = ?, finished_at = ?,
+                        last_seq = ?, terminal_frame = ? WHERE job_id = ?""",
+                    updates,
+                )
             return refused, [f.job_id for f in finishes if f.job_id not in owned]
 
         return self._write(work)
