@@ -218,3 +218,31 @@ async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run()
     assert [_keys(b) for b in backend.started[1:]] == [[("j1", 0), ("j1", 1)]]
     backend.gates[1].set()
     await committer.close(WAIT)
+
+
+async def test_a_create_past_its_deadline_fails_and_is_withdrawn() -> None:
+    backend = GatedBackend()
+    committer = GroupCommitter(
+        backend.commit,
+        health=Health("fake"),
+        options=StoreOptions(connect_timeout=WAIT / 10, finish_timeout=WAIT / 10),
+        on_committed=lambda batch: None,
+    )
+    committer.start()
+    loop = asyncio.get_running_loop()
+    committer.put(Append("j0", 1, b"x"))  # holds the only commit slot
+    await asyncio.sleep(WAIT / 50)
+    create = Create(record("j1"), loop.create_future(), expires=loop.time() + WAIT / 10)
+    committer.put(create)
+    end = Finish("j2", "completed", 1, b"end", None, 0.0, loop.create_future(), loop.time())
+    committer.put(end)
+    with pytest.raises(StoreUnavailable, match="create not committed within"):
+        await asyncio.wait_for(create.done, WAIT)
+    with pytest.raises(StoreUnavailable, match="finish not committed within"):
+        await asyncio.wait_for(end.done, WAIT)
+    backend.gates[0].set()
+    await asyncio.sleep(WAIT / 20)
+    # The create was withdrawn; the finish that missed its deadline still commits.
+    assert [_keys(b) for b in backend.started[1:]] == [[("j2", 1)]]
+    backend.gates[1].set()
+    await committer.close(WAIT)

@@ -23,6 +23,7 @@ from noderun.persistence.base import StoreBase
 from noderun.persistence.groupcommit import Append, Finish
 from noderun.persistence.postgres import PostgresStore
 from noderun.persistence.postgres_schema import MIGRATIONS, SCHEMA_VERSION
+from noderun.protocol.records import StoredFrame
 
 from .helpers import WAIT, frame, record, started, terminal
 
@@ -216,10 +217,19 @@ async def test_a_version_1_database_is_migrated_and_its_runs_kept(pg_url: str) -
                    ('busy', 'wf', 'u1', 'running', 'other', 1, NULL, 0);
             INSERT INTO noderun_frames VALUES ('old', 1, 'x')"""
         )
+        # Version 1 kept a terminal frame both in its row and among the frames.
+        await conn.execute(
+            """INSERT INTO noderun_runs (job_id, workflow_id, user_id, status, server_id,
+                created_at, finished_at, last_seq, terminal_frame)
+            VALUES ('done', 'wf', 'u1', 'completed', 'other', 1, 2, 2, 'end');
+            INSERT INTO noderun_frames VALUES ('done', 1, 'a'), ('done', 2, 'end')"""
+        )
     finally:
         await conn.close()
 
     async with started(pg_url) as store:
+        assert await store.read_frames("done", 0) == [StoredFrame(1, b"a"), StoredFrame(2, b"end")]
+        assert await store.read_frames("done", 1) == [StoredFrame(2, b"end")]
         await store.create_run(record("old", workflow_id="new"))
         with pytest.raises(RunExists):
             await store.create_run(record("busy"))
