@@ -264,7 +264,13 @@ class GroupCommitter:
                     except Exception:
                         log.exception("store.writer_failed")
                     self._settle(key)
-                    continue
+                    # Back to the top, through its turn of the loop: the callbacks of
+                    # this commit run and the frames that arrived meanwhile are read,
+                    # so the next batch takes their items too (bigger batches under
+                    # load, measured: fewer commits, less CPU per run).
+                    if self._queue:
+                        self._wakeup.set()
+                    break
                 task = asyncio.create_task(self._commit_batch(batch))
                 self._inflight[task] = batch
                 task.add_done_callback(self._batch_done)
