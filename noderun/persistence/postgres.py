@@ -132,7 +132,9 @@ def _record(row: asyncpg.Record) -> RunRecord:
 async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
     if job_ids:
         await conn.execute(
-            "SELECT pg_notify($1, j) FROM unnest($2::text[]) AS j", FRAMES_CHANNEL, job_ids
+            "SELECT pg_notify($1, json_build_array(j)::text) FROM unnest($2::text[]) AS j",
+            FRAMES_CHANNEL,
+            job_ids,
         )
 
 
@@ -254,7 +256,9 @@ class PostgresStore(StoreBase):
         if not isinstance(payload, str):
             return
         if channel == FRAMES_CHANNEL:
-            self._waiters.wake(payload.split(","))
+            job_ids = json.loads(payload)
+            if isinstance(job_ids, list):
+                self._waiters.wake(job_id for job_id in job_ids if isinstance(job_id, str))
         elif channel == CANCEL_CHANNEL:
             owner, job_id = json.loads(payload)
             if owner == self._server_id:

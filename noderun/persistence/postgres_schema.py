@@ -16,7 +16,7 @@ from noderun.persistence.errors import SchemaTooNew
 
 __all__ = ["CANCEL_CHANNEL", "FRAMES_CHANNEL", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
-#: NOTIFY channel whose payload is the comma-separated job ids of runs with newly
+#: NOTIFY channel whose payload is a JSON array of the job ids of runs with newly
 #: committed frames.
 FRAMES_CHANNEL = "noderun_frames"
 #: NOTIFY channel whose payload is the JSON array ``[owner_server_id, job_id]``.
@@ -54,9 +54,9 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 #    every writer locks them: no deadlock between servers); a concurrent sweep waits
 #    for (or skips) them. Only they take frames: a run a sweep failed as interrupted
 #    must not grow after its terminal frame. Their frames and state are written.
-# 3. Notify followers of the runs written, a comma-separated chunk of job ids per
-#    notification (one per job id would cost every listener a message per run);
-#    delivered at commit, once frames are visible.
+# 3. Notify followers of the runs written, a JSON array of job ids per notification
+#    (one per job id would cost every listener a message per run), in chunks under
+#    the 8000-byte payload limit; delivered at commit, once frames are visible.
 #
 # Returns the creates refused and the written job ids not running here (both NULL in
 # the common case, so the reply is short). The ``p_``/``v_`` prefixes keep parameters
@@ -134,9 +134,10 @@ BEGIN
                 WHERE runs.j NOT IN (SELECT l.job_id FROM locked l))
         INTO v_owned, ignored;
     END IF;
-    PERFORM pg_notify('{FRAMES_CHANNEL}', string_agg(o.job_id, ','))
-    FROM unnest(v_created || v_owned) WITH ORDINALITY AS o(job_id, n)
-    GROUP BY (o.n - 1) / 200;
+    PERFORM pg_notify('{FRAMES_CHANNEL}', json_agg(o.job_id)::text)
+    FROM (SELECT u.job_id, sum(octet_length(u.job_id) + 4) OVER (ORDER BY u.n) AS bytes
+          FROM unnest(v_created || v_owned) WITH ORDINALITY AS u(job_id, n)) AS o
+    GROUP BY o.bytes / 7000;
 END
 $fn$"""
 

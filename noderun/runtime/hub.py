@@ -27,11 +27,13 @@ from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
 from noderun.runtime.store import RunStore
 
-__all__ = ["Hub", "RuntimeConfig", "StartRefused"]
+__all__ = ["MAX_JOB_ID", "Hub", "RuntimeConfig", "StartRefused"]
 
 log = structlog.get_logger(__name__)
 
 _DEFAULT_OPTIONS = ExecutionOptions()
+#: Longest ``job_id`` a run may have.
+MAX_JOB_ID = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,14 @@ class Hub:
 
     def _admit(self, frame: RunJob) -> str:
         job_id = frame.job_id or uuid.uuid4().hex
+        if len(job_id) > MAX_JOB_ID:
+            # A bound keeps ids storable and notifiable (PostgreSQL NOTIFY payloads
+            # are under 8000 bytes); NodeTool's ids are 32-character UUIDs.
+            raise StartRefused(
+                "invalid_job_id",
+                f"job_id longer than {MAX_JOB_ID} characters",
+                job_id,
+            )
         if job_id in self.active:
             raise StartRefused("job_already_running", f"job {job_id!r} is already running", job_id)
         if len(self.active) >= self.config.max_active_runs:

@@ -24,6 +24,7 @@ from noderun.persistence.groupcommit import Append, Finish
 from noderun.persistence.postgres import PostgresStore
 from noderun.persistence.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from noderun.protocol.records import StoredFrame
+from noderun.runtime.store import RunStore
 
 from .helpers import WAIT, frame, record, started, terminal
 
@@ -249,3 +250,27 @@ async def test_a_version_1_database_is_migrated_and_its_runs_kept(pg_url: str) -
     assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
     assert SCHEMA_VERSION >= 2
     assert busy == "other"
+
+
+async def test_followers_on_another_server_wake_for_any_job_id(pg_url: str) -> None:
+    """Notifications carry job ids as JSON, so an id with a comma or a quote (ids are
+    the client's strings) still wakes its followers, in chunks under NOTIFY's limit."""
+    async with started(pg_url, **_QUIET) as owner, started(pg_url, **_QUIET) as other:
+        odd = ["a,b", 'quote"d', "x" * 250]
+        many = [f"run-{n}-" + "y" * 200 for n in range(60)]  # > 8000 bytes of ids
+        for job_id in (*odd, *many):
+            await owner.create_run(record(job_id))
+        followers = [asyncio.create_task(_seqs(other, job_id)) for job_id in (*odd, *many)]
+        await asyncio.sleep(WAIT / 10)  # each follower has read the (empty) run
+        ends = []
+        for job_id in (*odd, *many):  # one batch: one commit, several notifications
+            owner.append(job_id, 1, frame(job_id, 1))
+            ends.append(owner.finish(job_id, "completed", 2, terminal(job_id, 2), None))
+        await asyncio.gather(*ends)
+        done, pending = await asyncio.wait(followers, timeout=WAIT * 5)
+        assert not pending, "a follower was not woken"
+        assert all(task.result() == [1, 2] for task in done)
+
+
+async def _seqs(store: RunStore, job_id: str) -> list[int]:
+    return [stored.seq async for stored in store.follow(job_id, 0)]

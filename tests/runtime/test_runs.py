@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+import pytest
+
 from noderun.protocol.server import JobUpdate, NodeProgress, NodeUpdate, OutputUpdate
 from noderun.runtime.context import NodeContext
-from noderun.runtime.hub import RuntimeConfig, StartRefused
+from noderun.runtime.hub import MAX_JOB_ID, RuntimeConfig, StartRefused
 from noderun.runtime.node import node as define
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
@@ -249,6 +251,19 @@ async def test_duplicate_running_job_id_is_refused_and_server_busy_past_the_cap(
                 raise AssertionError(f"{job_id} was not refused")
         run.cancel()
         await sink.terminal()
+    finally:
+        await pool.close()
+
+
+async def test_an_overlong_job_id_is_refused() -> None:
+    hub, pool = await make_hub()
+    try:
+        job_id = "x" * (MAX_JOB_ID + 1)
+        with pytest.raises(StartRefused) as refused:
+            hub.create(request([node("n", "nodetool.constant.String")], job_id=job_id), "1", None)
+        assert refused.value.code == "invalid_job_id"
+        assert refused.value.job_id == job_id  # the client's own id, for its terminal
+        assert hub.get(job_id) is None
     finally:
         await pool.close()
 
