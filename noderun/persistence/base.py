@@ -24,7 +24,6 @@ from noderun.persistence.errors import StoreError, StoreUnavailable
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item, Refusals
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
-from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 from noderun.persistence.waiters import Waiters
 from noderun.protocol.records import TERMINAL_STATUSES, RunRecord, StoredFrame
 
@@ -302,14 +301,24 @@ class StoreBase(abc.ABC):
 
     def _finish_orphan(self, record: RunRecord) -> None:
         """A run whose creator gave up was committed anyway: nobody will run it, so
-        finish it as interrupted, like a run of a server that stopped."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(_consume)
-        frame = interrupted_frame(record.job_id, record.workflow_id, 1)
+        fail it as interrupted, like a run of a server that stopped.
+
+        Through the recovery path rather than a queued finish: it numbers the terminal
+        after the frames the run committed meanwhile, and frames of it still queued
+        are dropped once it no longer runs. Rare (a commit slower than the create's
+        deadline), so a task of its own.
+        """
         log.warning("store.create_withdrawn_after_commit", job_id=record.job_id)
-        self._committer.put(
-            Finish(record.job_id, "failed", 1, frame, INTERRUPTED_ERROR, time.time(), done)
-        )
+        self._spawn(self._fail_orphan(record.job_id), "orphan")
+
+    async def _fail_orphan(self, job_id: str) -> None:
+        try:
+            failed = await self._guard("orphan", self._interrupt_runs([job_id]))
+        except StoreError as exc:
+            # Crash recovery fails it at the latest when this server stops.
+            log.warning("store.orphan_not_failed", job_id=job_id, error=str(exc))
+            return
+        self._waiters.wake(failed)
 
     def _deliver_cancel(self, job_id: str) -> None:
         for callback in list(self._cancel_callbacks):
@@ -357,6 +366,10 @@ class StoreBase(abc.ABC):
     @abc.abstractmethod
     async def _heartbeat_and_sweep(self) -> list[str]:
         """Refresh this server's lease and interrupt runs of dead servers."""
+
+    @abc.abstractmethod
+    async def _interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
+        """Fail these runs of this server that are still running, as interrupted."""
 
     @abc.abstractmethod
     async def _retire(self) -> list[str]:

@@ -63,10 +63,12 @@ _DELETE_CHUNK = 1000
 _COMMIT = """SELECT refused, ignored
     FROM noderun_commit($1::text, $2::json, $3::json, $4::json, $5::json)"""
 # A run's terminal frame lives in its row (schema version 2; version 1 rows also have
-# it among the frames, hence UNION, which drops that duplicate).
+# it among the frames, hence the NOT EXISTS: never twice).
 _FRAMES_AFTER = """SELECT seq, frame FROM noderun_frames WHERE job_id = $1 AND seq > $2
-    UNION SELECT last_seq, terminal_frame FROM noderun_runs
-        WHERE job_id = $1 AND terminal_frame IS NOT NULL AND last_seq > $2
+    UNION ALL SELECT r.last_seq, r.terminal_frame FROM noderun_runs r
+        WHERE r.job_id = $1 AND r.terminal_frame IS NOT NULL AND r.last_seq > $2
+        AND NOT EXISTS (SELECT 1 FROM noderun_frames f
+            WHERE f.job_id = $1 AND f.seq = r.last_seq)
     ORDER BY seq"""
 _TRANSIENT = (
     OSError,
@@ -385,6 +387,12 @@ class PostgresStore(StoreBase):
 
     async def _heartbeat_and_sweep(self) -> list[str]:
         return await self._sweep(include_self=False)
+
+    async def _interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
+        async with self._connection() as conn, conn.transaction():
+            return await self._interrupt(
+                conn, "r.job_id = ANY($1::text[]) AND r.server_id = $2", job_ids, self._server_id
+            )
 
     async def _retire(self) -> list[str]:
         async with self._connection() as conn, conn.transaction():

@@ -19,21 +19,31 @@ __all__ = ["EncodedBatch", "encode_batch"]
 
 
 class _Run(msgspec.Struct, omit_defaults=True):
-    """A run written by the batch; the terminal fields only if it ended in it."""
+    """A run written by the batch that existed before; the terminal fields only if it
+    ended in it."""
 
     j: str
-    a: int = 0  # highest append seq in this batch (created runs: or their terminal's)
+    a: int = 0  # highest append seq in this batch
     s: str | None = None  # terminal status
     e: str | None = None
     x: float | None = None  # finished_at
     f: bytes | None = None  # terminal frame (base64 in JSON)
-    q: int | None = None  # terminal seq (runs that existed before)
+    q: int | None = None  # terminal seq
 
 
-class _NewRun(_Run, omit_defaults=True):
-    w: str = ""
-    u: str = ""
-    t: float = 0.0  # created_at
+class _NewRun(msgspec.Struct, omit_defaults=True):
+    """A run created by the batch. Fields without a default are always written (an
+    empty workflow id is a value, not an absent one)."""
+
+    j: str
+    w: str
+    u: str
+    t: float  # created_at
+    a: int = 0  # its last_seq: the terminal's seq, or the highest append seq
+    s: str | None = None
+    e: str | None = None
+    x: float | None = None
+    f: bytes | None = None
 
 
 class _Frame(msgspec.Struct):
@@ -79,26 +89,28 @@ def encode_batch(batch: Sequence[Item]) -> EncodedBatch:
                 continue
             creates[job_id] = item
             record = item.record
-            created[job_id] = _NewRun(
-                job_id, w=record.workflow_id, u=record.user_id, t=record.created_at
-            )
+            created[job_id] = _NewRun(job_id, record.workflow_id, record.user_id, record.created_at)
             continue
-        run: _Run | None = created.get(job_id)
-        fresh = run is not None
+        new = created.get(job_id)
+        if new is not None:
+            if isinstance(item, Append):
+                new.a = max(new.a, item.seq)
+                new_frames.append(_Frame(job_id, item.seq, item.frame))
+            else:
+                finishes[job_id] = item
+                new.a, new.s, new.e = item.seq, item.status, item.error
+                new.x, new.f = item.finished_at, item.frame
+            continue
+        run = existing.get(job_id)
         if run is None:
-            run = existing.get(job_id)
-            if run is None:
-                run = existing[job_id] = _Run(job_id)
+            run = existing[job_id] = _Run(job_id)
         if isinstance(item, Append):
             run.a = max(run.a, item.seq)
-            (new_frames if fresh else frames).append(_Frame(job_id, item.seq, item.frame))
+            frames.append(_Frame(job_id, item.seq, item.frame))
         else:
             finishes[job_id] = item
-            run.s, run.e, run.x, run.f = item.status, item.error, item.finished_at, item.frame
-            if fresh:
-                run.a = item.seq  # the row's last_seq
-            else:
-                run.q = item.seq
+            run.q, run.s, run.e = item.seq, item.status, item.error
+            run.x, run.f = item.finished_at, item.frame
     arguments = (
         _json([created[j] for j in sorted(created)]),
         _json(new_frames),

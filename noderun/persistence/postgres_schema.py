@@ -56,7 +56,9 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 #    must not grow after its terminal frame. Their frames and state are written.
 # 3. Notify followers of the runs written, a JSON array of job ids per notification
 #    (one per job id would cost every listener a message per run), in chunks under
-#    the 8000-byte payload limit; delivered at commit, once frames are visible.
+#    the 8000-byte payload limit (a chunk holds < 6000 bytes of ids plus at most one
+#    more id, whose JSON form is at most 6 x 256 + 2 bytes: job ids are capped at 256
+#    characters); delivered at commit, once frames are visible.
 #
 # Returns the creates refused and the written job ids not running here (both NULL in
 # the common case, so the reply is short). The ``p_``/``v_`` prefixes keep parameters
@@ -135,9 +137,10 @@ BEGIN
         INTO v_owned, ignored;
     END IF;
     PERFORM pg_notify('{FRAMES_CHANNEL}', json_agg(o.job_id)::text)
-    FROM (SELECT u.job_id, sum(octet_length(u.job_id) + 4) OVER (ORDER BY u.n) AS bytes
+    FROM (SELECT u.job_id,
+            sum(octet_length(to_json(u.job_id)::text) + 2) OVER (ORDER BY u.n) AS bytes
           FROM unnest(v_created || v_owned) WITH ORDINALITY AS u(job_id, n)) AS o
-    GROUP BY o.bytes / 7000;
+    GROUP BY o.bytes / 6000;
 END
 $fn$"""
 

@@ -268,6 +268,16 @@ class SqliteStore(StoreBase):
     async def _retire(self) -> list[str]:
         return await self._call(self._retire_sync)
 
+    def _interrupt_runs_sync(self, job_ids: Sequence[str]) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            where = "r.server_id = ? AND r.job_id IN (SELECT value FROM json_each(?))"
+            return self._interrupt(conn, where, (self._server_id, _id_list(job_ids)))
+
+        return self._write(work)
+
+    async def _interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
+        return await self._call(self._interrupt_runs_sync, job_ids)
+
     # -- runs and frames ------------------------------------------------------------
 
     @staticmethod

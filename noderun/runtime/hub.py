@@ -134,7 +134,11 @@ class Hub:
         except Exception as exc:  # the store is closed or not started
             raise _refusal(exc, job_id) from None
         self._register(run, frame, None)
-        run.start()
+        refused_at_once = created.done() and (
+            created.cancelled() or created.exception() is not None
+        )
+        if not refused_at_once:  # e.g. the store is down: nothing to run
+            run.start()
         created.add_done_callback(functools.partial(self._created, run, on_created))
         return run
 

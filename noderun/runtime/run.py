@@ -70,6 +70,7 @@ class Run:
         "_plan",
         "_pool",
         "_started",
+        "_terminal_queued",
         "detail",
         "execution",
         "explicit_types",
@@ -121,6 +122,7 @@ class Run:
         self._error: str | None = None
         self._begun = False
         self._abandoned = False
+        self._terminal_queued = False
         self._plan: Plan | None = None
         self._pool: RunnerPool | None = None
         self._full = detail == "full"
@@ -176,7 +178,9 @@ class Run:
         message.job_seq = self.seq
         item = Outbound(message, self.seq)
         self._buffer.append(item)
-        if self.store is not None:
+        if self.store is not None and not self._abandoned:
+            # An abandoned run (its row refused) must not write under an id that a
+            # new run may own by now.
             self.store.append(self.job_id, self.seq, item.msgpack())
         for subscriber in self.subscribers:
             subscriber.deliver(item)
@@ -278,8 +282,16 @@ class Run:
             self.task.cancel()
 
     def cancel(self, reason: str = "cancelled by client") -> bool:
-        """Request cancellation; the run ends with a terminal ``cancelled``."""
-        if self.finished or self.task is None or self._cancel_reason is not None:
+        """Request cancellation; the run ends with a terminal ``cancelled``.
+
+        Too late once a durable run's terminal is being committed: it is the outcome.
+        """
+        if (
+            self.finished
+            or self.task is None
+            or self._cancel_reason is not None
+            or self._terminal_queued
+        ):
             return False
         self._cancel_reason = reason
         if self._begun:
@@ -371,6 +383,8 @@ class Run:
 
     async def _finish(self, item: Outbound) -> None:
         if self.store is not None:
+            if self._abandoned:
+                return
             item = await self._commit_terminal(item)
         self._publish(item)
 
@@ -427,6 +441,7 @@ class Run:
     def _queue_terminal(self, item: Outbound) -> asyncio.Future[None]:
         store = self.store
         assert store is not None
+        self._terminal_queued = True
         terminal = item.message
         assert isinstance(terminal, JobUpdate)
         # Patient: while the store is down the run waits (the store logs the outage

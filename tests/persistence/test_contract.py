@@ -388,3 +388,39 @@ async def test_a_run_created_and_finished_in_one_batch_is_stored(store_url: str)
         assert run is not None
         assert (run.status, run.last_seq) == ("completed", 2)
         assert [f.seq for f in await store.read_frames("j1", 0)] == [1, 2]
+
+
+async def test_a_run_with_an_empty_workflow_id_is_stored(store_url: str) -> None:
+    """``workflow_id`` defaults to "" in PROTOCOL.md §2.1: a value, not a missing one."""
+    async with started(store_url) as store:
+        created = store.create_run(record("j1", workflow_id=""))
+        await asyncio.gather(created, store.finish("j1", "completed", 1, terminal("j1", 1), None))
+        run = await store.get_run("j1")
+        assert run is not None
+        assert (run.workflow_id, run.status, run.last_seq) == ("", "completed", 1)
+
+
+async def test_an_orphan_row_is_failed_after_the_frames_it_committed(store_url: str) -> None:
+    """A row committed after its creator gave up (``Create.abandoned``) is failed as
+    interrupted, its terminal numbered after its frames, as crash recovery does."""
+    async with started(store_url) as store:
+        await store.create_run(record("j1"))
+        for seq in (1, 2, 3):
+            store.append("j1", seq, frame("j1", seq))
+        await _base(store)._committer.flush()
+        _base(store)._finish_orphan(record("j1"))
+
+        async def failed() -> bool:
+            run = await store.get_run("j1")
+            return run is not None and run.finished
+
+        await eventually(failed)
+        run = await store.get_run("j1")
+        assert run is not None
+        assert (run.status, run.error, run.last_seq) == ("failed", INTERRUPTED_ERROR, 4)
+        stored = await store.read_frames("j1", 0)
+        assert [f.seq for f in stored] == [1, 2, 3, 4]
+        assert stored[-1].frame == run.terminal_frame
+        store.append("j1", 5, frame("j1", 5))  # late frame of the abandoned run: dropped
+        await _base(store)._committer.flush()
+        assert [f.seq for f in await store.read_frames("j1", 0)] == [1, 2, 3, 4]

@@ -11,7 +11,7 @@ from noderun.runtime.hub import Hub, StartRefused
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run
 from noderun.runtime.store import RunStore
-from tests.runtime.support import node, request
+from tests.runtime.support import WAIT, node, request
 
 
 class RunExists(Exception):
@@ -94,3 +94,52 @@ async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
     assert [item.seq for item in items] == [1, 2, 3, 4]  # kept for the ack, then replayed
     assert store.appended == [1, 2, 3] and store.finished == ["completed"]
     assert hub.get("ok") is run and run.status == "completed"
+
+
+class HeldFinishStore(SlowCreateStore):
+    """Commits rows at once but holds every terminal commit until released."""
+
+    def __init__(self) -> None:
+        super().__init__(refuse=False)
+        self.held: list[asyncio.Future[None]] = []
+        self.queued = asyncio.Event()
+
+    def create_run(self, record: RunRecord) -> asyncio.Future[None]:
+        created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        created.set_result(None)
+        return created
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        seq: int,
+        frame: bytes,
+        error: str | None,
+        *,
+        patient: bool = False,
+    ) -> asyncio.Future[None]:
+        self.finished.append(status)
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.held.append(committed)
+        self.queued.set()
+        return committed
+
+
+async def test_a_cancel_while_the_terminal_commits_is_too_late() -> None:
+    """The terminal being committed is the run's outcome: a cancel then neither
+    interrupts the wait nor leaves the run without its terminal."""
+    store = HeldFinishStore()
+    hub = Hub(default_registry(), None, store=cast(RunStore, store))
+    frame = request([node("s", "noderun.debug.Sleep", seconds=0)], job_id="slow")
+    frame.execution_options = ExecutionOptions(persistence="job", event_detail="terminal")
+    outcome: asyncio.Future[StartRefused | None] = asyncio.get_running_loop().create_future()
+    run = hub.create_durable(frame, "1", lambda _run, refusal: outcome.set_result(refusal))
+    assert await outcome is None
+    await asyncio.wait_for(store.queued.wait(), WAIT)  # the run awaits its terminal commit
+    task = run.task
+    assert task is not None
+    assert not run.cancel()
+    store.held[0].set_result(None)
+    await asyncio.wait_for(task, WAIT)
+    assert run.status == "completed" and store.finished == ["completed"]
