@@ -153,19 +153,24 @@ class GatedBackend:
         await gate.wait()
 
 
+def _gated(**options: float) -> tuple[GatedBackend, GroupCommitter]:
+    backend = GatedBackend()
+    committer = GroupCommitter(
+        backend.commit,
+        health=Health("fake"),
+        options=StoreOptions(**options),  # type: ignore[arg-type]
+        on_committed=lambda batch: None,
+    )
+    committer.start()
+    return backend, committer
+
+
 def _keys(batch: Sequence[Item]) -> list[tuple[str, int]]:
     return [(i.job_id, 0 if isinstance(i, Create) else i.seq) for i in batch]
 
 
 async def test_batches_in_flight_never_share_a_run_and_keep_each_runs_order() -> None:
-    backend = GatedBackend()
-    committer = GroupCommitter(
-        backend.commit,
-        health=Health("fake"),
-        options=StoreOptions(commit_concurrency=2),
-        on_committed=lambda batch: None,
-    )
-    committer.start()
+    backend, committer = _gated(commit_concurrency=2)
     committer.put(Append("j1", 1, b"x"))
     await asyncio.sleep(WAIT / 20)
     assert [_keys(b) for b in backend.started] == [[("j1", 1)]]
@@ -196,14 +201,7 @@ async def test_batches_in_flight_never_share_a_run_and_keep_each_runs_order() ->
 
 
 async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run() -> None:
-    backend = GatedBackend()
-    committer = GroupCommitter(
-        backend.commit,
-        health=Health("fake"),
-        options=StoreOptions(commit_concurrency=1),
-        on_committed=lambda batch: None,
-    )
-    committer.start()
+    backend, committer = _gated(commit_concurrency=1)
     loop = asyncio.get_running_loop()
     committer.put(Finish("j1", "completed", 1, b"end", None, 0.0, loop.create_future()))
     committer.put(Create(record("j1"), loop.create_future()))  # a new run of that id
@@ -221,14 +219,7 @@ async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run()
 
 
 async def test_a_create_past_its_deadline_fails_and_is_withdrawn() -> None:
-    backend = GatedBackend()
-    committer = GroupCommitter(
-        backend.commit,
-        health=Health("fake"),
-        options=StoreOptions(connect_timeout=WAIT / 10, finish_timeout=WAIT / 10),
-        on_committed=lambda batch: None,
-    )
-    committer.start()
+    backend, committer = _gated(connect_timeout=WAIT / 10, finish_timeout=WAIT / 10)
     loop = asyncio.get_running_loop()
     committer.put(Append("j0", 1, b"x"))  # holds the only commit slot
     await asyncio.sleep(WAIT / 50)
