@@ -6,9 +6,11 @@ transactions were in flight (up to ``batch_max`` items) and hands it to the back
 ``commit`` as one transaction. Under load a batch holds many messages, so the cost of
 a durable commit (one fsync) is shared instead of paid per message.
 
-Up to ``commit_concurrency`` batches are in flight at once, so a run arriving while a
-commit waits for its fsync does not wait for that commit to end before its own
-starts (the database shares the fsync of concurrent commits). Order is kept per run,
+Up to ``commit_concurrency`` batches are in flight at once (default one: on a local
+database, smaller batches cost more CPU per run than the overlap saves; with a distant
+one, a run arriving while a commit is under way need not wait for its end). With one,
+the writer commits each batch itself and takes one turn of the loop between batches, so
+the frames that arrived meanwhile join the next batch. Order is kept per run,
 which is all a run's readers can observe: a run's items are queued in ``job_seq``
 order, and a batch takes no item of a run that has items in a batch still in flight
 (those wait in the queue, in order), so a ``Finish`` is committed in the same
@@ -24,7 +26,7 @@ that meets an unavailable store fails at once with ``StoreUnavailable`` (and so 
 every create queued until a commit succeeds again). A create whose future is done
 (it failed, or its caller timed out or was cancelled) is left out of
 the batches formed after that; if it was already in the transaction that committed,
-``on_committed`` sees it with ``abandoned`` true, so the store can finish that orphan run.
+``on_committed`` sees it with ``abandoned`` true, so the store can fail that orphan run.
 
 Failures never stop the writer:
 

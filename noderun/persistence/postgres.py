@@ -8,8 +8,9 @@ and retention; its size, command timeout and idle lifetime come from
 nothing polls the database:
 
 * ``noderun_frames``: every group commit (and every recovery sweep) sends the job ids it
-  touched with ``pg_notify`` inside its transaction, so the notification arrives only
-  once the frames are visible; followers in every server wake on it.
+  touched, as JSON arrays, with ``pg_notify`` inside its transaction, so the
+  notification arrives only once the frames are visible; followers in every server
+  wake on it.
 * ``noderun_cancel``: ``request_cancel`` notifies the owning server.
 
 When the listener connection drops, it is re-established with backoff; then every
