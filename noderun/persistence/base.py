@@ -278,8 +278,17 @@ class StoreBase(abc.ABC):
         self._health.succeeded()
         return result
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=f"noderun-store-{name}"))
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str, *, short: bool = False) -> None:
+        """A background task, cancelled by close(); a ``short`` one leaves the list when
+        it ends (long-lived ones stay until close() collects their outcome)."""
+        task = asyncio.create_task(coro, name=f"noderun-store-{name}")
+        self._tasks.append(task)
+        if short:
+            task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks and self._state == "started":
+            self._tasks.remove(task)
 
     def _committed(self, batch: Sequence[Item]) -> None:
         job_ids = {item.job_id for item in batch}
@@ -309,7 +318,7 @@ class StoreBase(abc.ABC):
         deadline), so a task of its own.
         """
         log.warning("store.create_withdrawn_after_commit", job_id=record.job_id)
-        self._spawn(self._fail_orphan(record.job_id), "orphan")
+        self._spawn(self._fail_orphan(record.job_id), "orphan", short=True)
 
     async def _fail_orphan(self, job_id: str) -> None:
         try:
