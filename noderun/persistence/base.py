@@ -291,7 +291,6 @@ class StoreBase(abc.ABC):
             self._tasks.remove(task)
 
     def _committed(self, batch: Sequence[Item]) -> None:
-        job_ids = {item.job_id for item in batch}
         added = False
         for item in batch:
             if isinstance(item, Finish):
@@ -306,7 +305,8 @@ class StoreBase(abc.ABC):
                     added = True
         if added:
             self._run_added()
-        self._waiters.wake(job_ids)
+        if self._waiters:
+            self._waiters.wake({item.job_id for item in batch})
 
     def _finish_orphan(self, record: RunRecord) -> None:
         """A run whose creator gave up was committed anyway: nobody will run it, so

@@ -306,8 +306,9 @@ class GroupCommitter:
                 written.add(job_id)
                 batch.append(item)
         queue.extendleft(reversed(held))
-        for item in batch:
-            busy.add(item.job_id)
+        if self._options.commit_concurrency > 1:  # else no other batch is in flight
+            for item in batch:
+                busy.add(item.job_id)
         return batch
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
@@ -322,8 +323,9 @@ class GroupCommitter:
         if batch is None:
             return False
         busy = self._busy
-        for item in batch:
-            busy.discard(item.job_id)
+        if busy:
+            for item in batch:
+                busy.discard(item.job_id)
         if self._flushes:
             self._release_flushes(batch)
         return True

@@ -30,6 +30,10 @@ class Waiters:
             if not events:
                 del self._events[job_id]
 
+    def __bool__(self) -> bool:
+        """Whether anyone follows a run at all (most commits have nobody to wake)."""
+        return bool(self._events)
+
     def wake(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
             for event in self._events.get(job_id, ()):
