@@ -91,26 +91,16 @@ def encode_batch(batch: Sequence[Item]) -> EncodedBatch:
             record = item.record
             created[job_id] = _NewRun(job_id, record.workflow_id, record.user_id, record.created_at)
             continue
-        new = created.get(job_id)
-        if new is not None:
-            if isinstance(item, Append):
-                new.a = max(new.a, item.seq)
-                new_frames.append(_Frame(job_id, item.seq, item.frame))
-            else:
-                finishes[job_id] = item
-                new.a, new.s, new.e = item.seq, item.status, item.error
-                new.x, new.f = item.finished_at, item.frame
-            continue
-        run = existing.get(job_id)
+        run: _Run | _NewRun | None = created.get(job_id)
         if run is None:
-            run = existing[job_id] = _Run(job_id)
-        if isinstance(item, Append):
-            run.a = max(run.a, item.seq)
-            frames.append(_Frame(job_id, item.seq, item.frame))
+            run = existing.get(job_id)
+            if run is None:
+                run = existing[job_id] = _Run(job_id)
+            _add(run, item, frames)
         else:
+            _add(run, item, new_frames)
+        if isinstance(item, Finish):
             finishes[job_id] = item
-            run.q, run.s, run.e = item.seq, item.status, item.error
-            run.x, run.f = item.finished_at, item.frame
     arguments = (
         _json([created[j] for j in sorted(created)]),
         _json(new_frames),
@@ -118,6 +108,18 @@ def encode_batch(batch: Sequence[Item]) -> EncodedBatch:
         _json(frames),
     )
     return EncodedBatch(arguments, creates, duplicates, finishes)
+
+
+def _add(run: _Run | _NewRun, item: Append | Finish, frames: list[_Frame]) -> None:
+    if isinstance(item, Append):
+        run.a = max(run.a, item.seq)
+        frames.append(_Frame(item.job_id, item.seq, item.frame))
+        return
+    run.s, run.e, run.x, run.f = item.status, item.error, item.finished_at, item.frame
+    if isinstance(run, _NewRun):
+        run.a = item.seq  # the new row's last_seq
+    else:
+        run.q = item.seq
 
 
 def _json(values: Sequence[msgspec.Struct]) -> str | None:

@@ -55,6 +55,9 @@ class SlowCreateStore:
         patient: bool = False,
     ) -> asyncio.Future[None]:
         self.finished.append(status)
+        return self._terminal_commit()
+
+    def _terminal_commit(self) -> asyncio.Future[None]:
         committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         committed.set_result(None)
         return committed
@@ -109,17 +112,7 @@ class HeldFinishStore(SlowCreateStore):
         created.set_result(None)
         return created
 
-    def finish(
-        self,
-        job_id: str,
-        status: str,
-        seq: int,
-        frame: bytes,
-        error: str | None,
-        *,
-        patient: bool = False,
-    ) -> asyncio.Future[None]:
-        self.finished.append(status)
+    def _terminal_commit(self) -> asyncio.Future[None]:
         committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.held.append(committed)
         self.queued.set()
