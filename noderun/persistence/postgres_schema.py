@@ -54,11 +54,16 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 #    every writer locks them: no deadlock between servers); a concurrent sweep waits
 #    for (or skips) them. Only they take frames: a run a sweep failed as interrupted
 #    must not grow after its terminal frame. Their frames and state are written.
-# 3. Notify followers of the runs written, a JSON array of job ids per notification
+# 3. Notify followers of the runs of step 2, a JSON array of job ids per notification
 #    (one per job id would cost every listener a message per run), in chunks under
 #    the 8000-byte payload limit (a chunk holds < 6000 bytes of ids plus at most one
 #    more id, whose JSON form is at most 6 x 256 + 2 bytes: job ids are capped at 256
-#    characters); delivered at commit, once frames are visible.
+#    characters); delivered at commit, once frames are visible. Runs created by this
+#    call are not notified (schema version 3): nobody can follow a run before its row
+#    is visible (a reconnect to it is "job not found"), and a follower that finds it
+#    afterwards reads everything this call wrote. So a short run, created and ended
+#    in one batch, costs no notification: no queue lock at commit, no wake-up of
+#    every listening backend, no message to every server.
 #
 # Returns the creates refused and the written job ids not running here (both NULL in
 # the common case, so the reply is short). The ``p_``/``v_`` prefixes keep parameters
@@ -139,7 +144,7 @@ BEGIN
     PERFORM pg_notify('{FRAMES_CHANNEL}', json_agg(o.job_id)::text)
     FROM (SELECT u.job_id,
             sum(octet_length(to_json(u.job_id)::text) + 2) OVER (ORDER BY u.n) AS bytes
-          FROM unnest(v_created || v_owned) WITH ORDINALITY AS u(job_id, n)) AS o
+          FROM unnest(v_owned) WITH ORDINALITY AS u(job_id, n)) AS o
     GROUP BY o.bytes / 6000;
 END
 $fn$"""
@@ -174,6 +179,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (job_id, seq)
         )""",
     ),
+    (_COMMIT_FUNCTION,),
+    # Version 3 changed only the function (no notification for runs it creates); a
+    # fresh database creates it twice, the second a no-op replacement.
     (_COMMIT_FUNCTION,),
 )
 

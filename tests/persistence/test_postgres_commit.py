@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import struct
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
@@ -22,7 +23,7 @@ from noderun.persistence import RunExists
 from noderun.persistence.base import StoreBase
 from noderun.persistence.groupcommit import Append, Finish
 from noderun.persistence.postgres import PostgresStore
-from noderun.persistence.postgres_schema import MIGRATIONS, SCHEMA_VERSION
+from noderun.persistence.postgres_schema import FRAMES_CHANNEL, MIGRATIONS, SCHEMA_VERSION
 from noderun.protocol.records import StoredFrame
 from noderun.runtime.store import RunStore
 
@@ -274,3 +275,34 @@ async def test_followers_on_another_server_wake_for_any_job_id(pg_url: str) -> N
 
 async def _seqs(store: RunStore, job_id: str) -> list[int]:
     return [stored.seq async for stored in store.follow(job_id, 0)]
+
+
+async def test_a_run_created_in_the_commit_is_not_notified(pg_url: str) -> None:
+    """Nobody can follow a run before its row is visible, so a short run (created and
+    ended in one group commit) costs no notification; a later write to a run does."""
+    notified: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(pg_url)
+    try:
+        async with started(pg_url, **_QUIET) as s:
+            store = s
+            assert isinstance(store, StoreBase)
+            await store.create_run(record("earlier"))
+            await listener.add_listener(
+                FRAMES_CHANNEL, lambda _c, _pid, _channel, payload: notified.put_nowait(payload)
+            )
+            commits = store.group_commits
+            # Queued in one turn of the loop: one batch, one commit.
+            created = store.create_run(record("short"))
+            store.append("short", 1, frame("short", 1))
+            await asyncio.gather(
+                created, store.finish("short", "completed", 2, terminal("short", 2), None)
+            )
+            assert store.group_commits == commits + 1
+            # Notifications arrive in commit order: once the later one is here, one
+            # for the short run would have been first.
+            await store.finish("earlier", "completed", 1, terminal("earlier", 1), None)
+            first = await asyncio.wait_for(notified.get(), WAIT)
+    finally:
+        await listener.close()
+    assert json.loads(first) == ["earlier"]
+    assert notified.empty()
