@@ -4,7 +4,8 @@ What one ``run_job`` of a single ``nodetool.text.Concat`` costs the server
 outside uvicorn and the WebSocket framing: decode the frame, admit, validate and
 run it through the hub, and encode every message it emits to MessagePack (as the
 connection would). Frames are encoded before timing, each with its own job id;
-the loop is uvloop and the garbage collector is set up as the server sets it up.
+the loop is uvloop and the garbage collector is set up as the server sets it up
+(``settle_heap``), and restored afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from noderun.protocol.server import JobUpdate
 from noderun.runtime.hub import Hub
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import default_registry
+from noderun.server.heap import settle_heap
 
 __all__ = ["measure_inprocess"]
 
@@ -80,8 +82,8 @@ async def _measure(n: int, detail: Detail) -> float:
         hub = Hub(default_registry(), pool)
         frames = [_frame(f"job-{detail}-{index}", detail) for index in range(n)]
         sink = _Sink()
-        gc.collect()
-        gc.freeze()
+        threshold = gc.get_threshold()
+        settle_heap()
         started = time.perf_counter()
         for payload in frames:
             frame = decode_frame(payload, text=False)
@@ -91,6 +93,7 @@ async def _measure(n: int, detail: Detail) -> float:
                 await run.task
         elapsed = time.perf_counter() - started
         gc.unfreeze()
+        gc.set_threshold(*threshold)
     finally:
         await pool.close()
     if sink.terminals != n:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from noderun.runtime.registry import Registry, default_registry
 from noderun.runtime.store import RunStore
 from noderun.server.auth import Authenticator
 from noderun.server.connection import Connection, Receive, Send
+from noderun.server.heap import settle_heap
 from noderun.server.settings import Settings
 
 __all__ = ["create_app"]
@@ -148,10 +148,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                         run_retention(store, settings.retention, _retention_interval(settings))
                     )
             state.hub, state.store = hub, store
-            # Everything built at start-up lives for the whole process: move it out
-            # of the collector's generations so collections only walk per-run objects.
-            gc.collect()
-            gc.freeze()
+            settle_heap()
             log.info("server.ready", store=_redact(settings.store), runners=settings.runners)
             yield
             log.info("server.stopping", active_runs=len(hub.active))
