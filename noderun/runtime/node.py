@@ -9,6 +9,8 @@
 * Keyword parameters are the node's properties: the annotation is the type
   (checked with msgspec on every value), the default is the default; a
   parameter without a default is required (from ``data`` or an edge).
+  Constraints and descriptions ride on the annotation:
+  ``Annotated[float, msgspec.Meta(ge=0, le=3600, description="…")]``.
 * A parameter named ``ctx`` receives the :class:`~noderun.runtime.context.NodeContext`
   (progress, logs, chunks) and is not a property.
 * The return annotation is the type of the single output ``output``; pass
@@ -18,6 +20,9 @@
   dict of outputs); a plain ``def`` is assumed to block and runs on the
   runner pool, unless ``inline=True`` declares it a cheap pure function that
   may run on the server loop (the built-in text and math nodes).
+* The decorator returns the function unchanged (callable and testable as
+  written); its :class:`NodeSpec` is :func:`spec_of` the function, and a
+  :class:`~noderun.runtime.registry.Registry` accepts either.
 """
 
 from __future__ import annotations
@@ -27,17 +32,21 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from noderun.runtime.errors import PropertyError, RegistryError
 
-__all__ = ["NodeKind", "NodeSpec", "Property", "node", "type_metadata"]
+__all__ = ["NodeKind", "NodeSpec", "Property", "node", "spec_of", "type_metadata"]
 
 NodeKind = Literal["inline", "blocking", "async", "stream"]
 
 _MISSING: Any = object()
+#: Where ``@node`` leaves the spec on the function it decorates.
+_SPEC_ATTRIBUTE = "__noderun_node__"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +54,16 @@ class Property:
     """One typed input of a node."""
 
     name: str
+    #: The annotation as written, ``Annotated`` constraints included (msgspec checks them).
     type: Any
     default: Any = _MISSING
     description: str = ""
     min: float | None = None
     max: float | None = None
+    #: The annotation without ``Annotated``: the type a value of the fast path has.
+    plain: Any = None
+    #: Whether the annotation carries constraints (no fast path then).
+    constrained: bool = False
 
     @property
     def required(self) -> bool:
@@ -57,30 +71,21 @@ class Property:
 
     def check(self, node_type: str, value: object) -> object:
         """``value`` converted to this property's type, or :class:`PropertyError`."""
-        if self.type is Any or self.type is object:
+        if self.plain is Any or self.plain is object:
             return value
         # The common case, a value already of the exact plain type, needs no
         # conversion (``type(True) is bool``, never ``int``, so bools stay strict).
-        if type(value) is self.type and self.min is None and self.max is None:
+        if type(value) is self.plain and not self.constrained:
             return value
         try:
-            converted = msgspec.convert(value, self.type)
+            return msgspec.convert(value, self.type)
         except msgspec.ValidationError as exc:
             raise PropertyError(node_type, self.name, str(exc)) from None
-        if self.min is not None and isinstance(converted, (int, float)) and converted < self.min:
-            raise PropertyError(
-                node_type, self.name, f"{converted} is below the minimum {self.min}"
-            )
-        if self.max is not None and isinstance(converted, (int, float)) and converted > self.max:
-            raise PropertyError(
-                node_type, self.name, f"{converted} is above the maximum {self.max}"
-            )
-        return converted
 
     def metadata(self) -> dict[str, object]:
         meta: dict[str, object] = {
             "name": self.name,
-            "type": type_metadata(self.type),
+            "type": type_metadata(self.plain),
             "default": None if self.required else self.default,
             "description": self.description,
         }
@@ -154,28 +159,41 @@ def node(
     description: str | None = None,
     outputs: Mapping[str, Any] | None = None,
     inline: bool = False,
-    descriptions: Mapping[str, str] | None = None,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
     is_output: bool = False,
     is_input: bool = False,
-) -> Callable[[Callable[..., Any]], NodeSpec]:
-    """Turn a function into a :class:`NodeSpec` (register it with a ``Registry``)."""
+) -> Callable[[F], F]:
+    """Declare a function a node type; the function is returned unchanged.
 
-    def decorate(fn: Callable[..., Any]) -> NodeSpec:
-        return _build_spec(
+    Raises :class:`RegistryError` at once for a misshapen node (not a dotted
+    type name, a positional-only or ``*args`` parameter, an input or output node
+    without ``name`` and ``value`` properties).
+    """
+
+    def decorate(fn: F) -> F:
+        spec = _build_spec(
             fn,
             node_type=node_type,
             title=title,
             description=description,
             outputs=outputs,
             inline=inline,
-            descriptions=descriptions or {},
-            bounds=bounds or {},
             is_output=is_output,
             is_input=is_input,
         )
+        setattr(fn, _SPEC_ATTRIBUTE, spec)
+        return fn
 
     return decorate
+
+
+def spec_of(definition: object) -> NodeSpec:
+    """The :class:`NodeSpec` of a function decorated with :func:`node` (or a spec itself)."""
+    if isinstance(definition, NodeSpec):
+        return definition
+    spec = getattr(definition, _SPEC_ATTRIBUTE, None)
+    if not isinstance(spec, NodeSpec):
+        raise RegistryError(f"{definition!r} is not a node (decorate it with @node)")
+    return spec
 
 
 def _build_spec(
@@ -186,14 +204,12 @@ def _build_spec(
     description: str | None,
     outputs: Mapping[str, Any] | None,
     inline: bool,
-    descriptions: Mapping[str, str],
-    bounds: Mapping[str, tuple[float | None, float | None]],
     is_output: bool,
     is_input: bool,
 ) -> NodeSpec:
     if "." not in node_type:
         raise RegistryError(f"node type {node_type!r} must be a dotted name")
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     signature = inspect.signature(fn)
     properties: dict[str, Property] = {}
     takes_context = False
@@ -205,15 +221,15 @@ def _build_spec(
             raise RegistryError(
                 f"{node_type}: parameter {param.name!r} must be a keyword parameter"
             )
-        low, high = bounds.get(param.name, (None, None))
-        properties[param.name] = Property(
-            name=param.name,
-            type=hints.get(param.name, Any),
-            default=_MISSING if param.default is param.empty else param.default,
-            description=descriptions.get(param.name, ""),
-            min=low,
-            max=high,
-        )
+        properties[param.name] = _property(node_type, param, hints.get(param.name, Any))
+    if is_input or is_output:
+        missing = [name for name in ("name", "value") if name not in properties]
+        if missing:
+            role = "an input" if is_input else "an output"
+            raise RegistryError(
+                f"{node_type}: {role} node needs the properties 'name' and 'value' "
+                f"(missing: {', '.join(missing)})"
+            )
     if inspect.isasyncgenfunction(fn):
         kind: NodeKind = "stream"
     elif inspect.iscoroutinefunction(fn):
@@ -221,7 +237,7 @@ def _build_spec(
     else:
         kind = "inline" if inline else "blocking"
     if outputs is None:
-        returned = hints.get("return", Any)
+        returned = _strip(hints.get("return", Any))[0]
         if kind == "stream":
             returned = _yield_type(returned)
         outputs = {"output": returned}
@@ -240,6 +256,50 @@ def _build_spec(
         defaults={name: p.default for name, p in properties.items() if not p.required},
         required=frozenset(name for name, p in properties.items() if p.required),
     )
+
+
+def _property(node_type: str, param: inspect.Parameter, annotation: Any) -> Property:
+    plain, metas = _strip(annotation)
+    low: float | None = None
+    high: float | None = None
+    description = ""
+    for meta in metas:
+        low = _first(meta.ge, meta.gt, low)
+        high = _first(meta.le, meta.lt, high)
+        description = meta.description or description
+    default = _MISSING if param.default is param.empty else param.default
+    if default is not _MISSING and metas:
+        try:
+            msgspec.convert(default, annotation)
+        except msgspec.ValidationError as exc:
+            raise RegistryError(
+                f"{node_type}: default of {param.name!r} breaks its own constraints: {exc}"
+            ) from None
+    return Property(
+        name=param.name,
+        type=annotation,
+        default=default,
+        description=description,
+        min=low,
+        max=high,
+        plain=plain,
+        constrained=bool(metas),
+    )
+
+
+def _strip(annotation: Any) -> tuple[Any, list[msgspec.Meta]]:
+    """``Annotated[T, Meta(…), …]`` → ``T`` and its ``msgspec.Meta`` constraints."""
+    if typing.get_origin(annotation) is Annotated:
+        plain, *extras = typing.get_args(annotation)
+        return plain, [extra for extra in extras if isinstance(extra, msgspec.Meta)]
+    return annotation, []
+
+
+def _first(*values: float | None) -> float | None:
+    for value in values:
+        if value is not None:
+            return value
+    return None
 
 
 def _yield_type(annotation: Any) -> Any:
@@ -264,6 +324,8 @@ _TYPE_NAMES: dict[Any, str] = {
 def type_metadata(tp: Any) -> dict[str, object]:
     """The ``{"type", "optional", "type_args"}`` description of a Python type (§6.2)."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return type_metadata(typing.get_args(tp)[0])
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         rest = [arg for arg in args if arg is not type(None)]

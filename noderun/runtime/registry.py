@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from noderun.runtime.errors import RegistryError
-from noderun.runtime.node import NodeSpec
+from noderun.runtime.node import NodeSpec, spec_of
 
 __all__ = ["Registry", "default_registry"]
 
@@ -13,12 +13,14 @@ __all__ = ["Registry", "default_registry"]
 class Registry:
     """Node types by name. Registration happens at start-up; lookups are plain dict reads."""
 
-    def __init__(self, specs: Iterable[NodeSpec] = ()) -> None:
+    def __init__(self, nodes: Iterable[object] = ()) -> None:
         self._specs: dict[str, NodeSpec] = {}
-        for spec in specs:
-            self.add(spec)
+        for definition in nodes:
+            self.add(definition)
 
-    def add(self, spec: NodeSpec) -> NodeSpec:
+    def add(self, definition: object) -> NodeSpec:
+        """Register a node: a function decorated with ``@node``, or its :class:`NodeSpec`."""
+        spec = spec_of(definition)
         if spec.node_type in self._specs:
             raise RegistryError(f"node type {spec.node_type!r} is already registered")
         self._specs[spec.node_type] = spec

@@ -13,6 +13,7 @@ from noderun.protocol.server import JobUpdate, NodeProgress, NodeUpdate, OutputU
 from noderun.runtime.context import NodeContext
 from noderun.runtime.hub import MAX_JOB_ID, RuntimeConfig, StartRefused
 from noderun.runtime.node import node as define
+from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
 from tests.runtime.support import WAIT, Collector, edge, make_hub, node, request, start
@@ -411,8 +412,8 @@ async def test_authoring_api_multi_output_context_from_a_thread() -> None:
         yield value
 
     registry = Registry([*BUILTIN_NODES, split, echo])
-    assert split.kind == "blocking" and echo.kind == "stream"
-    outputs = split.metadata()["outputs"]
+    assert spec_of(split).kind == "blocking" and spec_of(echo).kind == "stream"
+    outputs = spec_of(split).metadata()["outputs"]
     assert isinstance(outputs, list)
     assert [o["name"] for o in outputs] == ["head", "tail"]
     hub, pool = await make_hub(registry)

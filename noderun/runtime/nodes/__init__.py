@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from noderun.runtime.node import NodeSpec
+from noderun.runtime.node import NodeSpec, spec_of
 from noderun.runtime.nodes import debug, io, logic, math, text
 
-BUILTIN_NODES: list[NodeSpec] = [*text.NODES, *math.NODES, *logic.NODES, *io.NODES, *debug.NODES]
+BUILTIN_NODES: list[NodeSpec] = [
+    spec_of(fn) for fn in (*text.NODES, *math.NODES, *logic.NODES, *io.NODES, *debug.NODES)
+]
 
 __all__ = ["BUILTIN_NODES"]

@@ -5,20 +5,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Annotated
+
+import msgspec
 
 from noderun.runtime.context import NodeContext
 from noderun.runtime.node import node
 
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)]
+Interval = Annotated[float, msgspec.Meta(ge=0.0, le=60.0)]
+Steps = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
-@node("noderun.debug.Sleep", title="Sleep", bounds={"seconds": (0.0, 3600.0)})
-async def sleep(seconds: float = 0.0) -> float:
+
+@node("noderun.debug.Sleep", title="Sleep")
+async def sleep(seconds: Seconds = 0.0) -> float:
     """Wait without blocking (async); outputs the seconds slept."""
     await asyncio.sleep(seconds)
     return seconds
 
 
-@node("noderun.debug.BlockingSleep", title="Blocking Sleep", bounds={"seconds": (0.0, 3600.0)})
-def blocking_sleep(seconds: float = 0.0) -> float:
+@node("noderun.debug.BlockingSleep", title="Blocking Sleep")
+def blocking_sleep(seconds: Seconds = 0.0) -> float:
     """Block a thread with ``time.sleep`` (a sync node: runs on the runner pool)."""
     time.sleep(seconds)
     return seconds
@@ -30,12 +37,8 @@ async def fail(message: str = "failed on purpose") -> None:
     raise RuntimeError(message)
 
 
-@node(
-    "noderun.debug.Progress",
-    title="Progress",
-    bounds={"steps": (0, 1_000_000), "interval": (0.0, 60.0)},
-)
-async def progress(ctx: NodeContext, steps: int = 3, interval: float = 0.0) -> int:
+@node("noderun.debug.Progress", title="Progress")
+async def progress(ctx: NodeContext, steps: Steps = 3, interval: Interval = 0.0) -> int:
     """Emit one int ``node_progress`` per step, ``interval`` seconds apart; outputs ``steps``."""
     for step in range(1, steps + 1):
         if interval:
@@ -44,10 +47,8 @@ async def progress(ctx: NodeContext, steps: int = 3, interval: float = 0.0) -> i
     return steps
 
 
-@node(
-    "noderun.debug.Count", title="Count", bounds={"count": (0, 1_000_000), "interval": (0.0, 60.0)}
-)
-async def count(count: int = 3, interval: float = 0.0) -> AsyncIterator[int]:
+@node("noderun.debug.Count", title="Count")
+async def count(count: Steps = 3, interval: Interval = 0.0) -> AsyncIterator[int]:
     """A streaming node: yields 1..count, ``interval`` seconds apart."""
     for value in range(1, count + 1):
         if interval:

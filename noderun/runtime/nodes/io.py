@@ -9,11 +9,16 @@ An Output node records every value it receives under its ``name`` in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from noderun.runtime.node import node
 
-_STREAMING = "keep the input open for stream_input values until end_input_stream"
+Streaming = Annotated[
+    bool,
+    msgspec.Meta(description="keep the input open for stream_input values until end_input_stream"),
+]
 
 
 @node(
@@ -21,9 +26,8 @@ _STREAMING = "keep the input open for stream_input values until end_input_stream
     title="String Input",
     inline=True,
     is_input=True,
-    descriptions={"streaming": _STREAMING},
 )
-def string_input(name: str = "", value: str = "", streaming: bool = False) -> str:
+def string_input(name: str = "", value: str = "", streaming: Streaming = False) -> str:
     """A string parameter of the workflow."""
     return value
 
@@ -33,9 +37,8 @@ def string_input(name: str = "", value: str = "", streaming: bool = False) -> st
     title="Integer Input",
     inline=True,
     is_input=True,
-    descriptions={"streaming": _STREAMING},
 )
-def integer_input(name: str = "", value: int = 0, streaming: bool = False) -> int:
+def integer_input(name: str = "", value: int = 0, streaming: Streaming = False) -> int:
     """An integer parameter of the workflow."""
     return value
 
@@ -45,9 +48,8 @@ def integer_input(name: str = "", value: int = 0, streaming: bool = False) -> in
     title="Float Input",
     inline=True,
     is_input=True,
-    descriptions={"streaming": _STREAMING},
 )
-def float_input(name: str = "", value: float = 0.0, streaming: bool = False) -> float:
+def float_input(name: str = "", value: float = 0.0, streaming: Streaming = False) -> float:
     """A float parameter of the workflow."""
     return value
 
@@ -57,9 +59,8 @@ def float_input(name: str = "", value: float = 0.0, streaming: bool = False) -> 
     title="Boolean Input",
     inline=True,
     is_input=True,
-    descriptions={"streaming": _STREAMING},
 )
-def boolean_input(name: str = "", value: bool = False, streaming: bool = False) -> bool:
+def boolean_input(name: str = "", value: bool = False, streaming: Streaming = False) -> bool:
     """A boolean parameter of the workflow."""
     return value
 
