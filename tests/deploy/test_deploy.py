@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,11 +53,45 @@ def dockerfile() -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
-def compose_service() -> dict[str, object]:
+def compose() -> dict[str, object]:
     data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    service = data["services"]["noderun"]
+    assert isinstance(data, dict)
+    return data
+
+
+def compose_service(name: str = "noderun") -> dict[str, object]:
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    service = services[name]
     assert isinstance(service, dict)
     return service
+
+
+def env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([?-])([^}]*))?\}")
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` (the forms the file uses)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, kind, rest = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        if kind == "-":
+            return rest
+        raise AssertionError(f"{name} is required: {rest}")
+
+    return _VARIABLE.sub(replace, value)
 
 
 def free_port() -> int:
@@ -135,7 +170,118 @@ def test_compose_config_is_valid_for_docker_compose() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], check=True)
+    compose_file = str(ROOT / "docker-compose.yml")
+    example = str(ROOT / ".env.example")
+    subprocess.run([tool, "-f", compose_file, "--env-file", example, "config", "-q"], check=True)
+    subprocess.run(
+        [tool, "-f", compose_file, "--env-file", example, "--profile", "metrics", "config", "-q"],
+        check=True,
+    )
+    # Without the secrets it refuses to start, naming what is missing.
+    empty = ROOT / "tests" / "deploy" / "empty.env"
+    refused = subprocess.run(
+        [tool, "-f", compose_file, "--env-file", str(empty), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key not in _SECRETS},
+    )
+    assert refused.returncode != 0
+    assert "NODERUN_TOKENS" in refused.stderr or "POSTGRES_PASSWORD" in refused.stderr
+
+
+_SECRETS = ("NODERUN_TOKENS", "POSTGRES_PASSWORD", "NODERUN_PUBLISH")
+
+
+def test_compose_requires_secrets_and_hardcodes_none() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    noderun = compose_service()
+    postgres = compose_service("postgres")
+    environment = noderun["environment"]
+    assert isinstance(environment, dict)
+    assert str(environment["NODERUN_TOKENS"]).startswith("${NODERUN_TOKENS:?")
+    pg_env = postgres["environment"]
+    assert isinstance(pg_env, dict)
+    assert str(pg_env["POSTGRES_PASSWORD"]).startswith("${POSTGRES_PASSWORD:?")
+    assert "noderun:noderun@" not in text
+    # Published on loopback unless the operator says otherwise; PostgreSQL not at all.
+    ports = noderun["ports"]
+    assert isinstance(ports, list)
+    assert [interpolate(str(port), {}) for port in ports] == ["127.0.0.1:7777:7777"]
+    assert "ports" not in postgres
+    for key in _SECRETS[:2]:
+        assert key in env_file(ROOT / ".env.example")
+
+
+def test_compose_stop_grace_outlasts_the_drain() -> None:
+    grace = str(compose_service()["stop_grace_period"])
+    assert grace.endswith("s")
+    from noderun.server.settings import Settings
+
+    drain = float(getattr(Settings(), "drain_timeout", 30.0))
+    assert float(grace[:-1]) > drain
+
+
+def test_compose_metrics_profile_scrapes_noderun() -> None:
+    prometheus = compose_service("prometheus")
+    assert prometheus["profiles"] == ["metrics"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    job = config["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["noderun:7777"]
+
+
+def test_make_env_generates_fresh_secrets(tmp_path: Path) -> None:
+    outputs = [
+        subprocess.run(
+            [str(ROOT / "scripts" / "make-env")],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHON": sys.executable},
+        ).stdout
+        for _ in range(2)
+    ]
+    files = []
+    for index, output in enumerate(outputs):
+        path = tmp_path / f"{index}.env"
+        path.write_text(output)
+        files.append(env_file(path))
+    for values in files:
+        assert len(values["NODERUN_TOKENS"]) >= 32 and len(values["POSTGRES_PASSWORD"]) >= 24
+    assert files[0]["NODERUN_TOKENS"] != files[1]["NODERUN_TOKENS"]
+
+
+def test_image_build_context_is_only_the_source() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert ignore[ignore.index("*") :][:1] == ["*"]
+    assert {"!pyproject.toml", "!README.md", "!constraints.txt", "!noderun/"} <= set(ignore)
+
+
+def test_dockerfile_runs_unprivileged_with_a_data_volume() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    final = text[text.rindex("FROM ") :]
+    assert "USER noderun" in final and "VOLUME /data" in final
+    assert "/readyz" in final.split("HEALTHCHECK", 1)[1]
+    # Dependencies from the lock in their own layer, before the source is copied.
+    build = text[: text.rindex("FROM ")]
+    assert build.index("-r constraints.txt") < build.index("COPY noderun")
+
+
+def test_constraints_pin_every_runtime_dependency() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["postgres"]]
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    for requirement in wanted:
+        if "win32'" in requirement and "!=" not in requirement:
+            continue
+        name = re.split(r"[<>=!~\[;]", requirement, maxsplit=1)[0].strip().lower()
+        assert name.replace("_", "-") in pinned, f"{name} is not pinned in constraints.txt"
 
 
 async def _create_database(name: str) -> None:
@@ -168,11 +314,30 @@ def test_compose_command_and_environment_serve_on_postgresql(tmp_path: Path) -> 
         command = service["command"]
         environment = service["environment"]
         assert isinstance(command, list) and isinstance(environment, dict)
-        env = {key: str(value) for key, value in environment.items()}
+        secrets = env_file(ROOT / ".env.example")
+        env = {key: interpolate(str(value), secrets) for key, value in environment.items()}
         # The compose file's database host is the "postgres" service: point it here.
         env["NODERUN_STORE"] = urlunsplit(urlsplit(PG_DSN)._replace(path="/" + name))
         for url in serve([str(part) for part in command], env, tmp_path):
             with urllib.request.urlopen(url + "/health", timeout=2) as response:
                 assert response.status == 200
+            ws_url = url.replace("http://", "ws://") + "/ws"
+            assert asyncio.run(_websocket_close_code(ws_url, None)) == 1008
+            assert asyncio.run(_websocket_close_code(ws_url, secrets["NODERUN_TOKENS"])) is None
     finally:
         asyncio.run(_drop_database(name))
+
+
+async def _websocket_close_code(url: str, token: str | None) -> int | None:
+    """The close code the server answers a connection with (None: it stays open)."""
+    import websockets
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        try:
+            await asyncio.wait_for(ws.recv(), 0.5)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        except TimeoutError:
+            return None
+    return None
