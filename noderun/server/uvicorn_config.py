@@ -44,6 +44,8 @@ def uvicorn_config(
         ws_ping_interval=None,
         lifespan=lifespan,
         log_level=log_level,
+        # noderun.server.logging routes uvicorn's records through its own pipeline.
+        log_config=None,
         access_log=False,
         server_header=False,
         date_header=False,

@@ -1,0 +1,143 @@
+"""Logs of a real ``noderun serve`` process: JSON lines off a TTY (uvicorn's included), no
+secret at any level, per-connection lines only at debug."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import structlog
+from websockets.asyncio.client import connect as ws_connect
+
+from noderun.server.logging import configure_logging, redact
+from tests.server.helpers import TIMEOUT, Client, graph, nd
+
+SECRET = "s3cr3t-token-value"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve_and_talk(tmp_path: Path, level: str) -> list[str]:
+    """Start the CLI, connect with the token by header and by query and once with a wrong
+    one, run a node, stop; the server's stderr lines."""
+    port = _free_port()
+    log = tmp_path / f"serve-{level}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODERUN_")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "noderun",
+                "serve",
+                "--port",
+                str(port),
+                "--store",
+                "none",
+                "--token",
+                SECRET,
+                "--log-level",
+                level,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+
+        async def talk() -> None:
+            url = f"ws://127.0.0.1:{port}/ws"
+            async with ws_connect(
+                url, additional_headers={"Authorization": f"Bearer {SECRET}"}, proxy=None
+            ) as ws:
+                client = Client(ws)
+                job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
+                await client.until_terminal(job_id)
+            async with ws_connect(f"{url}?api_key={SECRET}", proxy=None) as ws:
+                client = Client(ws)
+                job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
+                await client.until_terminal(job_id)
+            async with ws_connect(f"{url}?api_key=wrong-{SECRET}", proxy=None) as ws:
+                await ws.wait_closed()
+
+        asyncio.run(talk())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(TIMEOUT)
+    return [line for line in log.read_text().splitlines() if line.strip()]
+
+
+def test_every_line_is_json_and_no_secret_is_logged_at_debug(tmp_path: Path) -> None:
+    lines = _serve_and_talk(tmp_path, "debug")
+    records = [json.loads(line) for line in lines]  # every line, uvicorn's too
+    assert all("level" in record and "timestamp" in record for record in records)
+    assert not any(SECRET in line for line in lines), "\n".join(lines)
+    handshakes = [r for r in records if "WebSocket /ws" in str(r.get("event"))]
+    assert handshakes, "\n".join(lines)
+    assert all(r["level"] == "debug" for r in handshakes)
+    assert any("api_key=***" in str(r.get("event")) for r in handshakes)
+
+
+def test_info_level_has_no_per_connection_lines(tmp_path: Path) -> None:
+    lines = _serve_and_talk(tmp_path, "info")
+    records = [json.loads(line) for line in lines]
+    assert not any(SECRET in line for line in lines)
+    events = [str(record.get("event")) for record in records]
+    assert not any("connection open" in event or "WebSocket /ws" in event for event in events)
+    assert "server.ready" in events
+
+
+def test_redact_hides_query_tokens_and_authorization_values() -> None:
+    assert redact("GET /ws?api_key=abc&x=1") == "GET /ws?api_key=***&x=1"
+    assert redact("/ws?token=abc") == "/ws?token=***"
+    assert redact("< Authorization: Bearer abc") == "< Authorization: ***"
+    assert redact("[(b'authorization', b'Bearer abc')]") == "[(b'authorization', b'***')]"
+    assert redact("nothing to hide") == "nothing to hide"
+
+
+def test_stdlib_and_structlog_records_share_one_renderer() -> None:
+    stream = io.StringIO()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging("info", stream=stream)
+        logging.getLogger("asyncpg.test").warning("connect to %s", "db?password=x&token=abc")
+        structlog.get_logger("noderun.test").info("hello", url="/ws?api_key=abc")
+    finally:
+        structlog.configure(**saved)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["event"] for r in records] == ["connect to db?password=x&token=***", "hello"]
+    assert records[0]["logger"] == "asyncpg.test" and records[0]["level"] == "warning"
+    assert records[1]["url"] == "/ws?api_key=***"
