@@ -43,7 +43,7 @@ class ExecutionEvents(Protocol):
 class _State:
     """Mutable per-run state of one node."""
 
-    __slots__ = ("busy", "closed", "inbox", "latest", "open_in", "pending_fire")
+    __slots__ = ("busy", "closed", "gathered", "inbox", "latest", "open_in", "pending_fire")
 
     def __init__(self, node: PlannedNode) -> None:
         self.latest: dict[str, object] = {}
@@ -54,6 +54,14 @@ class _State:
         self.pending_fire = node.fan_in == 0 and (node.has_param or not node.streaming_input)
         # A streaming input stays open until end_input_stream.
         self.closed = not node.streaming_input
+        # A gathering node (``gather=``) holds its streams here until they end, then
+        # fires once; ``None`` once it has fired (or for any other node).
+        gather = node.spec.gather
+        self.gathered: dict[str, list[object]] | None = (
+            {handle: [] for handle in gather} if gather else None
+        )
+        if gather:
+            self.pending_fire = False
 
 
 class Execution:
@@ -162,6 +170,10 @@ class Execution:
                 state.pending_fire = False
                 self._fire(node, state, dict(node.properties))
                 continue
+            gathered = state.gathered
+            if gathered is not None:
+                self._gather(node, state, gathered)
+                continue
             fired = False
             while state.inbox:
                 handle, value = state.inbox.popleft()
@@ -175,6 +187,18 @@ class Execution:
             if state.open_in == 0 and state.closed:
                 state.open_in = -1  # retired: never again
                 self._retire(node)
+
+    def _gather(self, node: PlannedNode, state: _State, gathered: dict[str, list[object]]) -> None:
+        """Take what arrived; at the end of every input stream, fire with the lists."""
+        while state.inbox:
+            handle, value = state.inbox.popleft()
+            if handle in gathered:
+                gathered[handle].append(value)
+            else:
+                state.latest[handle] = value
+        if state.open_in == 0 and state.closed:
+            state.gathered = None
+            self._fire(node, state, {**node.properties, **state.latest, **gathered})
 
     def _fire(self, node: PlannedNode, state: _State, args: dict[str, object]) -> None:
         spec = node.spec

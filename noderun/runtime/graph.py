@@ -60,7 +60,8 @@ class Plan:
     by_id: Mapping[str, PlannedNode]
     inputs: Mapping[str, PlannedNode]
 
-    #: One inline node, no edges, not a streaming input: runs without waiting.
+    #: One inline node, no edges, not a streaming input nor a gathering node: runs
+    #: without waiting.
     synchronous: bool = False
 
     @property
@@ -149,6 +150,7 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         and not graph.edges
         and only.spec.kind == "inline"
         and not only.streaming_input
+        and not only.spec.gather
     )
     return Plan(nodes=nodes, by_id=by_id, inputs=inputs, synchronous=synchronous)
 
@@ -211,8 +213,7 @@ class PlanCache:
         if plan is not None:
             return plan
         plan = plan_graph(graph, params, self._registry)
-        spec = plan.nodes[0].spec
-        if spec.kind == "inline" and not spec.is_input:
+        if plan.synchronous and not plan.nodes[0].spec.is_input:
             if len(self._plans) >= self._size:
                 self._plans.clear()
             self._plans[key] = plan

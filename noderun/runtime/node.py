@@ -20,6 +20,10 @@
   dict of outputs); a plain ``def`` is assumed to block and runs on the
   runner pool, unless ``inline=True`` declares it a cheap pure function that
   may run on the server loop (the built-in text and math nodes).
+* ``gather=("handle", …)`` names inputs whose whole stream the node takes at
+  once: the runtime collects every value arriving there and calls the node a
+  single time, when all its upstream nodes are done, with the list (empty when
+  nothing arrived) — NodeTool's ``Collect``.
 * The decorator returns the function unchanged (callable and testable as
   written); its :class:`NodeSpec` is :func:`spec_of` the function, and a
   :class:`~noderun.runtime.registry.Registry` accepts either.
@@ -30,7 +34,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -115,6 +119,8 @@ class NodeSpec:
     defaults: Mapping[str, object] = field(default_factory=dict)
     #: Properties without a default: each needs a value in ``data`` or an edge.
     required: frozenset[str] = frozenset()
+    #: Inputs whose values are gathered into one list for a single call at end of stream.
+    gather: frozenset[str] = frozenset()
 
     @property
     def namespace(self) -> str:
@@ -161,12 +167,13 @@ def node(
     inline: bool = False,
     is_output: bool = False,
     is_input: bool = False,
+    gather: Iterable[str] = (),
 ) -> Callable[[F], F]:
     """Declare a function a node type; the function is returned unchanged.
 
     Raises :class:`RegistryError` at once for a misshapen node (not a dotted
     type name, a positional-only or ``*args`` parameter, an input or output node
-    without ``name`` and ``value`` properties).
+    without ``name`` and ``value`` properties, a ``gather`` name that is no property).
     """
 
     def decorate(fn: F) -> F:
@@ -179,6 +186,7 @@ def node(
             inline=inline,
             is_output=is_output,
             is_input=is_input,
+            gather=frozenset(gather),
         )
         setattr(fn, _SPEC_ATTRIBUTE, spec)
         return fn
@@ -206,6 +214,7 @@ def _build_spec(
     inline: bool,
     is_output: bool,
     is_input: bool,
+    gather: frozenset[str] = frozenset(),
 ) -> NodeSpec:
     if "." not in node_type:
         raise RegistryError(f"node type {node_type!r} must be a dotted name")
@@ -230,6 +239,9 @@ def _build_spec(
                 f"{node_type}: {role} node needs the properties 'name' and 'value' "
                 f"(missing: {', '.join(missing)})"
             )
+    unknown = sorted(gather - properties.keys())
+    if unknown:
+        raise RegistryError(f"{node_type}: gather names no property: {', '.join(unknown)}")
     if inspect.isasyncgenfunction(fn):
         kind: NodeKind = "stream"
     elif inspect.iscoroutinefunction(fn):
@@ -255,6 +267,7 @@ def _build_spec(
         is_input=is_input,
         defaults={name: p.default for name, p in properties.items() if not p.required},
         required=frozenset(name for name, p in properties.items() if p.required),
+        gather=gather,
     )
 
 
