@@ -50,8 +50,8 @@ class _State:
         self.inbox: deque[tuple[str, object]] = deque()
         self.busy = False
         self.open_in = node.fan_in
-        # Sources fire once at start, except a streaming input without a param.
-        self.pending_fire = node.fan_in == 0 and (node.has_param or not node.streaming_input)
+        # Sources fire once at start, except an input kept open for streaming.
+        self.pending_fire = node.fan_in == 0 and not node.streaming_input
         # A streaming input stays open until end_input_stream.
         self.closed = not node.streaming_input
         # A gathering node (``gather=``) holds its streams here until they end, then
@@ -101,35 +101,53 @@ class Execution:
 
     # -- commands from the client -------------------------------------------------
 
-    def _open_input(self, name: str) -> PlannedNode | str:
-        """The streaming input node ``name`` if it is still open, else an error text."""
-        node = self.plan.inputs.get(name)
-        if node is None or not node.streaming_input:
-            return f"no streaming input named {name!r}"
-        if self._states[node.index].closed:
-            return f"input stream {name!r} is already ended"
-        return node
+    def _open_inputs(self, name: str, handle: str | None) -> list[PlannedNode] | str:
+        """The input nodes named ``name`` (or with that id) still open, else an error text.
 
-    def push_input(self, name: str, value: object) -> str | None:
+        ``handle`` is the input node's output to send on (NodeTool's
+        ``source_handle``); ``None`` means its only one, ``output``.
+        """
+        nodes = self.plan.inputs.get(name, ())
+        if not nodes:
+            return f"no input named {name!r}"
+        if handle is not None and any(handle not in node.spec.outputs for node in nodes):
+            return f"input {name!r} has no output handle {handle!r}"
+        streaming = [node for node in nodes if node.streaming_input]
+        if not streaming:
+            return (
+                f"input {name!r} is not streaming: it was given a value or a param, "
+                "or feeds no node"
+            )
+        still_open = [node for node in streaming if not self._states[node.index].closed]
+        if not still_open:
+            return f"input stream {name!r} is already ended"
+        return still_open
+
+    def push_input(self, name: str, value: object, handle: str | None = None) -> str | None:
         """Send one streamed value out of input ``name``; an error text, or ``None``."""
-        node = self._open_input(name)
-        if isinstance(node, str):
-            return node
-        try:
-            checked = node.spec.properties["value"].check(node.spec.node_type, value)
-        except PropertyError as exc:
-            return exc.detail
-        self._route(node, {"output": checked})
+        nodes = self._open_inputs(name, handle)
+        if isinstance(nodes, str):
+            return nodes
+        produced: list[tuple[PlannedNode, dict[str, object]]] = []
+        for node in nodes:
+            try:
+                checked = node.spec.properties["value"].check(node.spec.node_type, value)
+            except PropertyError as exc:
+                return exc.detail
+            produced.append((node, {handle or "output": checked}))
+        for node, outputs in produced:
+            self._route(node, outputs)
         self._pump()
         return None
 
-    def end_input(self, name: str) -> str | None:
+    def end_input(self, name: str, handle: str | None = None) -> str | None:
         """Close input ``name``'s stream; an error text, or ``None``."""
-        node = self._open_input(name)
-        if isinstance(node, str):
-            return node
-        self._states[node.index].closed = True
-        self._work.append(node.index)
+        nodes = self._open_inputs(name, handle)
+        if isinstance(nodes, str):
+            return nodes
+        for node in nodes:
+            self._states[node.index].closed = True
+            self._work.append(node.index)
         self._pump()
         return None
 

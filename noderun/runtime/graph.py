@@ -44,9 +44,9 @@ class PlannedNode:
     fan_in: int = 0
     #: output handle → targets.
     targets: dict[str, list[Target]] = field(default_factory=dict)
-    #: An input node kept open for ``stream_input``.
+    #: An input node kept open for ``stream_input`` (no ``value``, no param, has targets).
     streaming_input: bool = False
-    #: Whether the input node's value comes from ``params`` (sent even when streaming).
+    #: Whether the input node's value comes from ``params``.
     has_param: bool = False
 
     @property
@@ -58,7 +58,8 @@ class PlannedNode:
 class Plan:
     nodes: list[PlannedNode]
     by_id: Mapping[str, PlannedNode]
-    inputs: Mapping[str, PlannedNode]
+    #: Input nodes by ``name`` and by id (NodeTool's ``stream_input`` accepts either).
+    inputs: Mapping[str, tuple[PlannedNode, ...]]
 
     #: One inline node, no edges, not a streaming input nor a gathering node: runs
     #: without waiting.
@@ -77,7 +78,7 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
     params = params or {}
     nodes: list[PlannedNode] = []
     by_id: dict[str, PlannedNode] = {}
-    inputs: dict[str, PlannedNode] = {}
+    inputs: dict[str, tuple[PlannedNode, ...]] = {}
     for raw in graph.nodes:
         spec = registry.get(raw.type)
         if spec is None:
@@ -98,7 +99,8 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         )
         if spec.is_input:
             _apply_param(planned, params)
-            inputs.setdefault(str(properties.get("name", "")), planned)
+            for key in {raw.id, str(properties.get("name") or raw.id)}:
+                inputs[key] = (*inputs.get(key, ()), planned)
         nodes.append(planned)
         by_id[raw.id] = planned
     connected: dict[int, set[str]] = {}
@@ -128,6 +130,17 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         connected.setdefault(target.index, set()).add(edge.target_handle)
     for index, handles in connected.items():
         nodes[index].connected = frozenset(handles)
+    for planned, raw in zip(nodes, graph.nodes, strict=True):
+        # NodeTool's rule (its kernel runner's ``_dispatchInputs``): an input node
+        # given neither a ``value`` nor a param sends nothing at start and stays
+        # open for ``stream_input`` until ``end_input_stream``; one that feeds no
+        # node has nothing to keep open.
+        planned.streaming_input = (
+            planned.spec.is_input
+            and not planned.has_param
+            and "value" not in raw.data
+            and bool(planned.targets)
+        )
     for planned in nodes:
         if not planned.spec.required:
             continue
@@ -164,7 +177,6 @@ def _apply_param(planned: PlannedNode, params: Mapping[str, object]) -> None:
         except PropertyError as exc:
             raise GraphError(f"param {name!r}: {exc.detail}", node_id=planned.id) from None
         planned.has_param = True
-    planned.streaming_input = planned.properties.get("streaming") is True
 
 
 def _check_acyclic(nodes: list[PlannedNode]) -> None:

@@ -484,7 +484,7 @@ class Connection:
         if run is None:
             return
         assert run.execution is not None
-        error = run.execution.push_input(frame.input, frame.value)
+        error = run.execution.push_input(frame.input, frame.value, frame.handle)
         self._input_answer(run, frame.input, error, "Input item streamed", frame.request_id)
 
     def _end_input(self, frame: EndInputStream) -> None:
@@ -492,7 +492,7 @@ class Connection:
         if run is None:
             return
         assert run.execution is not None
-        error = run.execution.end_input(frame.input)
+        error = run.execution.end_input(frame.input, frame.handle)
         self._input_answer(run, frame.input, error, "Input stream ended", frame.request_id)
 
     def _input_answer(

@@ -23,7 +23,7 @@ NOT_FOUND = "Job not found or already completed"
 SLEEP_30 = graph(nd("s", "noderun.debug.Sleep", seconds=30))
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="a", b="b"))
 STREAMING = graph(
-    nd("in", "nodetool.input.StringInput", name="x", streaming=True),
+    nd("in", "nodetool.input.StringInput", name="x"),
     nd("up", "nodetool.text.ToUppercase"),
     nd("out", "nodetool.output.Output", name="out"),
     edges=[edge("in", "up", "text"), edge("up", "out", "value")],
@@ -249,8 +249,8 @@ async def test_stream_to_unknown_input_is_an_error_not_invalid(server: ServerHan
 async def test_stream_after_end_is_rejected(server: ServerHandle) -> None:
     """stream_input after end_input_stream (run still going) → an error, not invalid_*."""
     nodes = graph(
-        nd("in", "nodetool.input.StringInput", name="x", streaming=True),
-        nd("other", "nodetool.input.StringInput", name="y", streaming=True),
+        nd("in", "nodetool.input.StringInput", name="x"),
+        nd("other", "nodetool.input.StringInput", name="y"),
         nd("c", "nodetool.text.Concat"),
         edges=[edge("in", "c", "a"), edge("other", "c", "b")],
     )

@@ -236,7 +236,7 @@ async def test_set_mode_text_applies_to_run_messages(server: ServerHandle) -> No
     """After set_mode text (sent as a binary frame), the run's next messages come as JSON
     text, although the client's last frame was binary."""
     streaming = graph(
-        nd("in", "nodetool.input.StringInput", name="x", streaming=True),
+        nd("in", "nodetool.input.StringInput", name="x"),
         nd("out", "nodetool.output.Output", name="out"),
         edges=[edge("in", "out", "value")],
     )

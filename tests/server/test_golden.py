@@ -119,7 +119,7 @@ async def test_golden_commands_drive_a_live_run(server: ServerHandle) -> None:
     """Golden update_node_properties, stream_input and end_input_stream, byte for byte,
     on a running job-123 whose graph has the input "prompt" and the node "node-789"."""
     nodes = graph(
-        nd("prompt", "nodetool.input.StringInput", name="prompt", streaming=True),
+        nd("prompt", "nodetool.input.StringInput", name="prompt"),
         nd("node-789", "noderun.test.Amplify"),
         nd("out", "nodetool.output.Output", name="out"),
         edges=[edge("prompt", "node-789", "text"), edge("node-789", "out", "value")],

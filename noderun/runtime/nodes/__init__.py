@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from noderun.runtime.node import NodeSpec, spec_of
-from noderun.runtime.nodes import debug, io, logic, math, text
+from noderun.runtime.nodes import debug, input, logic, math, output, text
 
 BUILTIN_NODES: list[NodeSpec] = [
-    spec_of(fn) for fn in (*text.NODES, *math.NODES, *logic.NODES, *io.NODES, *debug.NODES)
+    spec_of(fn)
+    for fn in (*text.NODES, *math.NODES, *logic.NODES, *input.NODES, *output.NODES, *debug.NODES)
 ]
 
 __all__ = ["BUILTIN_NODES"]
