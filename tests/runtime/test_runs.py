@@ -275,7 +275,7 @@ async def test_stream_inputs_push_values_then_end() -> None:
         sink = Collector()
         frame = request(
             [
-                node("i", "nodetool.input.StringInput", name="x", streaming=True),
+                node("i", "nodetool.input.StringInput", name="x"),
                 node("u", "nodetool.text.ToUppercase"),
                 node("o", "nodetool.output.Output", name="out"),
             ],
@@ -302,7 +302,7 @@ async def test_update_properties_applies_to_a_node_not_yet_started() -> None:
         sink = Collector()
         frame = request(
             [
-                node("i", "nodetool.input.StringInput", name="x", streaming=True),
+                node("i", "nodetool.input.StringInput", name="x"),
                 node("c", "nodetool.text.Concat", b="old"),
             ],
             [edge("i", "c", "a")],
