@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from noderun.runtime.node import NodeSpec, spec_of
-from noderun.runtime.nodes import debug, input, logic, math, output, text
+from noderun.runtime.nodes import (
+    control,
+    debug,
+    dictionary,
+    input,
+    json_nodes,
+    lists,
+    logic,
+    math,
+    output,
+    text,
+)
 
 BUILTIN_NODES: list[NodeSpec] = [
     spec_of(fn)
-    for fn in (*text.NODES, *math.NODES, *logic.NODES, *input.NODES, *output.NODES, *debug.NODES)
+    for fn in (
+        *text.NODES,
+        *math.NODES,
+        *logic.NODES,
+        *input.NODES,
+        *output.NODES,
+        *lists.NODES,
+        *dictionary.NODES,
+        *json_nodes.NODES,
+        *control.NODES,
+        *debug.NODES,
+    )
 ]
 
 __all__ = ["BUILTIN_NODES"]

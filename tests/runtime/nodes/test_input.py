@@ -127,6 +127,26 @@ async def test_sdk_stream_input_frames_flow_through_an_input_without_value(
     assert outputs(frames) == {"out": ["A", "B"]}
 
 
+async def test_streamed_values_are_collected_when_the_stream_ends(server: ServerHandle) -> None:
+    """IntegerInput → Collect → Output: one list, sent only after end_input_stream."""
+    nodes_ = graph(
+        nd("in", "nodetool.input.IntegerInput", name="n"),
+        nd("c", "nodetool.control.Collect"),
+        nd("out", "nodetool.output.Output", name="all"),
+        edges=[edge("in", "c", "input_item"), edge("c", "out", "value")],
+    )
+    async with connect(server) as client:
+        job_id = await started(client, nodes_)
+        for value in (3, 1, 2):
+            await client.command("stream_input", stream(job_id, "n", value))
+            assert (await answer(client))["message"] == "Input item streamed"
+        before_end = await client.ping_barrier()
+        assert not [f for f in before_end if f.get("type") == "output_update"]
+        await client.command("end_input_stream", end(job_id, "n"))
+        frames = await client.until_terminal(job_id)
+    assert outputs(frames) == {"all": [[3, 1, 2]]}
+
+
 async def test_handle_output_is_honoured_and_an_unknown_handle_rejected(
     server: ServerHandle,
 ) -> None:
@@ -205,6 +225,26 @@ async def test_input_named_by_its_id_when_it_has_no_name(server: ServerHandle) -
         await client.command("end_input_stream", end(job_id, "in"))
         frames = await client.until_terminal(job_id)
     assert outputs(frames) == {"out": ["Q"]}
+
+
+async def test_two_inputs_of_one_name_both_stream(server: ServerHandle) -> None:
+    nodes_ = graph(
+        nd("a", "nodetool.input.StringInput", name="x"),
+        nd("b", "nodetool.input.StringInput", name="x"),
+        nd("c", "nodetool.control.Collect"),
+        nd("out", "nodetool.output.Output", name="out"),
+        edges=[
+            edge("a", "c", "input_item"),
+            edge("b", "c", "input_item"),
+            edge("c", "out", "value"),
+        ],
+    )
+    async with connect(server) as client:
+        job_id = await started(client, nodes_)
+        await client.command("stream_input", stream(job_id, "x", "v"))
+        await client.command("end_input_stream", end(job_id, "x"))
+        frames = await client.until_terminal(job_id)
+    assert outputs(frames) == {"out": [["v", "v"]]}
 
 
 async def test_stream_after_the_run_finished_is_not_found(server: ServerHandle) -> None:
