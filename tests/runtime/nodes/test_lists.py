@@ -11,7 +11,7 @@ import pytest
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import lists
 from tests.runtime.nodes.support import failure, outputs, run
-from tests.server.helpers import ServerHandle, edge, graph, nd
+from tests.server.helpers import ServerHandle, connect, edge, graph, nd
 
 
 async def drain(stream: AsyncIterator[Any]) -> list[Any]:
@@ -187,3 +187,27 @@ async def test_non_numbers_for_sum_fail_the_run_naming_the_node(server: ServerHa
 async def test_empty_list_average_fails_the_run(server: ServerHandle) -> None:
     error = failure(await run(server, graph(nd("a", "nodetool.list.Average"))))
     assert "nodetool.list.Average" in error and "empty list" in error
+
+
+async def test_get_node_describes_sort_as_nodetool_does(server: ServerHandle) -> None:
+    """get_node over the socket: NodeTool's title, property names, enum values, defaults."""
+    async with connect(server) as client:
+        await client.command("get_node", {"node_type": "nodetool.list.Sort"}, request_id="s")
+        meta = (await client.recv())["result"]
+    assert meta["title"] == "Sort" and meta["namespace"] == "nodetool.list"
+    props = {p["name"]: p for p in meta["properties"]}
+    assert list(props) == ["values", "order"]
+    assert props["values"]["default"] == []
+    assert props["values"]["type"]["type"] == "list"
+    assert props["order"]["default"] == "ascending"
+    assert props["order"]["type"]["values"] == ["ascending", "descending"]
+    assert meta["outputs"] == [
+        {
+            "name": "output",
+            "type": {
+                "type": "list",
+                "optional": False,
+                "type_args": [{"type": "any", "optional": False, "type_args": []}],
+            },
+        }
+    ]
