@@ -349,6 +349,9 @@ def type_metadata(tp: Any) -> dict[str, object]:
         return {"type": "union", "optional": False, "type_args": [type_metadata(a) for a in args]}
     if origin is Literal:
         return {"type": "enum", "optional": False, "type_args": [], "values": list(args)}
+    tag = _struct_tag(tp)
+    if tag is not None:
+        return {"type": tag, "optional": False, "type_args": []}
     if origin is not None:
         return {
             "type": _TYPE_NAMES.get(origin, getattr(origin, "__name__", "any")),
@@ -360,3 +363,13 @@ def type_metadata(tp: Any) -> dict[str, object]:
         "optional": False,
         "type_args": [],
     }
+
+
+def _struct_tag(tp: Any) -> str | None:
+    """A tagged ``msgspec.Struct``'s tag: NodeTool's name of a structured type
+    (``{"type": "datetime", …}`` on the wire is ``Datetime`` tagged ``"datetime"``)."""
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        tag = tp.__struct_config__.tag
+        if isinstance(tag, str):
+            return tag
+    return None

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from noderun.runtime.node import NodeSpec, spec_of
 from noderun.runtime.nodes import (
+    boolean,
+    constant,
     control,
+    date,
     debug,
     dictionary,
     input,
     json_nodes,
     lists,
-    logic,
+    markdown,
     math,
     output,
     text,
+    uuid,
 )
 
 BUILTIN_NODES: list[NodeSpec] = [
@@ -21,7 +25,11 @@ BUILTIN_NODES: list[NodeSpec] = [
     for fn in (
         *text.NODES,
         *math.NODES,
-        *logic.NODES,
+        *boolean.NODES,
+        *constant.NODES,
+        *date.NODES,
+        *uuid.NODES,
+        *markdown.NODES,
         *input.NODES,
         *output.NODES,
         *lists.NODES,
