@@ -5,7 +5,9 @@ an ``int`` (``Divide`` and the functions give a ``float``), ``Modulus`` takes
 the sign of the divisor. A division by zero or an argument outside a
 function's domain (``Sqrt(-1)``, ``log(0)``) fails the node with Python's
 error (``ZeroDivisionError``, ``ValueError``, ``OverflowError``) and a message
-naming the operation.
+naming the operation. So does an ``int`` result outside the 64-bit range
+that MessagePack can carry (``-2**63`` to ``2**64 - 1``), rather than
+becoming a value no frame can hold.
 """
 
 from __future__ import annotations
@@ -37,31 +39,41 @@ Operation = Literal[
 ]
 
 
+_WIRE_INT_MIN = -(2**63)
+_WIRE_INT_MAX = 2**64 - 1
+
+
 def _checked(operation: str, fn: Callable[[], Number]) -> Number:
     """``fn()``; its error, of the same class, names the operation (``sqrt(-1): math
     domain error`` says more than Python's ``math domain error``)."""
     try:
-        return fn()
+        result = fn()
     except (ZeroDivisionError, ValueError, OverflowError) as exc:
         raise type(exc)(f"{operation}: {exc}") from None
+    if isinstance(result, int) and not _WIRE_INT_MIN <= result <= _WIRE_INT_MAX:
+        raise OverflowError(
+            f"{operation}: the {result.bit_length()}-bit integer result does not fit "
+            "the 64-bit integers of the wire"
+        )
+    return result
 
 
 @node("lib.math.Add", title="Add", inline=True)
 def add(a: Number = 0.0, b: Number = 0.0) -> Number:
     """Adds two numbers together."""
-    return a + b
+    return _checked(f"{a} + {b}", lambda: a + b)
 
 
 @node("lib.math.Subtract", title="Subtract", inline=True)
 def subtract(a: Number = 0.0, b: Number = 0.0) -> Number:
     """Subtracts B from A."""
-    return a - b
+    return _checked(f"{a} - {b}", lambda: a - b)
 
 
 @node("lib.math.Multiply", title="Multiply", inline=True)
 def multiply(a: Number = 0.0, b: Number = 0.0) -> Number:
     """Multiplies two numbers together."""
-    return a * b
+    return _checked(f"{a} * {b}", lambda: a * b)
 
 
 @node("lib.math.Divide", title="Divide", inline=True)
