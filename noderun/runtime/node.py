@@ -331,6 +331,7 @@ _TYPE_NAMES: dict[Any, str] = {
     dict: "dict",
     Any: "any",
     object: "any",
+    type(None): "none",
 }
 
 
