@@ -296,7 +296,7 @@ def _property(node_type: str, param: inspect.Parameter, annotation: Any) -> Prop
         min=low,
         max=high,
         plain=plain,
-        constrained=bool(metas),
+        constrained=any(_constrains(meta) for meta in metas),
     )
 
 
@@ -306,6 +306,14 @@ def _strip(annotation: Any) -> tuple[Any, list[msgspec.Meta]]:
         plain, *extras = typing.get_args(annotation)
         return plain, [extra for extra in extras if isinstance(extra, msgspec.Meta)]
     return annotation, []
+
+
+_CONSTRAINTS = ("gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length", "tz")
+
+
+def _constrains(meta: msgspec.Meta) -> bool:
+    """Whether ``meta`` limits values (a description alone keeps the fast path)."""
+    return any(getattr(meta, name) is not None for name in _CONSTRAINTS)
 
 
 def _first(*values: float | None) -> float | None:

@@ -89,3 +89,38 @@ def test_registry_refuses_what_is_not_a_node() -> None:
 def test_duplicate_type_names_are_refused() -> None:
     with pytest.raises(RegistryError, match="already registered"):
         Registry([scale, scale])
+
+
+def test_description_alone_keeps_the_fast_path_but_not_the_checks() -> None:
+    @node("t.Described", inline=True)
+    def described(
+        flag: Annotated[bool, msgspec.Meta(description="d")] = False,
+        count: Annotated[int, msgspec.Meta(ge=0, description="d")] = 0,
+    ) -> bool:
+        return flag
+
+    spec = spec_of(described)
+    assert not spec.properties["flag"].constrained
+    assert spec.properties["count"].constrained
+    assert spec.check_properties({"flag": True}) == {"flag": True, "count": 0}
+    with pytest.raises(PropertyError):
+        spec.check_properties({"flag": "yes"})
+    with pytest.raises(PropertyError):
+        spec.check_properties({"count": -1})
+
+
+class Point(msgspec.Struct, frozen=True, tag_field="type", tag="point"):
+    x: int = 0
+
+
+def test_structured_types_are_named_by_their_tag() -> None:
+    @node("t.Shift", inline=True)
+    def shift(point: Point = Point(), by: int = 1) -> Point:  # noqa: B008 - frozen
+        return Point(x=point.x + by)
+
+    spec = spec_of(shift)
+    meta = spec.metadata()
+    assert meta["properties"][0]["type"] == {"type": "point", "optional": False, "type_args": []}  # type: ignore[index]
+    assert spec.check_properties({"point": {"type": "point", "x": 2}})["point"] == Point(x=2)
+    with pytest.raises(PropertyError):
+        spec.check_properties({"point": {"type": "point", "x": "two"}})
