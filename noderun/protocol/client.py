@@ -8,7 +8,7 @@ protocol requires; only the fields the server uses are declared.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -20,15 +20,24 @@ __all__ = [
     "EndInputStream",
     "Envelope",
     "ExecutionOptions",
+    "GetCapabilities",
     "GetNode",
+    "GetNodeTypeInventory",
     "GetStatus",
+    "GetWorkflow",
+    "GetWorkflowInterface",
+    "GetWorkflowInterfaces",
     "Graph",
     "ListNodes",
+    "ListWorkflowSummaries",
+    "ListWorkflows",
     "Node",
     "Ping",
     "Pong",
+    "PreflightWorkflow",
     "ReconnectJob",
     "RunJob",
+    "SdkRequest",
     "SetMode",
     "Stop",
     "StreamInput",
@@ -147,12 +156,79 @@ class Stop(_Frame, kw_only=True):
     job_id: str
 
 
-class ListNodes(_Frame, kw_only=True):
+class SdkRequest(_Frame, kw_only=True):
+    """A read-only RPC answered by one ``rpc_response`` with the same ``request_id``
+    (PROTOCOL.md §2.2, §8); ``command`` is its name on the wire."""
+
+    command: ClassVar[str]
+
+
+class ListNodes(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "list_nodes"
     namespace: str | None = None
 
 
-class GetNode(_Frame, kw_only=True):
+class GetNode(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "get_node"
     node_type: str
+
+
+class GetNodeTypeInventory(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "get_node_type_inventory"
+    cursor: int = 0
+    limit: int = 100
+
+
+class GetCapabilities(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "get_capabilities"
+
+
+class ListWorkflows(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "list_workflows"
+    limit: int = 100
+    cursor: str | None = None
+
+
+class GetWorkflow(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "get_workflow"
+    id: str = ""
+
+
+class ListWorkflowSummaries(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "list_workflow_summaries"
+    limit: int = 50
+    cursor: str | None = None
+
+
+class GetWorkflowInterface(SdkRequest, kw_only=True):
+    command: ClassVar[str] = "get_workflow_interface"
+    id: str = ""
+    version: int = 1
+
+
+class GetWorkflowInterfaces(SdkRequest, kw_only=True):
+    """Also the body of ``POST /api/sdk/v1/workflow-interfaces``."""
+
+    command: ClassVar[str] = "get_workflow_interfaces"
+    ids: list[str] = []
+    version: int = 1
+
+
+class PreflightWorkflow(SdkRequest, kw_only=True):
+    """Validate a run without running it; also the body of ``POST /api/sdk/v1/preflight``.
+
+    NodeTool's form names a stored workflow and its ``inputs``; a noderun extension
+    sends a ``graph`` (and ``params``) instead, as ``run_job`` would.
+    """
+
+    command: ClassVar[str] = "preflight_workflow"
+    workflow_id: str = ""
+    inputs: dict[str, Value] | None = None
+    level: str = "static"
+    workflow_etag: str | None = None
+    interface_version: int = 1
+    graph: Graph | None = None
+    params: dict[str, Value] | None = None
 
 
 class Ping(_Frame, kw_only=True):
@@ -176,6 +252,14 @@ ClientFrame = (
     | Stop
     | ListNodes
     | GetNode
+    | GetNodeTypeInventory
+    | GetCapabilities
+    | ListWorkflows
+    | GetWorkflow
+    | ListWorkflowSummaries
+    | GetWorkflowInterface
+    | GetWorkflowInterfaces
+    | PreflightWorkflow
     | Ping
     | Pong
 )
@@ -193,6 +277,19 @@ COMMANDS: dict[str, type[_Frame]] = {
     "update_node_properties": UpdateNodeProperties,
     "clear_models": ClearModels,
     "stop": Stop,
-    "list_nodes": ListNodes,
-    "get_node": GetNode,
+    **{
+        cls.command: cls
+        for cls in (
+            ListNodes,
+            GetNode,
+            GetNodeTypeInventory,
+            GetCapabilities,
+            ListWorkflows,
+            GetWorkflow,
+            ListWorkflowSummaries,
+            GetWorkflowInterface,
+            GetWorkflowInterfaces,
+            PreflightWorkflow,
+        )
+    },
 }

@@ -4,6 +4,7 @@ Hierarchy::
 
     RuntimeFault                  root of everything the runtime raises on purpose
     ├── GraphError                the client's graph is invalid: nothing was executed
+    │   └── WorkflowError         no such stored workflow, or params its inputs refuse
     ├── PropertyError             a property value has the wrong type (client's fault)
     ├── NodeFailed                a node raised: the run fails, naming the node
     └── RegistryError             a node definition is invalid (the node author's bug)
@@ -13,7 +14,14 @@ Anything else escaping the runtime is our bug and is logged with a traceback.
 
 from __future__ import annotations
 
-__all__ = ["GraphError", "NodeFailed", "PropertyError", "RegistryError", "RuntimeFault"]
+__all__ = [
+    "GraphError",
+    "NodeFailed",
+    "PropertyError",
+    "RegistryError",
+    "RuntimeFault",
+    "WorkflowError",
+]
 
 
 class RuntimeFault(Exception):
@@ -27,6 +35,29 @@ class GraphError(RuntimeFault):
         super().__init__(detail)
         self.detail = detail
         self.node_id = node_id
+
+
+class WorkflowError(GraphError):
+    """A run or preflight of a stored workflow refused before anything runs.
+
+    ``code``: ``workflow_not_found``, ``unknown_input`` (a param names no input
+    node) or ``invalid_input`` (a param's value does not fit its input);
+    ``input`` names the offending input.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str,
+        workflow_id: str,
+        input: str | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        super().__init__(detail, node_id=node_id)
+        self.code = code
+        self.workflow_id = workflow_id
+        self.input = input
 
 
 class PropertyError(RuntimeFault):

@@ -26,6 +26,7 @@ from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
 from noderun.runtime.store import RunStore
+from noderun.runtime.workflows import WorkflowCatalog, run_error
 
 __all__ = ["MAX_JOB_ID", "Hub", "RuntimeConfig", "StartRefused"]
 
@@ -71,8 +72,11 @@ class Hub:
         pool: RunnerPool | None,
         config: RuntimeConfig | None = None,
         store: RunStore | None = None,
+        workflows: WorkflowCatalog | None = None,
     ) -> None:
         self.registry = registry
+        #: Stored workflows: what a ``run_job`` without a graph runs, by ``workflow_id``.
+        self.workflows = workflows if workflows is not None else WorkflowCatalog()
         self.pool = pool
         self.config = config or RuntimeConfig()
         self.store = store
@@ -202,16 +206,13 @@ class Hub:
     def _register(self, run: Run, frame: RunJob, subscriber: Subscriber | None) -> Run:
         error: str | None = None
         plan: Plan | None = None
-        if frame.graph is None:
-            error = (
-                f"no graph given and no stored workflow {frame.workflow_id!r} "
-                "(this server runs the graph sent with run_job)"
-            )
-        else:
-            try:
-                plan = self._plans.plan(frame.graph, frame.params)
-            except GraphError as exc:
-                error = f"invalid graph: {exc.detail}"
+        try:
+            graph = frame.graph
+            if graph is None:
+                graph = self.workflows.graph_for(frame.workflow_id, frame.params)
+            plan = self._plans.plan(graph, frame.params)
+        except GraphError as exc:
+            error = run_error(exc)
         self.active[run.job_id] = run
         self._finished.pop(run.job_id, None)
         if subscriber is not None:

@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from noderun.runtime.catalog import node_metadata, property_metadata
+from noderun.runtime.catalog import type_descriptor as type_metadata
 from noderun.runtime.errors import PropertyError, RegistryError
 
 __all__ = ["NodeKind", "NodeSpec", "Property", "node", "spec_of", "type_metadata"]
@@ -87,17 +88,8 @@ class Property:
             raise PropertyError(node_type, self.name, str(exc)) from None
 
     def metadata(self) -> dict[str, object]:
-        meta: dict[str, object] = {
-            "name": self.name,
-            "type": type_metadata(self.plain),
-            "default": None if self.required else self.default,
-            "description": self.description,
-        }
-        if self.min is not None:
-            meta["min"] = self.min
-        if self.max is not None:
-            meta["max"] = self.max
-        return meta
+        """NodeTool's property metadata (built by :mod:`noderun.runtime.catalog`)."""
+        return property_metadata(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,17 +137,8 @@ class NodeSpec:
         return values
 
     def metadata(self) -> dict[str, object]:
-        return {
-            "node_type": self.node_type,
-            "title": self.title,
-            "description": self.description,
-            "namespace": self.namespace,
-            "properties": [prop.metadata() for prop in self.properties.values()],
-            "outputs": [
-                {"name": name, "type": type_metadata(tp)} for name, tp in self.outputs.items()
-            ],
-            "is_streaming_output": self.kind == "stream",
-        }
+        """NodeTool's node metadata (built by :mod:`noderun.runtime.catalog`)."""
+        return node_metadata(self)
 
 
 def node(
@@ -327,58 +310,3 @@ def _yield_type(annotation: Any) -> Any:
     """``AsyncIterator[T]``/``AsyncGenerator[T, …]`` → ``T``."""
     args = typing.get_args(annotation)
     return args[0] if args else Any
-
-
-_TYPE_NAMES: dict[Any, str] = {
-    str: "str",
-    int: "int",
-    float: "float",
-    bool: "bool",
-    bytes: "bytes",
-    list: "list",
-    dict: "dict",
-    Any: "any",
-    object: "any",
-    type(None): "none",
-}
-
-
-def type_metadata(tp: Any) -> dict[str, object]:
-    """The ``{"type", "optional", "type_args"}`` description of a Python type (§6.2)."""
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        return type_metadata(typing.get_args(tp)[0])
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        rest = [arg for arg in args if arg is not type(None)]
-        if len(rest) < len(args) and len(rest) == 1:
-            meta = type_metadata(rest[0])
-            meta["optional"] = True
-            return meta
-        return {"type": "union", "optional": False, "type_args": [type_metadata(a) for a in args]}
-    if origin is Literal:
-        return {"type": "enum", "optional": False, "type_args": [], "values": list(args)}
-    tag = _struct_tag(tp)
-    if tag is not None:
-        return {"type": tag, "optional": False, "type_args": []}
-    if origin is not None:
-        return {
-            "type": _TYPE_NAMES.get(origin, getattr(origin, "__name__", "any")),
-            "optional": False,
-            "type_args": [type_metadata(arg) for arg in args],
-        }
-    return {
-        "type": _TYPE_NAMES.get(tp, getattr(tp, "__name__", "any")),
-        "optional": False,
-        "type_args": [],
-    }
-
-
-def _struct_tag(tp: Any) -> str | None:
-    """A tagged ``msgspec.Struct``'s tag: NodeTool's name of a structured type
-    (``{"type": "datetime", …}`` on the wire is ``Datetime`` tagged ``"datetime"``)."""
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        tag = tp.__struct_config__.tag
-        if isinstance(tag, str):
-            return tag
-    return None

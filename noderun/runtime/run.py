@@ -71,6 +71,7 @@ class Run:
         "_pool",
         "_started",
         "_terminal_queued",
+        "created_at",
         "detail",
         "execution",
         "explicit_types",
@@ -118,6 +119,8 @@ class Run:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._on_finished = on_finished
         self._started = time.perf_counter()
+        #: Wall-clock creation time (unix seconds), for job snapshots.
+        self.created_at = time.time()
         self._cancel_reason: str | None = None
         self._error: str | None = None
         self._begun = False

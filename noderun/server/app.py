@@ -1,4 +1,5 @@
-"""The Starlette application: ``/ws`` (raw ASGI, for speed) and ``/health``.
+"""The Starlette application: ``/ws`` (raw ASGI, for speed), ``/health`` and the SDK's
+HTTP API under ``/api`` (:mod:`noderun.server.http_api`).
 
 Start-up (lifespan) starts the runner pool and the run store and fails loudly
 if either cannot start; shutdown cancels active runs with a reason, waits for
@@ -23,9 +24,12 @@ from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry, default_registry
 from noderun.runtime.store import RunStore
+from noderun.runtime.workflows import WorkflowCatalog, load_workflows
 from noderun.server.auth import Authenticator
 from noderun.server.connection import Connection, Receive, Send
 from noderun.server.heap import settle_heap
+from noderun.server.http_api import HttpApi
+from noderun.server.sdk import SdkService
 from noderun.server.settings import Settings
 
 __all__ = ["create_app"]
@@ -60,11 +64,11 @@ class _State:
 class WebSocketEndpoint:
     """Raw ASGI ``/ws``: Starlette's ``WebSocket`` wrapper adds a layer per frame."""
 
-    def __init__(self, state: _State, settings: Settings, registry: Registry) -> None:
+    def __init__(self, state: _State, settings: Settings, sdk: SdkService) -> None:
         self._state = state
         self._settings = settings
         self._auth = Authenticator(settings.tokens)
-        self._catalog = [spec.metadata() for spec in registry]
+        self._sdk = sdk
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         message = await receive()
@@ -87,7 +91,7 @@ class WebSocketEndpoint:
             user_id=user_id,
             outbound_limit=settings.outbound_limit,
             ping_interval=settings.ping_interval,
-            node_catalog=self._catalog,
+            sdk=self._sdk,
         )
         self._state.connections.add(connection)
         try:
@@ -117,9 +121,17 @@ class _App(Starlette):
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
+    """The application; reads the stored workflows (``settings.workflows``) now, once.
+
+    Raises :class:`ValueError` when the workflows directory does not exist.
+    """
     settings = settings or Settings()
     registry = registry or default_registry()
     state = _State()
+    workflows = (
+        load_workflows(settings.workflows, registry) if settings.workflows else WorkflowCatalog()
+    )
+    sdk = SdkService(settings, registry, workflows)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -140,6 +152,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     max_active_runs=settings.max_active_runs,
                 ),
                 store,
+                workflows,
             )
             if store is not None:
                 store.on_cancel_request(lambda job_id: _cancel_local(hub, job_id))
@@ -167,11 +180,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ok", "active_runs": len(hub.active)})
 
-    websocket = WebSocketEndpoint(state, settings, registry)
+    websocket = WebSocketEndpoint(state, settings, sdk)
+    api = HttpApi(sdk, Authenticator(settings.tokens), lambda: state.hub)
     app = _App(
         websocket,
         debug=settings.debug,
-        routes=[Route("/health", health), WebSocketRoute("/ws", websocket)],
+        routes=[Route("/health", health), WebSocketRoute("/ws", websocket), *api.routes()],
         lifespan=lifespan,
     )
     app.state.drain = state.drain

@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between server pings, 0 = off (NODERUN_PING_INTERVAL)",
     )
     serve.add_argument(
+        "--workflows",
+        metavar="DIR",
+        help="directory of NodeTool workflow JSON files, read at start (NODERUN_WORKFLOWS)",
+    )
+    serve.add_argument(
         "--debug", action="store_true", default=None, help="debug mode (NODERUN_DEBUG)"
     )
     return parser
@@ -90,10 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         configure_logging(settings.log_level)
+        app = create_app(settings)
     except ValueError as exc:
         print(f"noderun: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
     config = uvicorn_config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level
     )

@@ -26,13 +26,12 @@ from noderun.protocol.client import (
     CancelJob,
     ClearModels,
     EndInputStream,
-    GetNode,
     GetStatus,
-    ListNodes,
     Ping,
     Pong,
     ReconnectJob,
     RunJob,
+    SdkRequest,
     SetMode,
     Stop,
     StreamInput,
@@ -53,6 +52,7 @@ from noderun.runtime.hub import Hub, StartRefused
 from noderun.runtime.run import Run
 from noderun.server.follow import DurableFollower
 from noderun.server.outbox import Outbox
+from noderun.server.sdk import SdkService
 
 __all__ = ["Connection"]
 
@@ -77,7 +77,7 @@ class Connection:
         user_id: str,
         outbound_limit: int,
         ping_interval: float,
-        node_catalog: list[dict[str, object]],
+        sdk: SdkService,
     ) -> None:
         self._hub = hub
         self._receive = receive
@@ -87,7 +87,7 @@ class Connection:
         self._text = False
         self._ping_interval = ping_interval
         self._ping_timer: asyncio.TimerHandle | None = None
-        self._catalog = node_catalog
+        self._sdk = sdk
         self._runs: dict[str, Run] = {}
         self._followers: dict[str, DurableFollower] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -253,15 +253,8 @@ class Connection:
                 self._reply({"message": "Unused models cleared"})
             case Stop():
                 self._stop(frame)
-            case ListNodes():
-                nodes = [
-                    meta
-                    for meta in self._catalog
-                    if frame.namespace is None or meta["namespace"] == frame.namespace
-                ]
-                self._rpc(frame.request_id, "list_nodes", result={"nodes": nodes})
-            case GetNode():
-                self._get_node(frame)
+            case SdkRequest():
+                self._reply(self._sdk.answer(frame))
             case Ping():
                 self._reply(ServerPong(ts=time.time()))
             case Pong():
@@ -534,37 +527,3 @@ class Connection:
             follower.stop()
         self._reply(GenerationStopped(message="Generation stopped", job_id=frame.job_id))
         self._reply({"message": "Streaming stopped", "job_id": frame.job_id})
-
-    def _get_node(self, frame: GetNode) -> None:
-        spec = self._hub.registry.get(frame.node_type)
-        if spec is None:
-            self._rpc(
-                frame.request_id,
-                "get_node",
-                error={
-                    "code": "not_found",
-                    "message": f"unknown node type {frame.node_type!r}",
-                    "retryable": False,
-                },
-            )
-        else:
-            self._rpc(frame.request_id, "get_node", result=spec.metadata())
-
-    def _rpc(
-        self,
-        request_id: str | None,
-        command: str,
-        *,
-        result: dict[str, object] | None = None,
-        error: dict[str, object] | None = None,
-    ) -> None:
-        answer: dict[str, object] = {
-            "type": "rpc_response",
-            "request_id": request_id,
-            "command": command,
-        }
-        if error is not None:
-            answer["error"] = error
-        else:
-            answer["result"] = result
-        self._reply(answer)

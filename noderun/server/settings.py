@@ -26,6 +26,8 @@ class Settings:
     ping_interval: float = 25.0
     retention: float = 7 * 24 * 3600.0
     debug: bool = False
+    #: Directory of NodeTool workflow JSON files, run by id; empty = none.
+    workflows: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -56,6 +58,7 @@ _FIELD_TYPES: dict[str, type] = {
     "ping_interval": float,
     "retention": float,
     "debug": bool,
+    "workflows": str,
 }
 
 

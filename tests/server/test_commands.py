@@ -389,7 +389,7 @@ def assert_metadata(meta: Frame) -> None:
         assert set(prop) >= {"name", "type", "default", "description"}
         assert set(prop["type"]) >= {"type", "optional", "type_args"}
     for out in meta["outputs"]:
-        assert set(out) == {"name", "type"}
+        assert set(out) == {"name", "type", "stream"}
 
 
 async def test_list_nodes_rpc_lists_every_builtin(server: ServerHandle) -> None:
@@ -411,7 +411,11 @@ async def test_list_nodes_rpc_lists_every_builtin(server: ServerHandle) -> None:
     assert props["a"]["type"] == {"type": "str", "optional": False, "type_args": []}
     assert props["a"]["default"] == ""
     assert concat["outputs"] == [
-        {"name": "output", "type": {"type": "str", "optional": False, "type_args": []}}
+        {
+            "name": "output",
+            "type": {"type": "str", "optional": False, "type_args": []},
+            "stream": False,
+        }
     ]
     assert nodes["noderun.debug.Count"]["is_streaming_output"] is True
     sleep_seconds = nodes["noderun.debug.Sleep"]["properties"][0]

@@ -1,0 +1,288 @@
+"""The HTTP API NodeTool's SDK and its vvvv package call, on the same port as ``/ws``
+(PROTOCOL.md §8).
+
+JSON in and out (encoded with msgspec: a non-finite float in a node default becomes
+``null`` rather than a failed listing). Every route but ``/api/health`` takes the
+tokens ``/ws`` takes, as ``Authorization: Bearer``; without one it answers 401.
+A refusal is ``{"code", "message", "detail", "retryable"}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from noderun.protocol.client import GetWorkflowInterfaces, PreflightWorkflow
+from noderun.protocol.records import RunRecord
+from noderun.runtime.hub import Hub
+from noderun.runtime.run import Run
+from noderun.server.auth import Authenticator
+from noderun.server.errors import ApiError
+from noderun.server.sdk import SdkService
+
+__all__ = ["HttpApi"]
+
+Handler = Callable[[Request, str], Awaitable[object]]
+T = TypeVar("T")
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(_encode(payload), status_code=status, media_type="application/json")
+
+
+def _refusal(exc: ApiError) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    response = _json(exc.body(), exc.status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+class HttpApi:
+    """The routes, bound to the service that answers them and the hub that runs jobs."""
+
+    def __init__(
+        self, service: SdkService, auth: Authenticator, hub: Callable[[], Hub | None]
+    ) -> None:
+        self._service = service
+        self._auth = auth
+        self._hub = hub
+
+    def routes(self) -> list[BaseRoute]:
+        get, post = ["GET"], ["POST"]
+        authed = self._authed
+        return [
+            Route("/api/health", self._health, methods=get),
+            Route("/api/nodes/metadata", authed(self._nodes), methods=get),
+            Route("/api/sdk/v1/node-types", authed(self._node_types), methods=get),
+            Route("/api/sdk/v1/capabilities", authed(self._capabilities), methods=get),
+            Route("/api/sdk/v1/preflight", authed(self._preflight), methods=post),
+            Route("/api/workflows", authed(self._workflows), methods=get),
+            Route("/api/workflows/{workflow_id}", authed(self._workflow), methods=get),
+            Route("/api/workflows/{workflow_id}/interface", authed(self._interface), methods=get),
+            Route("/api/sdk/v1/workflows", authed(self._summaries), methods=get),
+            Route("/api/sdk/v1/workflow-interfaces", authed(self._interfaces), methods=post),
+            Route("/api/jobs/{job_id}", authed(self._job), methods=get),
+            Route("/api/jobs/{job_id}/cancel", authed(self._cancel), methods=post),
+            Route("/api/{rest:path}", authed(self._unknown)),
+        ]
+
+    def _authed(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                # Header only: a token in a URL ends up in logs and browser history.
+                user_id, reason = self._auth.check(request.headers.raw, b"")
+                if user_id is None:
+                    raise ApiError(401, "UNAUTHORIZED", reason)
+                return _json(await handler(request, user_id))
+            except ApiError as exc:
+                return _refusal(exc)
+
+        return endpoint
+
+    # -- server and nodes -----------------------------------------------------------
+
+    async def _health(self, _request: Request) -> Response:
+        hub = self._hub()
+        if hub is None:
+            return _refusal(ApiError(503, "SERVICE_UNAVAILABLE", "starting", retryable=True))
+        return _json(self._service.health(len(hub.active)))
+
+    async def _nodes(self, request: Request, _user: str) -> object:
+        query = request.query_params
+        node_type = query.get("node_type")
+        if node_type:
+            return self._service.node(node_type)
+        return self._service.catalog.select(
+            namespace=query.get("namespace"), full=query.get("fields") == "full"
+        )
+
+    async def _node_types(self, request: Request, _user: str) -> object:
+        return self._service.inventory(_int(request, "cursor", 0), _int(request, "limit", 100))
+
+    async def _capabilities(self, _request: Request, _user: str) -> object:
+        return self._service.capabilities()
+
+    async def _preflight(self, request: Request, _user: str) -> object:
+        return self._service.preflight(await _body(request, PreflightWorkflow))
+
+    # -- workflows ------------------------------------------------------------------
+
+    async def _workflows(self, request: Request, _user: str) -> object:
+        return self._service.workflows_page(
+            _int(request, "limit", 100), request.query_params.get("cursor")
+        )
+
+    async def _workflow(self, request: Request, _user: str) -> object:
+        return self._service.workflow(request.path_params["workflow_id"])
+
+    async def _interface(self, request: Request, _user: str) -> object:
+        return self._service.interface(
+            request.path_params["workflow_id"], _int(request, "version", 1)
+        )
+
+    async def _summaries(self, request: Request, _user: str) -> object:
+        return self._service.summaries(
+            _int(request, "limit", 50), request.query_params.get("cursor")
+        )
+
+    async def _interfaces(self, request: Request, _user: str) -> object:
+        body = await _body(request, GetWorkflowInterfaces)
+        return self._service.interfaces(body.ids, body.version)
+
+    # -- jobs -----------------------------------------------------------------------
+
+    def _running_hub(self) -> Hub:
+        hub = self._hub()
+        if hub is None:
+            raise ApiError(503, "SERVICE_UNAVAILABLE", "server not ready", retryable=True)
+        return hub
+
+    async def _record(self, hub: Hub, job_id: str, user_id: str) -> RunRecord | None:
+        """The durable run ``job_id`` of ``user_id``; another user's run is not found."""
+        if hub.store is None:
+            return None
+        try:
+            record = await hub.store.get_run(job_id)
+        except Exception as exc:  # the store is down: say so, the client may retry
+            raise ApiError(
+                503, "SERVICE_UNAVAILABLE", f"store unavailable: {exc}", retryable=True
+            ) from None
+        return record if record is not None and record.user_id == user_id else None
+
+    async def _job(self, request: Request, user_id: str) -> object:
+        job_id = request.path_params["job_id"]
+        hub = self._running_hub()
+        run = hub.get(job_id)
+        if run is not None and run.user_id == user_id:
+            return _run_snapshot(run)
+        record = await self._record(hub, job_id, user_id)
+        if record is None:
+            raise ApiError(404, "NOT_FOUND", f"job {job_id!r} not found")
+        return _record_snapshot(record)
+
+    async def _cancel(self, request: Request, user_id: str) -> object:
+        job_id = request.path_params["job_id"]
+        hub = self._running_hub()
+        run = hub.get(job_id)
+        if run is not None and run.user_id == user_id:
+            requested = not run.finished and run.cancel()
+            status = run.status
+        else:
+            record = await self._record(hub, job_id, user_id)
+            if record is None:
+                raise ApiError(404, "NOT_FOUND", f"job {job_id!r} not found")
+            assert hub.store is not None
+            requested = not record.finished and await hub.store.request_cancel(job_id)
+            status = record.status
+        return {
+            "job_id": job_id,
+            "status": status,
+            "cancel_requested": requested,
+            "message": "Job cancellation requested" if requested else "Job already finished",
+        }
+
+    async def _unknown(self, request: Request, _user: str) -> object:
+        raise ApiError(404, "NOT_FOUND", f"no API route {request.method} {request.url.path}")
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "INVALID_INPUT", f"{name} must be an integer, not {raw!r}") from None
+
+
+async def _body(request: Request, kind: type[T]) -> T:
+    data = await request.body()
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "INVALID_INPUT", f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "INVALID_JSON", f"the request body is not JSON: {exc}") from None
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
+
+
+def _snapshot(
+    *,
+    job_id: str,
+    user_id: str,
+    workflow_id: str,
+    status: str,
+    created_at: float,
+    finished_at: float | None,
+    terminal: object,
+    durable: bool,
+) -> dict[str, object]:
+    """A job as NodeTool's ``JobResponse`` (the C# SDK's ``GetJobAsync``)."""
+    result = terminal.get("result") if isinstance(terminal, dict) else None
+    error = terminal.get("error") if isinstance(terminal, dict) else None
+    outputs = result.get("outputs", result) if isinstance(result, dict) else None
+    finished = finished_at is not None
+    return {
+        "id": job_id,
+        "job_id": job_id,
+        "user_id": user_id,
+        "job_type": "workflow",
+        "status": status,
+        "workflow_id": workflow_id,
+        "progress": 1.0 if finished else 0.0,
+        "result": result if isinstance(result, dict) else None,
+        "outputs": outputs,
+        "error": error if isinstance(error, str) else None,
+        "created_at": _iso(created_at),
+        "started_at": _iso(created_at),
+        "completed_at": _iso(finished_at),
+        "finished_at": _iso(finished_at),
+        "durable": durable,
+    }
+
+
+def _run_snapshot(run: Run) -> dict[str, object]:
+    terminal: object = None
+    finished_at: float | None = None
+    if run.terminal is not None:
+        terminal = msgspec.msgpack.decode(run.terminal.msgpack())
+        duration = terminal.get("duration") if isinstance(terminal, dict) else None
+        finished_at = run.created_at + (duration if isinstance(duration, float) else 0.0)
+    return _snapshot(
+        job_id=run.job_id,
+        user_id=run.user_id,
+        workflow_id=run.workflow_id,
+        status=run.status,
+        created_at=run.created_at,
+        finished_at=finished_at,
+        terminal=terminal,
+        durable=run.durable,
+    )
+
+
+def _record_snapshot(record: RunRecord) -> dict[str, object]:
+    terminal = msgspec.msgpack.decode(record.terminal_frame) if record.terminal_frame else None
+    return _snapshot(
+        job_id=record.job_id,
+        user_id=record.user_id,
+        workflow_id=record.workflow_id,
+        status=record.status,
+        created_at=record.created_at,
+        finished_at=(record.finished_at or record.created_at) if record.finished else None,
+        terminal=terminal,
+        durable=True,
+    )

@@ -1,0 +1,388 @@
+"""What NodeTool's SDK asks besides running: node metadata, capabilities, stored
+workflows and their interfaces, preflight (PROTOCOL.md §2.2, §8).
+
+One :class:`SdkService` answers both transports: the HTTP routes
+(:mod:`noderun.server.http_api`) and the WebSocket RPCs (:meth:`SdkService.answer`),
+so an answer has one shape whichever way it is asked. Every answer is plain data
+shaped as the SDK's C# models deserialize it; a refusal is an :class:`ApiError`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import inspect
+import time
+from collections.abc import Mapping
+
+import uvicorn
+
+from noderun.protocol.client import (
+    GetCapabilities,
+    GetNode,
+    GetNodeTypeInventory,
+    GetWorkflow,
+    GetWorkflowInterface,
+    GetWorkflowInterfaces,
+    ListNodes,
+    ListWorkflows,
+    ListWorkflowSummaries,
+    PreflightWorkflow,
+    SdkRequest,
+)
+from noderun.runtime.catalog import NodeCatalog
+from noderun.runtime.errors import GraphError, WorkflowError
+from noderun.runtime.graph import plan_graph
+from noderun.runtime.registry import Registry
+from noderun.runtime.workflows import StoredWorkflow, WorkflowCatalog, run_error
+from noderun.server.errors import ApiError
+from noderun.server.settings import Settings
+
+__all__ = ["MAX_RPC_BATCH", "SdkService", "server_version"]
+
+#: Most workflow ids one ``get_workflow_interfaces`` may name (NodeTool's bound).
+MAX_RPC_BATCH = 100
+#: Largest inbound WebSocket message uvicorn accepts (its ``ws_max_size``, unchanged here).
+_MAX_MESSAGE = int(inspect.signature(uvicorn.Config).parameters["ws_max_size"].default)
+
+_JSON_TYPES = {
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "list": "array",
+    "tuple": "array",
+    "dict": "object",
+}
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version("noderun")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class SdkService:
+    """Answers from the node catalog and the stored workflows, both fixed at start-up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        workflows: WorkflowCatalog,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self.catalog = NodeCatalog(registry)
+        self.workflows = workflows
+        self._started = time.monotonic()
+        self._version = server_version()
+
+    # -- server ---------------------------------------------------------------------
+
+    def health(self, active_runs: int) -> dict[str, object]:
+        return {
+            "status": "ok",
+            "version": self._version,
+            "uptime": int(time.monotonic() - self._started),
+            "active_runs": active_runs,
+        }
+
+    def capabilities(self) -> dict[str, object]:
+        """What this server supports, as ``SdkCapabilitiesResponse``. The SDK refuses a
+        call whose execution options are not all listed here, so only what works is."""
+        settings = self._settings
+        durable = settings.store.lower() != "none"
+        return {
+            "protocol_version": "1",
+            "nodetool_version": f"noderun {self._version}",
+            "server_time": datetime.datetime.now(datetime.UTC).isoformat(),
+            "supported_encodings": ["messagepack", "json-text"],
+            "default_encoding": "messagepack",
+            "profiles": {
+                "discovery": "available",
+                "execution": "available",
+                "lifecycle": "available",
+                "workflow-interface": "available",
+                "temporary_asset_upload": "unavailable",
+                "models": "unavailable",
+            },
+            "registry_revision": self.catalog.revision,
+            "python_bridge": "disabled",
+            "auth_modes": ["bearer"] if settings.tokens else ["trusted_local"],
+            "asset_uri_schemes": [],
+            "execution_options": {
+                "persistence": ["session", "job"] if durable else ["session"],
+                "event_detail": ["full", "outputs", "terminal"],
+                # No node here writes assets, so both policies behave the same.
+                "asset_persistence": ["auto", "temporary"],
+                "defaults": {
+                    "persistence": "session",
+                    "event_detail": "full",
+                    "asset_persistence": "auto",
+                },
+            },
+            "limits": {
+                "max_rpc_batch": MAX_RPC_BATCH,
+                "max_inline_bytes": _MAX_MESSAGE,
+                "max_upload_bytes": 0,
+                "max_queued_jobs": settings.max_active_runs,
+                "max_job_event_replay": settings.replay_limit,
+                # The one server-side wait a client's run is subject to: how long it
+                # goes on with no client attached.
+                "request_timeout_seconds": settings.detach_grace,
+            },
+        }
+
+    # -- nodes ----------------------------------------------------------------------
+
+    def node(self, node_type: str) -> dict[str, object]:
+        meta = self.catalog.by_type.get(node_type)
+        if meta is None:
+            raise ApiError(404, "NOT_FOUND", f"unknown node type {node_type!r}")
+        return meta
+
+    def inventory(self, cursor: int, limit: int) -> dict[str, object]:
+        if cursor < 0 or not 1 <= limit <= 100:
+            raise ApiError(400, "INVALID_INPUT", "cursor must be >= 0 and limit 1..100")
+        return self.catalog.inventory(cursor, limit)
+
+    # -- workflows ------------------------------------------------------------------
+
+    def _workflow(self, workflow_id: str) -> StoredWorkflow:
+        if not workflow_id:
+            raise ApiError(400, "INVALID_INPUT", "a workflow id is required")
+        workflow = self.workflows.get(workflow_id)
+        if workflow is None:
+            raise ApiError(404, "WORKFLOW_NOT_FOUND", f"workflow {workflow_id!r} not found")
+        return workflow
+
+    def workflow(self, workflow_id: str) -> dict[str, object]:
+        return self._response(self._workflow(workflow_id))
+
+    def workflows_page(self, limit: int, cursor: str | None) -> dict[str, object]:
+        """``{"workflows": [full workflow], "next"}``; ``limit`` clamped to 1..500."""
+        page, following = self._page(max(1, min(limit, 500)), cursor)
+        return {"workflows": [self._response(wf) for wf in page], "next": following}
+
+    def summaries(self, limit: int, cursor: str | None) -> dict[str, object]:
+        if not 1 <= limit <= 100:
+            raise ApiError(400, "INVALID_INPUT", "limit must be 1..100")
+        page, following = self._page(limit, cursor)
+        return {
+            "workflows": [
+                {
+                    "id": wf.id,
+                    "name": wf.name,
+                    "description": wf.description,
+                    "revision": wf.etag,
+                    "registry_revision": self.catalog.revision,
+                    "run_mode": wf.run_mode,
+                }
+                for wf in page
+            ],
+            "next": following,
+        }
+
+    def _page(self, limit: int, cursor: str | None) -> tuple[list[StoredWorkflow], str | None]:
+        """A page of workflows; the cursor is the offset of the next page, as a string."""
+        if cursor is None or cursor == "":
+            start = 0
+        elif cursor.isdigit():
+            start = int(cursor)
+        else:
+            raise ApiError(400, "INVALID_INPUT", f"invalid cursor {cursor!r}")
+        workflows = list(self.workflows)
+        end = start + limit
+        return workflows[start:end], str(end) if end < len(workflows) else None
+
+    def interface(self, workflow_id: str, version: int = 1) -> dict[str, object]:
+        if version != 1:
+            raise ApiError(
+                400,
+                "UNSUPPORTED_WORKFLOW_INTERFACE_VERSION",
+                "workflow interface version 1 is required",
+            )
+        return self._interface(self._workflow(workflow_id))
+
+    def interfaces(self, ids: list[str], version: int = 1) -> dict[str, object]:
+        if (
+            version != 1
+            or not 1 <= len(ids) <= MAX_RPC_BATCH
+            or len(set(ids)) != len(ids)
+            or not all(ids)
+        ):
+            raise ApiError(
+                400,
+                "INVALID_INPUT",
+                f"expected 1 to {MAX_RPC_BATCH} unique workflow ids and version 1",
+            )
+        found: list[dict[str, object]] = []
+        errors: list[dict[str, object]] = []
+        for workflow_id in ids:
+            workflow = self.workflows.get(workflow_id)
+            if workflow is None:
+                errors.append(
+                    {
+                        "workflow_id": workflow_id,
+                        "code": "workflow_not_found",
+                        "message": f"workflow {workflow_id!r} not found",
+                    }
+                )
+            else:
+                found.append(self._interface(workflow))
+        return {"interfaces": found, "errors": errors}
+
+    def _interface(self, workflow: StoredWorkflow) -> dict[str, object]:
+        return {
+            "version": 1,
+            "workflow_id": workflow.id,
+            "etag": workflow.etag,
+            "source": "server",
+            "inputs": workflow.input_pins,
+            "outputs": workflow.output_pins,
+            "diagnostics": workflow.diagnostics,
+        }
+
+    def _response(self, workflow: StoredWorkflow) -> dict[str, object]:
+        """A workflow as NodeTool's ``WorkflowResponse``."""
+        return {
+            "id": workflow.id,
+            "access": "public",
+            "created_at": workflow.created_at,
+            "updated_at": workflow.updated_at,
+            "name": workflow.name,
+            "tool_name": None,
+            "description": workflow.description,
+            "tags": list(workflow.tags),
+            "thumbnail": None,
+            "thumbnail_url": None,
+            "graph": workflow.raw_graph,
+            "input_schema": _schema(workflow.input_pins, inputs=True),
+            "output_schema": _schema(workflow.output_pins, inputs=False),
+            "settings": workflow.settings,
+            "package_name": None,
+            "path": None,
+            "run_mode": workflow.run_mode,
+            "workspace_id": None,
+            "required_providers": None,
+            "required_models": None,
+            "html_app": None,
+            "app_doc": None,
+            "etag": workflow.etag,
+        }
+
+    # -- preflight ------------------------------------------------------------------
+
+    def preflight(self, request: PreflightWorkflow) -> dict[str, object]:
+        """Validate a run as ``run_job`` would, without running it.
+
+        A stored workflow (``workflow_id`` + ``inputs``) or a ``graph`` (+ ``params``);
+        each validation error is an ``issue`` whose message is the ``error`` the run
+        would have ended ``failed`` with.
+        """
+        if request.level not in ("static", "availability", "execution"):
+            raise ApiError(400, "INVALID_INPUT", f"unsupported preflight level {request.level!r}")
+        params = request.params if request.params is not None else request.inputs
+        issues: list[dict[str, object]] = []
+        etag: str | None = None
+        try:
+            graph = request.graph
+            if graph is None:
+                workflow = self._workflow(request.workflow_id)
+                etag = workflow.etag
+                workflow.check_params(params)
+                graph = workflow.graph
+            plan_graph(graph, params, self._registry)
+        except GraphError as exc:
+            issues.append(
+                {
+                    "severity": "error",
+                    "code": exc.code if isinstance(exc, WorkflowError) else "invalid_graph",
+                    "message": run_error(exc),
+                    "node_id": exc.node_id,
+                    "pin_name": exc.input if isinstance(exc, WorkflowError) else None,
+                }
+            )
+        return {
+            "version": 1,
+            "level": request.level,
+            "workflow_id": request.workflow_id,
+            "workflow_etag": etag,
+            "runnable": not issues,
+            "issues": issues,
+            "requirements": [],
+            "cost": None,
+        }
+
+    # -- WebSocket RPC ---------------------------------------------------------------
+
+    def answer(self, frame: SdkRequest) -> dict[str, object]:
+        """The ``rpc_response`` to one RPC frame."""
+        response: dict[str, object] = {
+            "type": "rpc_response",
+            "request_id": frame.request_id,
+            "command": frame.command,
+        }
+        try:
+            response["result"] = self._result(frame)
+        except ApiError as exc:
+            response["error"] = {
+                "code": _RPC_CODES.get(exc.status, "invalid_input"),
+                "message": exc.message,
+                "retryable": exc.retryable,
+                "apiCode": exc.code,
+            }
+        return response
+
+    def _result(self, frame: SdkRequest) -> object:
+        match frame:
+            case ListNodes():
+                return {"nodes": self.catalog.select(namespace=frame.namespace)}
+            case GetNode():
+                return self.node(frame.node_type)
+            case GetNodeTypeInventory():
+                return self.inventory(frame.cursor, frame.limit)
+            case GetCapabilities():
+                return self.capabilities()
+            case ListWorkflows():
+                return self.workflows_page(frame.limit, frame.cursor)
+            case GetWorkflow():
+                return self.workflow(frame.id)
+            case ListWorkflowSummaries():
+                return self.summaries(frame.limit, frame.cursor)
+            case GetWorkflowInterface():
+                return self.interface(frame.id, frame.version)
+            case GetWorkflowInterfaces():
+                return self.interfaces(frame.ids, frame.version)
+            case PreflightWorkflow():
+                return self.preflight(frame)
+            case _:
+                raise AssertionError(f"no answer for {type(frame).__name__}")
+
+
+#: HTTP status → the RPC error code (the NodeTool code rides along as ``apiCode``).
+_RPC_CODES = {400: "invalid_input", 404: "not_found", 503: "unavailable"}
+
+
+def _schema(pins: list[dict[str, object]], *, inputs: bool) -> dict[str, object]:
+    """A JSON schema of a workflow's inputs or outputs (``input_schema``/``output_schema``)."""
+    properties: dict[str, object] = {}
+    for pin in pins:
+        kind = pin["type"]
+        assert isinstance(kind, Mapping)
+        entry: dict[str, object] = {"title": pin["name"], "description": pin["description"]}
+        json_type = _JSON_TYPES.get(str(kind["type"]))
+        if json_type is not None:
+            entry["type"] = json_type
+        if "values" in kind:
+            entry["enum"] = kind["values"]
+        if inputs:
+            entry["default"] = pin["default"]
+            if "min" in pin:
+                entry["minimum"] = pin["min"]
+            if "max" in pin:
+                entry["maximum"] = pin["max"]
+        properties[str(pin["name"])] = entry
+    return {"type": "object", "properties": properties, "required": []}
