@@ -4,8 +4,8 @@
 NodeTool's exported workflow format (``id``, ``name``, ``description``, ``tags``,
 ``graph`` with ``nodes`` and ``edges``, …). A file that does not parse, or whose graph
 does not validate against the registry (unknown node type, bad edge, cycle, bad
-property), is named in one log line and skipped. The catalog is immutable: reloading
-means restarting the server.
+property), is named in one log line and skipped. The server reads the directory again
+on SIGHUP (:meth:`WorkflowCatalog.replace`): runs already started keep their graph.
 
 A workflow's interface is derived from its graph: each input node
 (``spec.is_input``) is an input named by its ``name`` property, typed by its
@@ -110,7 +110,11 @@ class StoredWorkflow:
 
 
 class WorkflowCatalog:
-    """Stored workflows by id, in file-name order. Read once, never changed."""
+    """Stored workflows by id, in file-name order.
+
+    Everyone that reads workflows (hub, HTTP API, RPCs) shares one catalog object,
+    so :meth:`replace` changes what all of them see at once.
+    """
 
     def __init__(self, workflows: Iterable[StoredWorkflow] = ()) -> None:
         self._workflows: dict[str, StoredWorkflow] = {}
@@ -119,6 +123,10 @@ class WorkflowCatalog:
 
     def get(self, workflow_id: str) -> StoredWorkflow | None:
         return self._workflows.get(workflow_id)
+
+    def replace(self, other: WorkflowCatalog) -> None:
+        """Take ``other``'s workflows (one assignment: no reader sees a mix)."""
+        self._workflows = other._workflows
 
     def __iter__(self) -> Iterator[StoredWorkflow]:
         return iter(self._workflows.values())

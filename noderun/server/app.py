@@ -189,6 +189,17 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         lifespan=lifespan,
     )
     app.state.drain = state.drain
+
+    def reload_workflows() -> None:
+        """Read the workflows directory again; on failure keep serving the old catalog."""
+        if not settings.workflows:
+            return
+        try:
+            workflows.replace(load_workflows(settings.workflows, registry))
+        except ValueError as exc:
+            log.error("workflows.reload_failed", error=str(exc))
+
+    app.state.reload_workflows = reload_workflows
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import signal
 import socket
@@ -90,6 +91,17 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def _reload(reload_workflows: Callable[[], None]) -> None:
+    """SIGHUP: re-read the workflows directory on the event loop, not inside the handler
+    (which may interrupt anything, a log call included)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not serving yet
+        reload_workflows()
+        return
+    loop.call_soon_threadsafe(reload_workflows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -109,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # installs its own (start-up then shuts down at once).
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _sig, _frame: setattr(server, "should_exit", True))
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: _reload(app.state.reload_workflows))
     server.run()
     # uvicorn returns normally when start-up fails (e.g. the store is unreachable).
     return 0 if server.started else 1

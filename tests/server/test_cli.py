@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.server.helpers import TIMEOUT, Client, graph, nd
+from tests.workflow_files import GREET, SUM
 
 
 def free_port() -> int:
@@ -143,3 +144,50 @@ def test_sigterm_ends_active_runs_with_a_terminal_frame_before_closing(
     assert frames[-1]["status"] == "cancelled"
     assert frames[-1]["message"] == "server shutting down"
     assert server.process.wait(TIMEOUT) == 0, server.output()
+
+
+def workflow_ids(port: int) -> list[str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{port}/api/workflows", timeout=TIMEOUT) as response:
+        body = json.loads(response.read())
+    return [workflow["id"] for workflow in body["workflows"]]
+
+
+def test_missing_workflows_directory_exits_2(serve: list[Serve], tmp_path: Path) -> None:
+    """--workflows naming no directory → exit code 2 and a message naming it."""
+    server = start(serve, tmp_path, ["--store", "none", "--workflows", "nowhere"], {})
+    assert server.process.wait(TIMEOUT) == 2
+    assert "'nowhere' does not exist" in server.output()
+
+
+def test_sighup_reloads_the_workflows_directory(serve: list[Serve], tmp_path: Path) -> None:
+    """NODERUN_WORKFLOWS is read at start; after SIGHUP a new file is served and a
+    removed one is gone; a directory that vanished keeps the last catalog."""
+    directory = tmp_path / "workflows"
+    directory.mkdir()
+    (directory / "sum.json").write_text(json.dumps(SUM))
+    port = free_port()
+    server = start(
+        serve,
+        tmp_path,
+        ["--port", str(port), "--store", "none"],
+        {"NODERUN_WORKFLOWS": str(directory)},
+    )
+    server.wait_healthy(port)
+    assert workflow_ids(port) == ["sum"]
+    (directory / "greet.json").write_text(json.dumps(GREET))
+    (directory / "sum.json").unlink()
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while workflow_ids(port) != ["greet"]:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    (directory / "greet.json").unlink()
+    directory.rmdir()
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while "workflows.reload_failed" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    assert workflow_ids(port) == ["greet"]
+    assert server.terminate() == 0, server.output()
