@@ -284,6 +284,8 @@ class SdkService:
         """
         if request.level not in ("static", "availability", "execution"):
             raise ApiError(400, "INVALID_INPUT", f"unsupported preflight level {request.level!r}")
+        if request.interface_version != 1:
+            raise ApiError(400, "INVALID_INPUT", "workflow interface version 1 is required")
         params = request.params if request.params is not None else request.inputs
         issues: list[dict[str, object]] = []
         etag: str | None = None

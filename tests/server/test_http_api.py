@@ -302,6 +302,9 @@ async def test_preflight_reports_what_a_run_would_fail_with(api_server: ServerHa
         wrong_shape = await client.post(
             "/api/sdk/v1/preflight", json={"workflow_id": "sum", "inputs": 5}
         )
+        bad_version = await client.post(
+            "/api/sdk/v1/preflight", json={"workflow_id": "sum", "interface_version": 2}
+        )
         bad_level = await client.post(
             "/api/sdk/v1/preflight", json={"workflow_id": "sum", "level": "x"}
         )
@@ -327,6 +330,7 @@ async def test_preflight_reports_what_a_run_would_fail_with(api_server: ServerHa
     refused(malformed, 400, "INVALID_JSON")
     refused(wrong_shape, 400, "INVALID_INPUT")
     refused(bad_level, 400, "INVALID_INPUT")
+    refused(bad_version, 400, "INVALID_INPUT")
 
 
 # -- jobs -----------------------------------------------------------------------------------
