@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
+from noderun.runtime.inventory import type_usage
+
 if TYPE_CHECKING:
     from noderun.runtime.node import NodeSpec, Property
 
@@ -35,7 +37,6 @@ __all__ = [
     "node_metadata",
     "node_summary",
     "property_metadata",
-    "signature",
     "type_descriptor",
 ]
 
@@ -66,9 +67,6 @@ _NAMES: dict[Any, str] = {
     collections.abc.Mapping: "dict",
     collections.abc.MutableMapping: "dict",
 }
-
-#: Most enum values listed in one inventory entry (``values_truncated`` says so).
-_INVENTORY_VALUES = 50
 
 
 def type_descriptor(tp: Any) -> TypeDescriptor:
@@ -236,7 +234,7 @@ class NodeCatalog:
         digest = hashlib.sha256(msgspec.json.encode(self.nodes)).digest()
         #: A non-negative integer below 2**53, safe as a JSON number everywhere.
         self.revision = int.from_bytes(digest[:6], "big")
-        self._types = _inventory(self.nodes)
+        self._types = type_usage(self.nodes)
 
     def select(self, *, namespace: str | None = None, full: bool = True) -> list[dict[str, object]]:
         """The listing, optionally only one namespace (and those under it), slim unless ``full``."""
@@ -272,65 +270,3 @@ class NodeCatalog:
 
 def _by_type(spec: NodeSpec) -> str:
     return spec.node_type
-
-
-def signature(meta: Mapping[str, object]) -> str:
-    """A readable, unique spelling of a type descriptor: ``list[int]``, ``enum[a|b]``,
-    ``optional[str]``."""
-    name = str(meta.get("type_name") or meta["type"])
-    args = meta.get("type_args") or []
-    assert isinstance(args, list)
-    text = name
-    if meta.get("values") is not None:
-        values = meta["values"]
-        assert isinstance(values, list)
-        text = f"{name}[{'|'.join(map(str, values))}]"
-    elif args:
-        text = f"{name}[{', '.join(signature(arg) for arg in args)}]"
-    return f"optional[{text}]" if meta.get("optional") else text
-
-
-def _inventory(nodes: list[dict[str, object]]) -> list[dict[str, object]]:
-    usages: dict[str, dict[str, Any]] = {}
-
-    def use(meta: dict[str, object], node_type: str, pin: str, direction: str) -> None:
-        key = signature(meta)
-        entry = usages.get(key)
-        if entry is None:
-            values = meta.get("values")
-            listed = list(values) if isinstance(values, list) else []
-            args = meta.get("type_args")
-            entry = usages[key] = {
-                "signature": key,
-                "type": meta["type"],
-                "type_name": meta.get("type_name"),
-                "optional": meta["optional"],
-                "type_args": [signature(arg) for arg in args] if isinstance(args, list) else [],
-                "values": listed[:_INVENTORY_VALUES],
-                "values_truncated": len(listed) > _INVENTORY_VALUES,
-                "input_uses": 0,
-                "output_uses": 0,
-                "node_count": 0,
-                "sources": {"noderun": 0},
-                "examples": [],
-                "_nodes": set(),
-            }
-        entry["input_uses" if direction == "input" else "output_uses"] += 1
-        if node_type not in entry["_nodes"]:
-            entry["_nodes"].add(node_type)
-            entry["node_count"] += 1
-            entry["sources"]["noderun"] += 1
-        if len(entry["examples"]) < 3:
-            entry["examples"].append({"node_type": node_type, "pin": pin, "direction": direction})
-
-    for meta in nodes:
-        node_type = str(meta["node_type"])
-        for direction, key in (("input", "properties"), ("output", "outputs")):
-            pins = meta[key]
-            assert isinstance(pins, list)
-            for pin in pins:
-                use(pin["type"], node_type, pin["name"], direction)
-    entries = [usages[key] for key in sorted(usages)]
-    for entry in entries:
-        del entry["_nodes"]
-    return entries

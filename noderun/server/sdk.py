@@ -9,13 +9,8 @@ shaped as the SDK's C# models deserialize it; a refusal is an :class:`ApiError`.
 
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
-import inspect
 import time
 from collections.abc import Mapping
-
-import uvicorn
 
 from noderun.protocol.client import (
     GetCapabilities,
@@ -35,15 +30,11 @@ from noderun.runtime.errors import GraphError, WorkflowError
 from noderun.runtime.graph import plan_graph
 from noderun.runtime.registry import Registry
 from noderun.runtime.workflows import StoredWorkflow, WorkflowCatalog, run_error
+from noderun.server.capabilities import MAX_RPC_BATCH, capabilities, server_version
 from noderun.server.errors import ApiError
 from noderun.server.settings import Settings
 
-__all__ = ["MAX_RPC_BATCH", "SdkService", "server_version"]
-
-#: Most workflow ids one ``get_workflow_interfaces`` may name (NodeTool's bound).
-MAX_RPC_BATCH = 100
-#: Largest inbound WebSocket message uvicorn accepts (its ``ws_max_size``, unchanged here).
-_MAX_MESSAGE = int(inspect.signature(uvicorn.Config).parameters["ws_max_size"].default)
+__all__ = ["SdkService"]
 
 _JSON_TYPES = {
     "str": "string",
@@ -54,13 +45,6 @@ _JSON_TYPES = {
     "tuple": "array",
     "dict": "object",
 }
-
-
-def server_version() -> str:
-    try:
-        return importlib.metadata.version("noderun")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class SdkService:
@@ -90,50 +74,7 @@ class SdkService:
         }
 
     def capabilities(self) -> dict[str, object]:
-        """What this server supports, as ``SdkCapabilitiesResponse``. The SDK refuses a
-        call whose execution options are not all listed here, so only what works is."""
-        settings = self._settings
-        durable = settings.store.lower() != "none"
-        return {
-            "protocol_version": "1",
-            "nodetool_version": f"noderun {self._version}",
-            "server_time": datetime.datetime.now(datetime.UTC).isoformat(),
-            "supported_encodings": ["messagepack", "json-text"],
-            "default_encoding": "messagepack",
-            "profiles": {
-                "discovery": "available",
-                "execution": "available",
-                "lifecycle": "available",
-                "workflow-interface": "available",
-                "temporary_asset_upload": "unavailable",
-                "models": "unavailable",
-            },
-            "registry_revision": self.catalog.revision,
-            "python_bridge": "disabled",
-            "auth_modes": ["bearer"] if settings.tokens else ["trusted_local"],
-            "asset_uri_schemes": [],
-            "execution_options": {
-                "persistence": ["session", "job"] if durable else ["session"],
-                "event_detail": ["full", "outputs", "terminal"],
-                # No node here writes assets, so both policies behave the same.
-                "asset_persistence": ["auto", "temporary"],
-                "defaults": {
-                    "persistence": "session",
-                    "event_detail": "full",
-                    "asset_persistence": "auto",
-                },
-            },
-            "limits": {
-                "max_rpc_batch": MAX_RPC_BATCH,
-                "max_inline_bytes": _MAX_MESSAGE,
-                "max_upload_bytes": 0,
-                "max_queued_jobs": settings.max_active_runs,
-                "max_job_event_replay": settings.replay_limit,
-                # The one server-side wait a client's run is subject to: how long it
-                # goes on with no client attached.
-                "request_timeout_seconds": settings.detach_grace,
-            },
-        }
+        return capabilities(self._settings, self.catalog.revision, self._version)
 
     # -- nodes ----------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from noderun.runtime.catalog import NodeCatalog, signature, type_descriptor
+from noderun.runtime.catalog import NodeCatalog, type_descriptor
+from noderun.runtime.inventory import signature
 from noderun.runtime.node import node, spec_of
 from noderun.runtime.nodes import BUILTIN_NODES
 from tests.server.sdk_shapes import INVENTORY, NODE_METADATA, check

@@ -1,0 +1,77 @@
+"""``GET /api/sdk/v1/capabilities`` and ``get_capabilities``: what this server supports,
+as NodeTool's ``SdkCapabilitiesResponse``.
+
+The SDK negotiates against it: a call whose execution options are not all listed is
+refused by the SDK before it is sent. So only what works is listed, and the limits are
+this server's settings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import inspect
+
+import uvicorn
+
+from noderun.server.settings import Settings
+
+__all__ = ["MAX_RPC_BATCH", "capabilities", "server_version"]
+
+#: Most workflow ids one ``get_workflow_interfaces`` may name (NodeTool's bound).
+MAX_RPC_BATCH = 100
+#: Largest inbound WebSocket message uvicorn accepts (its ``ws_max_size``, unchanged here).
+_MAX_MESSAGE = int(inspect.signature(uvicorn.Config).parameters["ws_max_size"].default)
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version("noderun")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def capabilities(settings: Settings, registry_revision: int, version: str) -> dict[str, object]:
+    """What this server supports, as ``SdkCapabilitiesResponse``. The SDK refuses a
+    call whose execution options are not all listed here, so only what works is."""
+    durable = settings.store.lower() != "none"
+    return {
+        "protocol_version": "1",
+        "nodetool_version": f"noderun {version}",
+        "server_time": datetime.datetime.now(datetime.UTC).isoformat(),
+        "supported_encodings": ["messagepack", "json-text"],
+        "default_encoding": "messagepack",
+        "profiles": {
+            "discovery": "available",
+            "execution": "available",
+            "lifecycle": "available",
+            "workflow-interface": "available",
+            "temporary_asset_upload": "unavailable",
+            "models": "unavailable",
+        },
+        "registry_revision": registry_revision,
+        "python_bridge": "disabled",
+        "auth_modes": ["bearer"] if settings.tokens else ["trusted_local"],
+        "asset_uri_schemes": [],
+        "execution_options": {
+            "persistence": ["session", "job"] if durable else ["session"],
+            "event_detail": ["full", "outputs", "terminal"],
+            # No node here writes assets, so both policies behave the same.
+            "asset_persistence": ["auto", "temporary"],
+            "defaults": {
+                "persistence": "session",
+                "event_detail": "full",
+                "asset_persistence": "auto",
+            },
+        },
+        "limits": {
+            "max_rpc_batch": MAX_RPC_BATCH,
+            "max_inline_bytes": _MAX_MESSAGE,
+            "max_upload_bytes": 0,
+            "max_queued_jobs": settings.max_active_runs,
+            "max_job_event_replay": settings.replay_limit,
+            # The one server-side wait a client's run is subject to: how long it
+            # goes on with no client attached.
+            "request_timeout_seconds": settings.detach_grace,
+        },
+    }
