@@ -71,7 +71,6 @@ class Run:
         "_pool",
         "_started",
         "_terminal_queued",
-        "created_at",
         "detail",
         "execution",
         "explicit_types",
@@ -119,8 +118,6 @@ class Run:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._on_finished = on_finished
         self._started = time.perf_counter()
-        #: Wall-clock creation time (unix seconds), for job snapshots.
-        self.created_at = time.time()
         self._cancel_reason: str | None = None
         self._error: str | None = None
         self._begun = False
@@ -134,6 +131,12 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def created_at(self) -> float:
+        """Wall-clock creation time (unix seconds), for job snapshots; derived from the
+        run's monotonic start so that a run pays nothing for it."""
+        return time.time() - (time.perf_counter() - self._started)
 
     @property
     def durable(self) -> bool:
