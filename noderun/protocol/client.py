@@ -37,6 +37,7 @@ __all__ = [
     "PreflightWorkflow",
     "ReconnectJob",
     "RunJob",
+    "SdkFrame",
     "SdkRequest",
     "SetMode",
     "Stop",
@@ -239,6 +240,20 @@ class Pong(_Frame, kw_only=True):
     """Client ``{"type": "pong"}``: the SDK's answer to our ping, accepted silently."""
 
 
+#: Every RPC, for dispatch closed with ``assert_never``.
+SdkFrame = (
+    ListNodes
+    | GetNode
+    | GetNodeTypeInventory
+    | GetCapabilities
+    | ListWorkflows
+    | GetWorkflow
+    | ListWorkflowSummaries
+    | GetWorkflowInterface
+    | GetWorkflowInterfaces
+    | PreflightWorkflow
+)
+
 ClientFrame = (
     RunJob
     | ReconnectJob
@@ -250,16 +265,7 @@ ClientFrame = (
     | UpdateNodeProperties
     | ClearModels
     | Stop
-    | ListNodes
-    | GetNode
-    | GetNodeTypeInventory
-    | GetCapabilities
-    | ListWorkflows
-    | GetWorkflow
-    | ListWorkflowSummaries
-    | GetWorkflowInterface
-    | GetWorkflowInterfaces
-    | PreflightWorkflow
+    | SdkFrame
     | Ping
     | Pong
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import assert_never
 
 from noderun.protocol.client import (
     GetCapabilities,
@@ -23,7 +24,7 @@ from noderun.protocol.client import (
     ListWorkflows,
     ListWorkflowSummaries,
     PreflightWorkflow,
-    SdkRequest,
+    SdkFrame,
 )
 from noderun.runtime.catalog import NodeCatalog
 from noderun.runtime.errors import GraphError, WorkflowError
@@ -261,7 +262,7 @@ class SdkService:
 
     # -- WebSocket RPC ---------------------------------------------------------------
 
-    def answer(self, frame: SdkRequest) -> dict[str, object]:
+    def answer(self, frame: SdkFrame) -> dict[str, object]:
         """The ``rpc_response`` to one RPC frame."""
         response: dict[str, object] = {
             "type": "rpc_response",
@@ -279,7 +280,7 @@ class SdkService:
             }
         return response
 
-    def _result(self, frame: SdkRequest) -> object:
+    def _result(self, frame: SdkFrame) -> object:
         match frame:
             case ListNodes():
                 return {"nodes": self.catalog.select(namespace=frame.namespace)}
@@ -302,7 +303,7 @@ class SdkService:
             case PreflightWorkflow():
                 return self.preflight(frame)
             case _:
-                raise AssertionError(f"no answer for {type(frame).__name__}")
+                assert_never(frame)
 
 
 #: HTTP status → the RPC error code (the NodeTool code rides along as ``apiCode``).
