@@ -182,6 +182,15 @@ def test_sighup_reloads_the_workflows_directory(serve: list[Serve], tmp_path: Pa
     while workflow_ids(port) != ["greet"]:
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.05)
+
+    async def run_greet() -> dict[str, object]:
+        async with ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None) as ws:
+            client = Client(ws)
+            job_id = await client.run_job(None, workflow_id="greet", params={"name": "HUP"})
+            return (await client.until_terminal(job_id))[-1]
+
+    # The runs see the reloaded catalog too, not only the listing.
+    assert asyncio.run(run_greet())["result"] == {"outputs": {"greeting": ["Hello, HUP"]}}
     (directory / "greet.json").unlink()
     directory.rmdir()
     server.process.send_signal(signal.SIGHUP)
