@@ -129,10 +129,10 @@ def _struct_descriptor(tp: type[msgspec.Struct]) -> TypeDescriptor:
     name; any other struct is a named object."""
     tag = tp.__struct_config__.tag
     if isinstance(tag, str):
-        return _descriptor(tag, type_name=tp.__name__)
+        return _descriptor(tag)
     for field in msgspec.structs.fields(tp):
         if field.name == "type" and isinstance(field.default, str) and field.default:
-            return _descriptor(field.default, type_name=tp.__name__)
+            return _descriptor(field.default)
     return _descriptor("object", type_name=tp.__name__)
 
 

@@ -25,6 +25,10 @@ class ImageRef(msgspec.Struct):
     uri: str = ""
 
 
+class Tagged(msgspec.Struct, tag="tagged"):
+    value: int = 0
+
+
 class Point(msgspec.Struct):
     x: float = 0.0
 
@@ -77,7 +81,8 @@ def test_optional_union_and_containers() -> None:
 
 def test_annotated_structs_and_unknown_types() -> None:
     assert type_descriptor(Annotated[float, msgspec.Meta(ge=0)]) == plain("float")
-    assert type_descriptor(ImageRef) == {**plain("image"), "type_name": "ImageRef"}
+    assert type_descriptor(ImageRef) == plain("image")
+    assert type_descriptor(Tagged) == plain("tagged")
     assert type_descriptor(Point) == {**plain("object"), "type_name": "Point"}
     assert type_descriptor(complex) == {**plain("any"), "type_name": "complex"}
 

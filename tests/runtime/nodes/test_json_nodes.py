@@ -86,7 +86,11 @@ def test_untyped_json_types_stay_bare_in_the_metadata() -> None:
     """NodeTool declares ParseDict → ``dict``, ParseList → ``list`` (no type arguments)."""
     outputs_of = spec_of(j.parse_dict).metadata()["outputs"]
     assert outputs_of == [
-        {"name": "output", "type": {"type": "dict", "optional": False, "type_args": []}}
+        {
+            "name": "output",
+            "type": {"type": "dict", "optional": False, "type_args": []},
+            "stream": False,
+        }
     ]
 
 

@@ -209,5 +209,6 @@ async def test_get_node_describes_sort_as_nodetool_does(server: ServerHandle) ->
                 "optional": False,
                 "type_args": [{"type": "any", "optional": False, "type_args": []}],
             },
+            "stream": False,
         }
     ]

@@ -12,6 +12,7 @@ from noderun.runtime.errors import PropertyError
 from noderun.runtime.node import NodeSpec
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
+from tests.server.sdk_shapes import NODE_METADATA, check
 
 #: node type → (title, property names, output names), as in NodeTool's nodetool-base.
 NODETOOL: dict[str, tuple[str, str, str]] = {
@@ -208,10 +209,12 @@ def test_metadata_is_well_formed(spec: NodeSpec) -> None:
     assert msgspec.json.decode(msgspec.json.encode(meta)) == msgspec.msgpack.decode(
         msgspec.msgpack.encode(meta)
     )
-    assert set(meta) == {
+    assert set(meta) >= {
         "node_type", "title", "description", "namespace", "properties", "outputs",
         "is_streaming_output",
     }  # fmt: skip
+    # Every key of the type the C# SDK deserializes it into.
+    check(meta, NODE_METADATA)
     node_type = meta["node_type"]
     assert isinstance(node_type, str) and meta["namespace"] == node_type.rpartition(".")[0]
     assert isinstance(meta["title"], str) and meta["title"]
