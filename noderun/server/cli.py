@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory of NodeTool workflow JSON files, read at start (NODERUN_WORKFLOWS)",
     )
     serve.add_argument(
+        "--nodetool-workers",
+        type=int,
+        help="NodeTool worker processes for NodeTool node packages, 0 = off "
+        "(NODERUN_NODETOOL_WORKERS; needs noderun[nodetool])",
+    )
+    serve.add_argument(
+        "--nodetool-python",
+        help="interpreter with nodetool-core and the node packages, default this one "
+        "(NODERUN_NODETOOL_PYTHON)",
+    )
+    serve.add_argument(
+        "--nodetool-namespace",
+        action="append",
+        dest="nodetool_namespaces",
+        help="node package namespace to load, repeatable; default all "
+        "(NODERUN_NODETOOL_NAMESPACES, comma-separated)",
+    )
+    serve.add_argument(
         "--debug", action="store_true", default=None, help="debug mode (NODERUN_DEBUG)"
     )
     return parser
@@ -73,7 +91,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for field in dataclasses.fields(Settings):
         value = getattr(args, field.name, None)
         if value is not None:
-            values[field.name] = tuple(value) if field.name == "tokens" else value
+            values[field.name] = tuple(value) if isinstance(value, list) else value
     return Settings(**values)  # type: ignore[arg-type]
 
 

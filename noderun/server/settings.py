@@ -28,6 +28,20 @@ class Settings:
     debug: bool = False
     #: Directory of NodeTool workflow JSON files, run by id; empty = none.
     workflows: str = ""
+    #: NodeTool worker processes hosting NodeTool node packages; 0 = none.
+    nodetool_workers: int = 0
+    #: The interpreter with ``nodetool-core`` and the node packages; "" = this one.
+    nodetool_python: str = ""
+    #: Node package namespaces the workers load; empty = every installed one.
+    nodetool_namespaces: tuple[str, ...] = ()
+    #: Executes in flight per worker, and requests that may wait for one.
+    nodetool_concurrency: int = 1
+    nodetool_queue: int = 64
+    #: Seconds a cancelled remote node may run on before its worker is killed.
+    nodetool_cancel_grace: float = 5.0
+    #: Seconds a busy worker may go unresponsive before it is killed; 0 = never.
+    nodetool_hang_timeout: float = 60.0
+    nodetool_start_timeout: float = 60.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -59,6 +73,14 @@ _FIELD_TYPES: dict[str, type] = {
     "retention": float,
     "debug": bool,
     "workflows": str,
+    "nodetool_workers": int,
+    "nodetool_python": str,
+    "nodetool_namespaces": tuple,
+    "nodetool_concurrency": int,
+    "nodetool_queue": int,
+    "nodetool_cancel_grace": float,
+    "nodetool_hang_timeout": float,
+    "nodetool_start_timeout": float,
 }
 
 
