@@ -14,7 +14,8 @@ ALLOWED = {
     "protocol": set(),
     "runtime": {"protocol"},
     "persistence": {"protocol"},
-    "server": {"protocol", "runtime", "persistence"},
+    "nodetool": {"protocol", "runtime"},
+    "server": {"protocol", "runtime", "persistence", "nodetool"},
 }
 
 THIRD_PARTY_IN_PROTOCOL = {"msgspec"}

@@ -1,15 +1,17 @@
 """The Starlette application: ``/ws`` (raw ASGI, for speed), ``/health`` and the SDK's
 HTTP API under ``/api`` (:mod:`noderun.server.http_api`).
 
-Start-up (lifespan) starts the runner pool and the run store and fails loudly
-if either cannot start; shutdown cancels active runs with a reason, waits for
-their terminal frames, then closes the pool and the store.
+Start-up (lifespan) starts the runner pool, the NodeTool workers (if any) and
+the run store and fails loudly if one cannot start; shutdown cancels active
+runs with a reason, waits for their terminal frames, then closes the pools and
+the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from noderun.nodetool import NodeToolError, PoolOptions, WorkerPool, start_nodetool
 from noderun.persistence.retention import run_retention
 from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
@@ -139,7 +142,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         await pool.start()
         store: RunStore | None = None
         retention: asyncio.Task[None] | None = None
+        workers: WorkerPool | None = None
         try:
+            if settings.nodetool_workers > 0:
+                workers = await _start_workers(settings, registry)
+                # The workers' nodes joined the registry: the catalog and the stored
+                # workflows (which may use them) are read again.
+                sdk.reload_nodes()
+                reload_workflows()
             if settings.store.lower() != "none":
                 store = await _open_store(settings.store)
             hub = Hub(
@@ -171,6 +181,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             if retention is not None:
                 retention.cancel()
             await pool.close()
+            if workers is not None:
+                await workers.close()
             if store is not None:
                 await store.close()
 
@@ -201,6 +213,24 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     app.state.reload_workflows = reload_workflows
     return app
+
+
+async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:
+    options = PoolOptions(
+        workers=settings.nodetool_workers,
+        python=settings.nodetool_python or sys.executable,
+        namespaces=settings.nodetool_namespaces,
+        concurrency=settings.nodetool_concurrency,
+        queue_limit=settings.nodetool_queue,
+        start_timeout=settings.nodetool_start_timeout,
+        cancel_grace=settings.nodetool_cancel_grace,
+        hang_timeout=settings.nodetool_hang_timeout,
+    )
+    try:
+        return await start_nodetool(options, registry)
+    except NodeToolError as exc:
+        log.error("server.nodetool_unavailable", error=str(exc))
+        raise
 
 
 async def _open_store(url: str) -> RunStore:

@@ -64,6 +64,10 @@ class SdkService:
         self._started = time.monotonic()
         self._version = server_version()
 
+    def reload_nodes(self) -> None:
+        """Rebuild the node catalog after start-up added nodes (NodeTool workers)."""
+        self.catalog = NodeCatalog(self._registry)
+
     # -- server ---------------------------------------------------------------------
 
     def health(self, active_runs: int) -> dict[str, object]:

@@ -1,0 +1,161 @@
+"""A node that runs in a NodeTool worker: a :class:`NodeSpec` whose function asks the pool.
+
+The function is an ``async def`` (or, for a streaming node, an async
+generator) taking the run's :class:`NodeContext`, so the scheduler treats it
+like any async node of any graph. What the worker reports while the node runs
+is relayed: ``progress`` → ``node_progress``, a ``log_update`` → ``log_update``
+(any other update → a log line naming it), each streamed item → the node's
+streamed outputs, and its text values also → ``chunk``.
+
+Outputs that come with a blob (images, audio) become the NodeTool asset ref
+with the bytes inline in ``data``: MessagePack ``bin`` to a binary client, the
+JSON encoder's base64 text to a text client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from noderun.nodetool.pool import WorkerPool
+from noderun.nodetool.wire import WorkerFrame
+from noderun.runtime.context import NodeContext
+from noderun.runtime.node import NodeSpec, Property
+
+__all__ = ["RemoteNodeSpec", "remote_spec"]
+
+_SEVERITIES = frozenset({"info", "warning", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteNodeSpec(NodeSpec):
+    """A worker's node; its metadata is NodeTool's own, not rebuilt from Python types."""
+
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, object]:
+        return dict(self.meta)
+
+
+def remote_spec(
+    pool: WorkerPool,
+    meta: Mapping[str, Any],
+    secrets: Callable[[Iterable[str]], dict[str, str]],
+) -> RemoteNodeSpec:
+    """The spec of the node ``meta`` describes, run through ``pool``.
+
+    Properties are untyped (the worker checks them against the node's model)
+    and none has a default here: only the values a graph sets are sent, so the
+    node's own defaults apply to the rest.
+    """
+    node_type = str(meta["node_type"])
+    names = [p["name"] for p in meta.get("properties") or () if isinstance(p, dict)]
+    outputs = [o["name"] for o in meta.get("outputs") or () if isinstance(o, dict)] or ["output"]
+    streaming = bool(meta.get("is_streaming_output"))
+    single = outputs == ["output"]
+    keys = tuple(str(key) for key in meta.get("required_settings") or ())
+    fn: Callable[..., Any]
+    if streaming:
+        fn = _streaming(pool, node_type, single, outputs, lambda: secrets(keys))
+    else:
+        fn = _unary(pool, node_type, single, lambda: secrets(keys))
+    return RemoteNodeSpec(
+        node_type=node_type,
+        title=str(meta.get("title") or node_type.rpartition(".")[2]),
+        description=str(meta.get("description") or ""),
+        fn=fn,
+        kind="stream" if streaming else "async",
+        properties={name: Property(name=name, type=Any, plain=Any) for name in names},
+        outputs=dict.fromkeys(outputs, Any),
+        takes_context=True,
+        meta=meta,
+    )
+
+
+def _unary(
+    pool: WorkerPool, node_type: str, single: bool, secrets: Callable[[], dict[str, str]]
+) -> Callable[..., Any]:
+    async def run_remote(ctx: NodeContext, **fields: object) -> object:
+        data = await pool.execute(
+            node_type, fields, secrets=secrets(), on_event=lambda frame: _relay(ctx, frame)
+        )
+        values = _values(data)
+        return values.get("output") if single else values
+
+    return run_remote
+
+
+def _streaming(
+    pool: WorkerPool,
+    node_type: str,
+    single: bool,
+    outputs: list[str],
+    secrets: Callable[[], dict[str, str]],
+) -> Callable[..., Any]:
+    async def stream_remote(ctx: NodeContext, **fields: object) -> AsyncIterator[object]:
+        # Unbounded: filled by the worker's reader, which serves every request on
+        # that worker and so must never wait; the node's own output bounds it.
+        items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def on_event(frame: WorkerFrame) -> None:
+            if frame.type == "chunk" and isinstance(frame.data, dict):
+                items.put_nowait(frame.data)
+            else:
+                _relay(ctx, frame)
+
+        task = asyncio.get_running_loop().create_task(
+            pool.execute(node_type, fields, stream=True, secrets=secrets(), on_event=on_event)
+        )
+        task.add_done_callback(lambda _task: items.put_nowait(None))
+        try:
+            while (chunk := await items.get()) is not None:
+                produced = {
+                    name: value
+                    for name, value in _values(chunk).items()
+                    if value is not None and name in outputs
+                }
+                for value in produced.values():
+                    if isinstance(value, str):
+                        ctx.chunk(value)
+                if produced:
+                    yield produced["output"] if single and "output" in produced else produced
+            await task
+        finally:
+            # The pool sends the worker ``cancel`` when this task is cancelled.
+            task.cancel()
+
+    return stream_remote
+
+
+def _values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``outputs`` with each blob put into its output's asset ref (or as the value)."""
+    outputs = data.get("outputs")
+    values: dict[str, Any] = dict(outputs) if isinstance(outputs, dict) else {}
+    blobs = data.get("blobs")
+    if isinstance(blobs, dict):
+        for name, blob in blobs.items():
+            ref = values.get(name)
+            if isinstance(ref, dict):
+                # The worker's ``blob://`` uri means nothing outside it: the bytes are the asset.
+                values[name] = {**ref, "uri": "", "data": blob}
+            else:
+                values[name] = blob
+    return values
+
+
+def _relay(ctx: NodeContext, frame: WorkerFrame) -> None:
+    data = frame.data if isinstance(frame.data, dict) else {}
+    if frame.type == "progress":
+        progress, total = data.get("progress"), data.get("total")
+        if isinstance(progress, int | float) and isinstance(total, int | float):
+            ctx.progress(int(progress), int(total))
+    elif frame.type == "update":
+        kind = str(data.get("type") or "update")
+        content = data.get("content")
+        if kind == "log_update" and isinstance(content, str):
+            severity = data.get("severity")
+            ctx.log(content, severity if severity in _SEVERITIES else "info")
+        else:
+            ctx.log(content if isinstance(content, str) else f"{kind} from the worker")
