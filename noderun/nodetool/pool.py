@@ -271,10 +271,7 @@ class WorkerPool:
         slot.busy -= 1
         self._dispatch()
 
-    def _settled(self, slot: _Slot, future: asyncio.Future[object]) -> None:
-        if not future.cancelled():
-            # Retrieved here so an abandoned request's failure is not reported unretrieved.
-            future.exception()
+    def _settled(self, slot: _Slot, _future: asyncio.Future[object]) -> None:
         self._release(slot)
 
     def _abandon(self, process: WorkerProcess, request: Request) -> None:
@@ -401,5 +398,3 @@ class WorkerPool:
             done, _ = await asyncio.wait({probe.future}, timeout=timeout)
             if not done:
                 process.kill(f"unresponsive for {timeout:g}s")
-            elif not probe.future.cancelled():
-                probe.future.exception()

@@ -36,6 +36,15 @@ _STDERR_TAIL = 20
 _READ_SIZE = 256 * 1024
 
 _request_ids = itertools.count(1)
+#: Frame types that answer a request (``discover`` answers itself); the rest are events.
+_FINAL = frozenset({"result", "error", "discover"})
+
+
+def _consume(future: asyncio.Future[object]) -> None:
+    # A request nobody waits for any more (cancelled caller, timed-out probe) may
+    # still fail; its exception is read here so it is not reported as unretrieved.
+    if not future.cancelled():
+        future.exception()
 
 
 class Request:
@@ -131,6 +140,7 @@ class WorkerProcess:
         flight, and each is one frame in the pipe's buffer.
         """
         request = Request(kind, node_type, on_event, asyncio.get_running_loop().create_future())
+        request.future.add_done_callback(_consume)
         if not self.alive:
             request.future.set_exception(self._lost(request))
             return request
@@ -194,7 +204,7 @@ class WorkerProcess:
         if request is None:
             # Frames of a request we stopped waiting for, or an unmatched error.
             return
-        if frame.type in ("result", "error"):
+        if frame.type in _FINAL:
             del self._pending[request.request_id]
             if not request.future.done():
                 request.future.set_result(frame)

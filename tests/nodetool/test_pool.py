@@ -1,0 +1,226 @@
+"""The worker pool against real ``nodetool.worker`` processes running the test package."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from noderun.nodetool import (
+    PoolClosed,
+    QueueFull,
+    RemoteNodeError,
+    WorkerLost,
+    WorkerPool,
+    WorkerStartError,
+)
+from noderun.nodetool.wire import WorkerFrame
+from tests.nodetool.support import options, require_nodetool
+from tests.server.helpers import TIMEOUT
+
+pytestmark = pytest.mark.timeout(120)
+
+DEMO = "noderuntest.demo."
+
+
+@pytest.fixture(autouse=True)
+def _nodetool() -> None:
+    require_nodetool()
+
+
+@asynccontextmanager
+async def started(**overrides: object) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(options(**overrides))
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait (polling the pool's own state) until ``predicate`` holds."""
+    async with asyncio.timeout(TIMEOUT * 4):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_start_answers_discover_with_the_test_package() -> None:
+    pool = WorkerPool(options())
+    discovery = await pool.start()
+    try:
+        types = {node["node_type"] for node in discovery.nodes}
+        assert {DEMO + name for name in ("Shout", "Count", "Wait", "Die", "Pixel")} <= types
+        assert discovery.protocol_version >= 6
+        assert discovery.load_errors == []
+        assert pool.alive == 1
+    finally:
+        await pool.close()
+    assert pool.alive == 0
+    with pytest.raises(PoolClosed):
+        await pool.execute(DEMO + "Shout", {})
+
+
+async def test_execute_returns_outputs_and_the_node_defaults_apply() -> None:
+    async with started() as pool:
+        assert await pool.execute(DEMO + "Shout", {"text": "hi"}) == {
+            "outputs": {"output": "HI!"},
+            "blobs": {},
+        }
+        result = await pool.execute(DEMO + "Pixel", {"level": 7})
+        assert result["blobs"]["output"].startswith(b"\x89PNG")
+        assert result["outputs"]["output"]["type"] == "image"
+
+
+async def test_a_node_that_raises_is_a_remote_node_error_and_the_worker_lives_on() -> None:
+    async with started() as pool:
+        pid = pool.worker_pids()
+        with pytest.raises(RemoteNodeError, match="kaput") as caught:
+            await pool.execute(DEMO + "Fail", {"message": "kaput"})
+        assert "ValueError" in caught.value.traceback
+        with pytest.raises(RemoteNodeError, match="Invalid value for property"):
+            await pool.execute(DEMO + "Shout", {"text": 5})
+        with pytest.raises(RemoteNodeError, match="Unknown node type"):
+            await pool.execute(DEMO + "Nope", {})
+        assert pool.worker_pids() == pid
+
+
+async def test_a_streaming_execute_reports_chunks_progress_and_updates() -> None:
+    async with started() as pool:
+        events: list[WorkerFrame] = []
+        result = await pool.execute(
+            DEMO + "Count", {"text": "a b c"}, stream=True, on_event=events.append
+        )
+        assert result == {"outputs": {}, "blobs": {}}
+        chunks = [event.data["outputs"] for event in events if event.type == "chunk"]
+        assert chunks == [{"word": w, "index": i} for i, w in enumerate("abc")]
+        progress = [(e.data["progress"], e.data["total"]) for e in events if e.type == "progress"]
+        assert progress == [(1, 3), (2, 3), (3, 3)]
+        updates = [event.data for event in events if event.type == "update"]
+        assert [(u["type"], u["content"]) for u in updates] == [("log_update", "counting")]
+
+
+async def test_secrets_travel_in_the_execute_frame() -> None:
+    assert "NODERUN_TEST_SECRET" not in os.environ
+    async with started() as pool:
+        without = await pool.execute(DEMO + "Secret", {})
+        given = await pool.execute(DEMO + "Secret", {}, secrets={"NODERUN_TEST_SECRET": "s3"})
+    assert without["outputs"] == {"output": ""}
+    assert given["outputs"] == {"output": "s3"}
+
+
+async def test_a_cancelled_call_cancels_cooperatively_and_keeps_the_worker() -> None:
+    async with started(cancel_grace=30.0) as pool:
+        progressed = asyncio.Event()
+        call = asyncio.create_task(
+            pool.execute(DEMO + "Wait", {}, on_event=lambda _frame: progressed.set())
+        )
+        await progressed.wait()
+        pid = pool.worker_pids()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        # The slot comes back when the worker answers the cancel, well before the grace.
+        assert (await pool.execute(DEMO + "Shout", {"text": "x"}))["outputs"] == {"output": "X!"}
+        assert pool.worker_pids() == pid
+        assert pool.restarts == 0
+
+
+async def test_a_node_that_ignores_cancel_gets_its_worker_killed_and_replaced() -> None:
+    async with started(cancel_grace=0.2, hang_timeout=0) as pool:
+        (pid,) = pool.worker_pids()
+        call = asyncio.create_task(pool.execute(DEMO + "Block", {"seconds": 60}))
+        await until(lambda: pool.queued == 0 and not call.done())
+        await asyncio.sleep(0.1)  # let the execute frame reach the worker before cancelling
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        result = await pool.execute(DEMO + "Shout", {"text": "after"})
+        assert result["outputs"] == {"output": "AFTER!"}
+        (new_pid,) = pool.worker_pids()
+        assert new_pid != pid
+        assert pool.restarts == 1
+
+
+async def test_a_crash_fails_the_request_naming_node_and_worker_and_restarts() -> None:
+    async with started() as pool:
+        (pid,) = pool.worker_pids()
+        with pytest.raises(WorkerLost) as caught:
+            await pool.execute(DEMO + "Die", {"code": 3})
+        assert caught.value.node_type == DEMO + "Die"
+        assert caught.value.worker == "nodetool-0"
+        assert "exited with code 3" in str(caught.value)
+        # Queued while the worker restarts, then served by the new one.
+        result = await pool.execute(DEMO + "Shout", {"text": "again"})
+        assert result["outputs"] == {"output": "AGAIN!"}
+        assert pool.worker_pids() != [pid]
+
+
+async def test_a_worker_whose_loop_is_blocked_is_killed_as_unresponsive() -> None:
+    async with started(hang_timeout=0.3, cancel_grace=60.0) as pool:
+        with pytest.raises(WorkerLost, match="unresponsive for 0.3s"):
+            await pool.execute(DEMO + "Block", {"seconds": 60})
+        assert (await pool.execute(DEMO + "Shout", {}))["outputs"] == {"output": "!"}
+
+
+async def test_beyond_the_queue_limit_a_request_fails_at_once() -> None:
+    async with started(concurrency=1, queue_limit=1) as pool:
+        busy = asyncio.create_task(pool.execute(DEMO + "Wait", {"seconds": 60}))
+        await until(lambda: not busy.done() and pool.queued == 0)
+        queued = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "q"}))
+        await until(lambda: pool.queued == 1)
+        with pytest.raises(QueueFull, match=r"queue full \(1 waiting\)"):
+            await pool.execute(DEMO + "Shout", {})
+        busy.cancel()
+        # The cooperative cancel frees the worker; the queued request runs.
+        assert (await queued)["outputs"] == {"output": "Q!"}
+        with pytest.raises(asyncio.CancelledError):
+            await busy
+
+
+async def test_two_workers_run_two_nodes_at_once() -> None:
+    async with started(workers=2) as pool:
+        assert len(set(pool.worker_pids())) == 2
+        first = asyncio.create_task(pool.execute(DEMO + "Wait", {"seconds": 60}))
+        await until(lambda: not first.done() and pool.queued == 0)
+        # The second worker answers while the first is busy.
+        assert (await pool.execute(DEMO + "Shout", {"text": "b"}))["outputs"]["output"] == "B!"
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+
+def _fake_python(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+async def test_start_fails_in_one_line_without_the_interpreter(tmp_path: Path) -> None:
+    pool = WorkerPool(options(python=str(tmp_path / "missing")))
+    with pytest.raises(WorkerStartError, match="cannot run .*missing"):
+        await pool.start()
+
+
+async def test_start_fails_in_one_line_without_the_worker_module(tmp_path: Path) -> None:
+    # -S: no site-packages, so no nodetool-core.
+    python = _fake_python(tmp_path, f'exec {sys.executable} -S "$@"')
+    pool = WorkerPool(options(python=python, workers=2))
+    with pytest.raises(WorkerStartError, match="No module named nodetool") as caught:
+        await pool.start()
+    assert "\n" not in str(caught.value)
+    assert pool.alive == 0
+
+
+async def test_start_fails_after_its_deadline(tmp_path: Path) -> None:
+    python = _fake_python(tmp_path, "exec sleep 60")
+    pool = WorkerPool(options(python=python, start_timeout=0.5))
+    with pytest.raises(WorkerStartError, match=r"no discover answer within 0.5s"):
+        await pool.start()
