@@ -121,47 +121,48 @@ def _from_package(rich: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str,
     for key in ("is_streaming_output", "required_settings", "requires_vram_gb"):
         if key in node:
             meta[key] = node[key]
-    return meta
+    return _normalized(meta)
 
 
 def _from_discover(node: Mapping[str, Any]) -> dict[str, Any]:
-    node_type = str(node["node_type"])
     meta = dict(node)
-    meta.setdefault("title", node_type.rpartition(".")[2])
-    meta.setdefault("description", "")
-    meta["namespace"] = node_type.rpartition(".")[0]
     meta.setdefault("layout", "default")
-    properties = []
-    for prop in node.get("properties") or ():
-        if not isinstance(prop, dict) or not isinstance(prop.get("name"), str):
-            continue
-        properties.append(
-            {
-                "name": prop["name"],
-                "type": _type(prop.get("type")),
-                "default": prop.get("default"),
-                "description": prop.get("description") or "",
-            }
-        )
-    meta["properties"] = properties
+    return _normalized(meta)
+
+
+def _normalized(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with every §6.2 key present and typed (NodeTool's extra keys kept)."""
+    node_type = str(meta["node_type"])
+    meta["title"] = meta.get("title") or node_type.rpartition(".")[2]
+    meta["description"] = meta.get("description") or ""
+    meta["namespace"] = node_type.rpartition(".")[0]
+    meta["is_streaming_output"] = bool(meta.get("is_streaming_output"))
+    meta["properties"] = [
+        {
+            **prop,
+            "type": _type(prop.get("type")),
+            "default": prop.get("default"),
+            "description": prop.get("description") or "",
+        }
+        for prop in meta.get("properties") or ()
+        if isinstance(prop, dict) and isinstance(prop.get("name"), str)
+    ]
     meta["outputs"] = [
         {**output, "type": _type(output.get("type"))}
-        for output in node.get("outputs") or ()
+        for output in meta.get("outputs") or ()
         if isinstance(output, dict) and isinstance(output.get("name"), str)
     ]
     return meta
 
 
 def _type(raw: object) -> dict[str, Any]:
-    """``{"type": "str"}`` (or a flattened ``list[str]``) → the §6.2 type shape."""
+    """A type as ``discover`` (``{"type": "str"}``) or a metadata file has it → the §6.2 shape."""
     if not isinstance(raw, dict):
         return {"type": "any", "optional": False, "type_args": []}
     name = str(raw.get("type") or "any")
-    if name == "Any":
-        name = "any"
     return {
         **raw,
-        "type": name,
+        "type": "any" if name == "Any" else name,
         "optional": bool(raw.get("optional", False)),
-        "type_args": raw.get("type_args") or [],
+        "type_args": [_type(arg) for arg in raw.get("type_args") or ()],
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterable
 
@@ -28,16 +27,14 @@ async def start_nodetool(options: PoolOptions, registry: Registry) -> WorkerPool
     Raises :class:`~noderun.nodetool.errors.WorkerStartError` (the pool is then closed).
     """
     pool = WorkerPool(options)
-    env = {**os.environ, **options.env}
-    metadata_task = asyncio.get_running_loop().create_task(
-        load_package_metadata(options.python, env, options.start_timeout)
-    )
+    discovery = await pool.start()
     try:
-        discovery = await pool.start()
+        package_metadata = await load_package_metadata(
+            options.python, {**os.environ, **options.env}, options.start_timeout
+        )
     except BaseException:
-        metadata_task.cancel()
+        await pool.close()
         raise
-    package_metadata = await metadata_task
     log_load_errors(discovery.load_errors)
     added = shadowed = 0
     for spec in node_specs(pool, discovery.nodes, package_metadata, server_secrets):

@@ -22,7 +22,6 @@ from noderun.nodetool import (
 )
 from noderun.nodetool.wire import WorkerFrame
 from tests.nodetool.support import options, require_nodetool
-from tests.server.helpers import TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,11 +43,15 @@ async def started(**overrides: object) -> AsyncIterator[WorkerPool]:
         await pool.close()
 
 
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait (polling the pool's own state) until ``predicate`` holds."""
-    async with asyncio.timeout(TIMEOUT * 4):
-        while not predicate():
-            await asyncio.sleep(0.01)
+def progress_seen() -> tuple[asyncio.Event, Callable[[WorkerFrame], None]]:
+    """An event set by the request's first ``progress`` frame (the node is running)."""
+    event = asyncio.Event()
+
+    def on_event(frame: WorkerFrame) -> None:
+        if frame.type == "progress":
+            event.set()
+
+    return event, on_event
 
 
 async def test_start_answers_discover_with_the_test_package() -> None:
@@ -117,10 +120,8 @@ async def test_secrets_travel_in_the_execute_frame() -> None:
 
 async def test_a_cancelled_call_cancels_cooperatively_and_keeps_the_worker() -> None:
     async with started(cancel_grace=30.0) as pool:
-        progressed = asyncio.Event()
-        call = asyncio.create_task(
-            pool.execute(DEMO + "Wait", {}, on_event=lambda _frame: progressed.set())
-        )
+        progressed, on_event = progress_seen()
+        call = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
         await progressed.wait()
         pid = pool.worker_pids()
         call.cancel()
@@ -135,9 +136,9 @@ async def test_a_cancelled_call_cancels_cooperatively_and_keeps_the_worker() -> 
 async def test_a_node_that_ignores_cancel_gets_its_worker_killed_and_replaced() -> None:
     async with started(cancel_grace=0.2, hang_timeout=0) as pool:
         (pid,) = pool.worker_pids()
-        call = asyncio.create_task(pool.execute(DEMO + "Block", {"seconds": 60}))
-        await until(lambda: pool.queued == 0 and not call.done())
-        await asyncio.sleep(0.1)  # let the execute frame reach the worker before cancelling
+        progressed, on_event = progress_seen()
+        call = asyncio.create_task(pool.execute(DEMO + "Block", {"seconds": 60}, on_event=on_event))
+        await progressed.wait()
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
@@ -164,17 +165,19 @@ async def test_a_crash_fails_the_request_naming_node_and_worker_and_restarts() -
 
 async def test_a_worker_whose_loop_is_blocked_is_killed_as_unresponsive() -> None:
     async with started(hang_timeout=0.3, cancel_grace=60.0) as pool:
-        with pytest.raises(WorkerLost, match="unresponsive for 0.3s"):
+        with pytest.raises(WorkerLost, match=r"unresponsive for 0\.3s"):
             await pool.execute(DEMO + "Block", {"seconds": 60})
         assert (await pool.execute(DEMO + "Shout", {}))["outputs"] == {"output": "!"}
 
 
 async def test_beyond_the_queue_limit_a_request_fails_at_once() -> None:
     async with started(concurrency=1, queue_limit=1) as pool:
-        busy = asyncio.create_task(pool.execute(DEMO + "Wait", {"seconds": 60}))
-        await until(lambda: not busy.done() and pool.queued == 0)
+        progressed, on_event = progress_seen()
+        busy = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
+        await progressed.wait()
         queued = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "q"}))
-        await until(lambda: pool.queued == 1)
+        await asyncio.sleep(0)  # one loop turn: the task runs up to its wait in the queue
+        assert pool.queued == 1
         with pytest.raises(QueueFull, match=r"queue full \(1 waiting\)"):
             await pool.execute(DEMO + "Shout", {})
         busy.cancel()
@@ -187,8 +190,9 @@ async def test_beyond_the_queue_limit_a_request_fails_at_once() -> None:
 async def test_two_workers_run_two_nodes_at_once() -> None:
     async with started(workers=2) as pool:
         assert len(set(pool.worker_pids())) == 2
-        first = asyncio.create_task(pool.execute(DEMO + "Wait", {"seconds": 60}))
-        await until(lambda: not first.done() and pool.queued == 0)
+        progressed, on_event = progress_seen()
+        first = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
+        await progressed.wait()
         # The second worker answers while the first is busy.
         assert (await pool.execute(DEMO + "Shout", {"text": "b"}))["outputs"]["output"] == "B!"
         first.cancel()
@@ -205,7 +209,7 @@ def _fake_python(tmp_path: Path, body: str) -> str:
 
 async def test_start_fails_in_one_line_without_the_interpreter(tmp_path: Path) -> None:
     pool = WorkerPool(options(python=str(tmp_path / "missing")))
-    with pytest.raises(WorkerStartError, match="cannot run .*missing"):
+    with pytest.raises(WorkerStartError, match=r"cannot run .*missing"):
         await pool.start()
 
 

@@ -177,11 +177,14 @@ class ServerHandle:
 
 
 @contextlib.contextmanager
-def running_server(**overrides: Any) -> Iterator[ServerHandle]:
+def running_server(
+    *, registry: Registry | None = None, start_within: float = TIMEOUT, **overrides: Any
+) -> Iterator[ServerHandle]:
     """A real uvicorn serving ``create_app`` on a free port, in a thread with its own loop.
 
     Defaults: no run store, no server pings (they would interleave with the
-    frames a test expects); ``overrides`` are :class:`Settings` fields.
+    frames a test expects), :func:`registry_with_test_nodes`; ``overrides`` are
+    :class:`Settings` fields.
     """
     values: dict[str, Any] = {"store": "none", "ping_interval": 0.0, "runners": 4}
     values.update(overrides)
@@ -191,7 +194,7 @@ def running_server(**overrides: Any) -> Iterator[ServerHandle]:
     port = sock.getsockname()[1]
     settings = Settings(host="127.0.0.1", port=port, **values)
     config = uvicorn_config(
-        create_app(settings, registry_with_test_nodes()),
+        create_app(settings, registry or registry_with_test_nodes()),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -201,7 +204,7 @@ def running_server(**overrides: Any) -> Iterator[ServerHandle]:
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + TIMEOUT
+    deadline = time.monotonic() + start_within
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True

@@ -74,11 +74,15 @@ class Wait(BaseNode):
 
 
 class Block(BaseNode):
-    """Blocks the worker's event loop for ``seconds``: ignores cancel."""
+    """Reports progress 0/1, then blocks the worker's event loop for ``seconds``:
+    ignores cancel and liveness probes."""
 
     seconds: float = 60.0
 
     async def process(self, context: ProcessingContext) -> str:
+        context.post_message(NodeProgress(node_id=self.id, progress=0, total=1))
+        # Long enough for the worker's progress pump (every 50 ms) to send it.
+        await asyncio.sleep(0.5)
         time.sleep(self.seconds)  # noqa: ASYNC251 (the point of this node)
         return "blocked"
 
