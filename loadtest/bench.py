@@ -16,7 +16,11 @@ in ``GROUPS``):
 - ``durable-pg``: the same on a noderun of their own whose store is a fresh
   PostgreSQL database (``loadtest.database``) on the server ``--pg-dsn`` reaches;
   skipped with a note when that server is unreachable, unless
-  ``NODERUN_REQUIRE_PG=1`` makes that an error.
+  ``NODERUN_REQUIRE_PG=1`` makes that an error;
+- ``remote``: ephemeral ``terminal`` runs of the same concatenation as a NodeTool
+  node (``loadtest/nodepack``) in one NodeTool worker, on a noderun of its own;
+  skipped with a note without ``nodetool-core``, unless
+  ``NODERUN_REQUIRE_NODETOOL=1`` makes that an error.
 
 Each round measures every target, in an order rotated per round so no target
 always runs first (warm caches, thermal state):
@@ -42,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -76,6 +81,7 @@ from loadtest.servers import (
 
 __all__ = ["GROUPS", "TARGETS", "main", "select_targets"]
 
+NODEPACK = Path(__file__).resolve().parent / "nodepack"
 # Other work above this share of a CPU during throughput phases is worth a warning.
 NOISY = 0.1
 # The issue's goal for durable runs on PostgreSQL, against ephemeral ``terminal``.
@@ -118,10 +124,18 @@ TARGETS = (
         baseline="terminal",
         goal=DURABLE_PG_GOAL,
     ),
+    Target(
+        "remote",
+        "remote node",
+        "noderun-nodetool",
+        RunSpec("terminal", node_type="noderunbench.text.Concat"),
+        2,
+        baseline="terminal",
+    ),
 )
 GROUPS = {
     "all": tuple(t.name for t in TARGETS),
-    "noderun": ("terminal", "full", "durable-sqlite", "durable-pg"),
+    "noderun": ("terminal", "full", "durable-sqlite", "durable-pg", "remote"),
     "ephemeral": ("terminal", "full"),
     "durable": ("durable-sqlite", "durable-pg"),
 }
@@ -212,6 +226,10 @@ def _servers(targets: list[Target], scratch: Path, db: BenchDatabase | None) -> 
     if "noderun-sqlite" in wanted:
         url = f"sqlite:///{scratch / 'durable.db'}"
         servers["noderun-sqlite"] = _Server(_noderun(url), "temporary sqlite")
+    if "noderun-nodetool" in wanted:
+        url = f"sqlite:///{scratch / 'remote.db'}"
+        argv = [*_noderun(url), "--nodetool-workers", "1", "--nodetool-namespace", "noderunbench"]
+        servers["noderun-nodetool"] = _Server(argv, "temporary sqlite (unused by session runs)")
     if "noderun-pg" in wanted and db is not None:
         probe = db.cpu_seconds if db.postmaster_pid is not None else None
         servers["noderun-pg"] = _Server(_noderun(db.url), f"fresh {db.describe()}", probe)
@@ -297,6 +315,20 @@ def _notes(summaries: list[TargetSummary], plan: CpuPlan) -> list[str]:
     return notes
 
 
+def _has_nodetool() -> bool:
+    try:
+        return importlib.util.find_spec("nodetool.worker") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _env() -> dict[str, str]:
+    """The servers' environment: the bench's node package on the NodeTool workers' path,
+    and a worker queue deep enough for every throughput connection."""
+    path = [str(NODEPACK), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path), "NODERUN_NODETOOL_QUEUE": "100000"}
+
+
 def _target_stores(targets: list[Target], servers: dict[str, _Server]) -> dict[str, str]:
     """Each noderun target's store, for the header and the JSON."""
     return {t.name: servers[t.server].store for t in targets if t.server != "floor"}
@@ -329,6 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     print(f"note: {skipped[-1]}", file=sys.stderr, flush=True)
                     targets = [t for t in targets if t.server != "noderun-pg"]
+            if any(t.server == "noderun-nodetool" for t in targets) and not _has_nodetool():
+                message = "remote skipped: nodetool-core is not installed (noderun[nodetool])"
+                if os.environ.get("NODERUN_REQUIRE_NODETOOL") == "1":
+                    print(f"error: NODERUN_REQUIRE_NODETOOL=1 and {message}", file=sys.stderr)
+                    return 2
+                skipped.append(message)
+                print(f"note: {message}", file=sys.stderr, flush=True)
+                targets = [t for t in targets if t.server != "noderun-nodetool"]
             if not targets:
                 print("error: no target left to measure", file=sys.stderr)
                 return 2
@@ -339,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             specs = _servers(targets, scratch, db)
             stores = _target_stores(targets, specs)
             servers = stack.enter_context(
-                spawn_servers({name: spec.argv for name, spec in specs.items()}, plan)
+                spawn_servers({name: spec.argv for name, spec in specs.items()}, plan, _env())
             )
             inprocess_us = measure_inprocess(args.inprocess_runs)
             db_probes = {name: spec.db_cpu_s for name, spec in specs.items()}

@@ -77,6 +77,8 @@ class RunSpec:
 
     event_detail: Literal["terminal", "full"]
     persistence: Literal["session", "job"] = "session"
+    #: A node that concatenates ``a`` and ``b``: native, or in a NodeTool worker.
+    node_type: str = "nodetool.text.Concat"
 
     def request(self, job_id: str) -> bytes:
         """The binary ``run_job`` frame for one run; ``job_id`` is 32 ASCII characters."""
@@ -101,7 +103,7 @@ class RunSpec:
                         "nodes": [
                             {
                                 "id": NODE_ID,
-                                "type": "nodetool.text.Concat",
+                                "type": self.node_type,
                                 "data": {"a": "hello ", "b": "world"},
                             }
                         ],

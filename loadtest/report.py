@@ -218,14 +218,14 @@ def _num(value: float | None, width: int, decimals: int, suffix: str = "") -> st
 
 
 def _baseline_lines(targets: list[TargetSummary], by_name: dict[str, TargetSummary]) -> list[str]:
-    """The durable targets against their ephemeral baseline: a table, then one
+    """The durable and remote targets against their ephemeral baseline: a table, then one
     sentence per target with the two figures the issue sets goals for."""
     compared = [(t, by_name[t.baseline]) for t in targets if t.rounds and t.baseline in by_name]
     if not compared:
         return []
     lines = [
         "",
-        f"{'durable / ephem.':<18}{'p50':>9}{'p50 +ms':>9}{'runs/s':>10}{'srv µs/run':>12}",
+        f"{'vs ephemeral':<18}{'p50':>9}{'p50 +ms':>9}{'runs/s':>10}{'srv µs/run':>12}",
     ]
     for t, base in compared:
         r = ratios(base, t)

@@ -29,6 +29,7 @@ from loadtest.echo import answer
 from loadtest.phases import SequentialResult, ThroughputResult
 from loadtest.report import Goal, Round, TargetSummary, ratios, render, to_json
 from loadtest.stats import median, percentile
+from tests.nodetool.support import require_nodetool
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -139,7 +140,36 @@ def test_durable_targets_ask_for_job_persistence_and_compare_with_terminal() -> 
         assert target.expected_frames == by_name["terminal"].expected_frames
     assert by_name["durable-pg"].goal == Goal(min_throughput=0.5, max_p50_delta_ms=1.0)
     servers = {t.server for t in TARGETS}
-    assert len(servers) == 4, "each durable target has a server of its own"
+    assert len(servers) == 5, "each durable target, and the remote one, has a server of its own"
+
+
+def test_the_remote_target_runs_the_same_concat_as_a_nodetool_node() -> None:
+    remote = {t.name: t for t in TARGETS}["remote"]
+    assert remote.spec == RunSpec("terminal", node_type="noderunbench.text.Concat")
+    assert remote.baseline == "terminal"
+    request = msgspec.msgpack.decode(remote.spec.request(JOB_ID))
+    (node,) = request["data"]["graph"]["nodes"]
+    assert node["type"] == "noderunbench.text.Concat"
+    assert node["data"] == {"a": "hello ", "b": "world"}
+
+
+def test_quick_bench_remote_node_beside_native_and_floor(tmp_path: Path) -> None:
+    """A NodeTool worker answers every run of the remote target correctly, measured in
+    the same run as the native node and the floor."""
+    require_nodetool()
+    out = tmp_path / "bench.json"
+    proc = _bench("--only", "floor,terminal,remote", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    summary = data["summary"]
+    assert set(summary) == {"floor", "terminal", "remote"}
+    for name in summary:
+        assert summary[name]["failures"] == 0, summary[name]["first_failure"]
+        assert summary[name]["runs_per_s"] > 0
+        assert summary[name]["p50_us"] > 0
+    assert set(summary["remote"]["frames_per_run"]) == {"2"}
+    assert data["vs_baseline"]["remote"]["baseline"] == "terminal"
+    assert "remote node: throughput " in proc.stdout
 
 
 def test_dsn_description_carries_no_credentials() -> None:

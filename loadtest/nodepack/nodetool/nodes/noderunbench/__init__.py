@@ -1,0 +1,1 @@
+"""The benchmark's NodeTool node package: the trivial node, run in a NodeTool worker."""
