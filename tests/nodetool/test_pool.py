@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from noderun.nodetool import (
     PoolClosed,
@@ -20,6 +21,8 @@ from noderun.nodetool import (
     WorkerPool,
     WorkerStartError,
 )
+from noderun.nodetool.catalog import log_load_errors, node_specs
+from noderun.nodetool.startup import server_secrets
 from noderun.nodetool.wire import WorkerFrame
 from tests.nodetool.support import options, require_nodetool
 
@@ -228,3 +231,48 @@ async def test_start_fails_after_its_deadline(tmp_path: Path) -> None:
     pool = WorkerPool(options(python=python, start_timeout=0.5))
     with pytest.raises(WorkerStartError, match=r"no discover answer within 0.5s"):
         await pool.start()
+
+
+async def test_discover_metadata_becomes_specs_with_the_protocol_metadata_shape() -> None:
+    """Without a package metadata file, ``discover`` alone gives each node §6.2 metadata."""
+    pool = WorkerPool(options())
+    discovery = await pool.start()
+    try:
+        found = node_specs(pool, discovery.nodes, {}, server_secrets)
+        specs = {spec.node_type: spec for spec in found}
+    finally:
+        await pool.close()
+    shout = specs[DEMO + "Shout"].metadata()
+    assert shout["namespace"] == "noderuntest.demo"
+    assert shout["properties"] == [
+        {
+            "name": "text",
+            "type": {"type": "str", "optional": False, "type_args": []},
+            "default": "",
+            "description": "The text to shout",
+        },
+        {
+            "name": "suffix",
+            "type": {"type": "str", "optional": False, "type_args": []},
+            "default": "!",
+            "description": "Appended after the text",
+        },
+    ]
+    count = specs[DEMO + "Count"]
+    assert count.kind == "stream" and set(count.outputs) == {"word", "index"}
+    assert specs[DEMO + "Shout"].kind == "async" and specs[DEMO + "Shout"].single_output
+    assert specs[DEMO + "Secret"].metadata()["required_settings"] == ["NODERUN_TEST_SECRET"]
+
+
+async def test_load_errors_are_reported_and_logged_once_per_package() -> None:
+    pool = WorkerPool(options(namespaces=("noderuntest", "noderunbroken")))
+    discovery = await pool.start()
+    await pool.close()
+    (error,) = discovery.load_errors
+    assert error["module"] == "nodetool.nodes.noderunbroken.broken"
+    assert "noderun_no_such_dependency" in error["error"]
+    with structlog.testing.capture_logs() as logs:
+        log_load_errors([*discovery.load_errors, {**error, "module": error["module"] + "2"}])
+    (entry,) = [log for log in logs if log["event"] == "nodetool.package_load_errors"]
+    assert entry["package"] == "nodetool.nodes.noderunbroken"
+    assert len(entry["errors"]) == 2
