@@ -130,15 +130,16 @@ class WorkerPool:
         if self._state is not _State.NEW:
             raise RuntimeError(f"pool already {self._state.value}")
         self._state = _State.RUNNING
-        results = await asyncio.gather(
-            *(self._launch(slot) for slot in self._slots), return_exceptions=True
-        )
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
+        try:
+            # The first failure cancels the other start-ups: no waiting for a slow one.
+            async with asyncio.TaskGroup() as group:
+                launches = [group.create_task(self._launch(slot)) for slot in self._slots]
+        except BaseException as exc:
             await self.close()
-            raise failures[0]
-        discoveries = [result for result in results if isinstance(result, Discovery)]
-        return discoveries[0]
+            if isinstance(exc, BaseExceptionGroup):
+                raise exc.exceptions[0] from None
+            raise
+        return launches[0].result()
 
     async def close(self, deadline: float = 5.0) -> None:
         """Stop taking work, fail the queue, let workers finish in ``deadline``, kill the rest."""
@@ -326,6 +327,7 @@ class WorkerPool:
             raise WorkerStartError(slot.name, process.exit_reason or "exited") from None
         except asyncio.CancelledError:
             process.kill("start-up cancelled")
+            await process.exited.wait()
             raise
         assert isinstance(frame, WorkerFrame)
         data = frame.data if isinstance(frame.data, dict) else {}

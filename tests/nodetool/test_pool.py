@@ -276,3 +276,19 @@ async def test_load_errors_are_reported_and_logged_once_per_package() -> None:
     (entry,) = [log for log in logs if log["event"] == "nodetool.package_load_errors"]
     assert entry["package"] == "nodetool.nodes.noderunbroken"
     assert len(entry["errors"]) == 2
+
+
+async def test_when_restarts_fail_the_waiting_requests_fail_too(tmp_path: Path) -> None:
+    """A worker that cannot come back never leaves a request waiting forever."""
+    marker = tmp_path / "started-once"
+    python = _fake_python(
+        tmp_path,
+        f'[ -e {marker} ] && {{ echo "broken environment" >&2; exit 7; }}\n'
+        f'touch {marker}\nexec {sys.executable} "$@"',
+    )
+    async with started(python=python) as pool:
+        with pytest.raises(WorkerLost, match="exited with code 3"):
+            await pool.execute(DEMO + "Die", {"code": 3})
+        with pytest.raises(WorkerStartError, match="exited with code 7: broken environment"):
+            await pool.execute(DEMO + "Shout", {})
+        assert pool.alive == 0
