@@ -150,13 +150,14 @@ class WorkerPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed("queued node"))
-        closing = []
-        for slot in self._slots:
-            for task in slot.tasks:
-                task.cancel()
-            if slot.process is not None:
-                closing.append(slot.process.close(deadline))
-        await asyncio.gather(*closing)
+        # Restarts and watchdogs first: a restart cancelled mid-launch kills what it started.
+        tasks = [task for slot in self._slots for task in slot.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(slot.process.close(deadline) for slot in self._slots if slot.process is not None)
+        )
         self._state = _State.CLOSED
 
     @property

@@ -292,3 +292,19 @@ async def test_when_restarts_fail_the_waiting_requests_fail_too(tmp_path: Path) 
         with pytest.raises(WorkerStartError, match="exited with code 7: broken environment"):
             await pool.execute(DEMO + "Shout", {})
         assert pool.alive == 0
+
+
+async def test_close_ends_what_is_in_flight_and_refuses_what_waits() -> None:
+    pool = WorkerPool(options(queue_limit=4))
+    await pool.start()
+    progressed, on_event = progress_seen()
+    running = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
+    await progressed.wait()
+    waiting = asyncio.create_task(pool.execute(DEMO + "Shout", {}))
+    await asyncio.sleep(0)  # one loop turn: the task runs up to its wait in the queue
+    await pool.close(deadline=0.2)
+    with pytest.raises(WorkerLost, match="did not exit after its input closed"):
+        await running
+    with pytest.raises(PoolClosed):
+        await waiting
+    assert pool.alive == 0
