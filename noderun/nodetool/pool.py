@@ -185,13 +185,15 @@ class WorkerPool:
         *,
         stream: bool = False,
         secrets: Mapping[str, str] | None = None,
+        blobs: Mapping[str, bytes] | None = None,
         on_event: Callable[[WorkerFrame], None] | None = None,
     ) -> dict[str, Any]:
         """Run ``node_type`` on a worker; its ``result`` data (``outputs``, ``blobs``).
 
-        ``on_event`` receives the request's ``progress``/``chunk``/``update``
-        frames. Raises :class:`RemoteNodeError` (the node raised),
-        :class:`WorkerLost`, :class:`QueueFull` or :class:`PoolClosed`.
+        ``blobs`` are media property values (bytes), ``on_event`` receives the
+        request's ``progress``/``chunk``/``update`` frames. Raises
+        :class:`RemoteNodeError` (the node raised), :class:`WorkerLost`,
+        :class:`QueueFull` or :class:`PoolClosed`.
         """
         slot = await self._acquire(node_type)
         process = slot.process
@@ -202,7 +204,7 @@ class WorkerPool:
                 "node_type": node_type,
                 "fields": dict(fields),
                 "secrets": dict(secrets or {}),
-                "blobs": {},
+                "blobs": dict(blobs or {}),
             },
             node_type=node_type,
             on_event=on_event,

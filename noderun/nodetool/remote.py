@@ -9,7 +9,9 @@ streamed outputs, and its text values also → ``chunk``.
 
 Outputs that come with a blob (images, audio) become the NodeTool asset ref
 with the bytes inline in ``data``: MessagePack ``bin`` to a binary client, the
-JSON encoder's base64 text to a text client.
+JSON encoder's base64 text to a text client. The other way, an asset ref with
+inline bytes (or bare bytes) given to a media property travels as the
+request's blob, which the worker hands the node as a file of its workspace.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from noderun.runtime.node import NodeSpec, Property
 __all__ = ["RemoteNodeSpec", "remote_spec"]
 
 _SEVERITIES = frozenset({"info", "warning", "error"})
+#: NodeTool's asset ref types: a property of one of these takes its bytes as a blob.
+_MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "model_3d", "asset"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +57,18 @@ def remote_spec(
     node_type = str(meta["node_type"])
     names = [p["name"] for p in meta.get("properties") or () if isinstance(p, dict)]
     outputs = [o["name"] for o in meta.get("outputs") or () if isinstance(o, dict)] or ["output"]
+    media = frozenset(
+        p["name"]
+        for p in meta.get("properties") or ()
+        if isinstance(p, dict)
+        and isinstance(p.get("type"), dict)
+        and p["type"].get("type") in _MEDIA_TYPES
+    )
     streaming = bool(meta.get("is_streaming_output"))
     single = outputs == ["output"]
     keys = tuple(str(key) for key in meta.get("required_settings") or ())
-    fn: Callable[..., Any]
-    if streaming:
-        fn = _streaming(pool, node_type, single, outputs, lambda: secrets(keys))
-    else:
-        fn = _unary(pool, node_type, single, lambda: secrets(keys))
+    call = _Call(pool, node_type, media, lambda: secrets(keys))
+    fn = _streaming(call, single, outputs) if streaming else _unary(call, single)
     return RemoteNodeSpec(
         node_type=node_type,
         title=str(meta.get("title") or node_type.rpartition(".")[2]),
@@ -74,26 +82,53 @@ def remote_spec(
     )
 
 
-def _unary(
-    pool: WorkerPool, node_type: str, single: bool, secrets: Callable[[], dict[str, str]]
-) -> Callable[..., Any]:
-    async def run_remote(ctx: NodeContext, **fields: object) -> object:
-        data = await pool.execute(
-            node_type, fields, secrets=secrets(), on_event=lambda frame: _relay(ctx, frame)
+class _Call:
+    """How to send one node's ``execute``: its type, media properties and secrets."""
+
+    __slots__ = ("media", "node_type", "pool", "secrets")
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        node_type: str,
+        media: frozenset[str],
+        secrets: Callable[[], dict[str, str]],
+    ) -> None:
+        self.pool = pool
+        self.node_type = node_type
+        self.media = media
+        self.secrets = secrets
+
+    async def __call__(
+        self, fields: dict[str, object], on_event: Callable[[WorkerFrame], None], stream: bool
+    ) -> dict[str, Any]:
+        blobs: dict[str, bytes] = {}
+        for name in self.media.intersection(fields):
+            value = fields[name]
+            data = value.get("data") if isinstance(value, dict) else value
+            if isinstance(data, bytes | bytearray):
+                blobs[name] = bytes(data)
+                del fields[name]
+        return await self.pool.execute(
+            self.node_type,
+            fields,
+            stream=stream,
+            secrets=self.secrets(),
+            blobs=blobs,
+            on_event=on_event,
         )
+
+
+def _unary(call: _Call, single: bool) -> Callable[..., Any]:
+    async def run_remote(ctx: NodeContext, **fields: object) -> object:
+        data = await call(fields, lambda frame: _relay(ctx, frame), False)
         values = _values(data)
         return values.get("output") if single else values
 
     return run_remote
 
 
-def _streaming(
-    pool: WorkerPool,
-    node_type: str,
-    single: bool,
-    outputs: list[str],
-    secrets: Callable[[], dict[str, str]],
-) -> Callable[..., Any]:
+def _streaming(call: _Call, single: bool, outputs: list[str]) -> Callable[..., Any]:
     async def stream_remote(ctx: NodeContext, **fields: object) -> AsyncIterator[object]:
         # Unbounded: filled by the worker's reader, which serves every request on
         # that worker and so must never wait; the node's own output bounds it.
@@ -105,9 +140,7 @@ def _streaming(
             else:
                 _relay(ctx, frame)
 
-        task = asyncio.get_running_loop().create_task(
-            pool.execute(node_type, fields, stream=True, secrets=secrets(), on_event=on_event)
-        )
+        task = asyncio.get_running_loop().create_task(call(fields, on_event, True))
         task.add_done_callback(lambda _task: items.put_nowait(None))
         try:
             while (chunk := await items.get()) is not None:

@@ -190,6 +190,26 @@ async def test_an_image_output_arrives_as_bytes_in_binary_and_base64_in_text(
     assert base64.b64decode(text_image["data"]) == image["data"]
 
 
+async def test_media_travels_between_worker_nodes_and_from_the_client_as_blobs(
+    server: ServerHandle,
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+    chained = graph(
+        nd("p", DEMO + "Pixel", level=9),
+        nd("size", DEMO + "ImageSize"),
+        edges=[edge("p", "size", "image")],
+    )
+    async with connect(server) as client:
+        chain = (await run(client, chained))[-1]
+        given = await run(
+            client, graph(nd("size", DEMO + "ImageSize", image={"type": "image", "data": png}))
+        )
+        pixel = (await run(client, graph(nd("p", DEMO + "Pixel", level=9))))[-1]
+    png_size = len(pixel["result"]["outputs"]["p"]["output"]["data"])
+    assert chain["result"]["outputs"] == {"size": {"output": png_size}}
+    assert given[-1]["result"] == {"outputs": {"size": {"output": len(png)}}}
+
+
 async def test_the_secret_comes_from_the_server_environment(server: ServerHandle) -> None:
     async with connect(server) as client:
         terminal = (await run(client, graph(nd("s", DEMO + "Secret"))))[-1]

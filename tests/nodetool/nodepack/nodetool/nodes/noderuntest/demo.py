@@ -116,6 +116,15 @@ class Pixel(BaseNode):
         return await context.image_from_pil(Image.new("L", (1, 1), self.level))
 
 
+class ImageSize(BaseNode):
+    """The number of bytes of an image."""
+
+    image: ImageRef = ImageRef()
+
+    async def process(self, context: ProcessingContext) -> int:
+        return len(await context.asset_to_bytes(self.image))
+
+
 class Echo(BaseNode):
     """Returns its input unchanged (the benchmark's remote trivial node)."""
 
