@@ -16,6 +16,7 @@ import pytest
 from noderun.runtime.node import node
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
+from noderun.server.cli import build_parser, settings_from
 from tests.nodetool.support import NODEPACK, START_TIMEOUT, require_nodetool
 from tests.server.helpers import (
     TIMEOUT,
@@ -304,3 +305,30 @@ def test_the_server_does_not_start_without_the_worker_interpreter(tmp_path: Path
     lines = [line for line in output.splitlines() if "nodetool_unavailable" in line]
     assert len(lines) == 1, output
     assert "cannot run" in lines[0] and "nope" in lines[0]
+
+
+def test_flags_and_environment_configure_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NODERUN_NODETOOL_NAMESPACES", "a, b")
+    monkeypatch.setenv("NODERUN_NODETOOL_QUEUE", "7")
+    from_env = settings_from(build_parser().parse_args(["serve"]))
+    assert from_env.nodetool_workers == 0
+    assert from_env.nodetool_namespaces == ("a", "b")
+    assert from_env.nodetool_queue == 7
+    flags = [
+        "serve",
+        "--nodetool-workers",
+        "3",
+        "--nodetool-python",
+        "/opt/nt/bin/python",
+        "--nodetool-namespace",
+        "huggingface",
+        "--nodetool-namespace",
+        "base",
+    ]
+    settings = settings_from(build_parser().parse_args(flags))
+    assert settings.nodetool_workers == 3
+    assert settings.nodetool_python == "/opt/nt/bin/python"
+    assert settings.nodetool_namespaces == ("huggingface", "base")
+    monkeypatch.setenv("NODERUN_NODETOOL_WORKERS", "many")
+    with pytest.raises(ValueError, match="NODERUN_NODETOOL_WORKERS"):
+        settings_from(build_parser().parse_args(["serve"]))
