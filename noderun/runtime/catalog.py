@@ -226,7 +226,7 @@ class NodeCatalog:
     def __init__(self, specs: Iterable[NodeSpec]) -> None:
         self.specs: dict[str, NodeSpec] = {spec.node_type: spec for spec in specs}
         self.nodes: list[dict[str, object]] = [
-            node_metadata(spec) for spec in sorted(self.specs.values(), key=_by_type)
+            spec.metadata() for spec in sorted(self.specs.values(), key=_by_type)
         ]
         self.by_type: dict[str, dict[str, object]] = {
             str(meta["node_type"]): meta for meta in self.nodes
