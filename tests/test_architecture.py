@@ -1,4 +1,4 @@
-"""Imports point one way (STYLE.md): server -> runtime, persistence -> protocol."""
+"""Imports point one way (STYLE.md): server -> runtime, persistence -> contract -> protocol."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "noderun"
 
-#: subpackage -> the noderun subpackages it may import.
+#: subpackage (or top-level module) -> the noderun subpackages and modules it may import.
+#: ``contract`` is the one module runtime and persistence share: neither imports the other.
 ALLOWED = {
     "protocol": set(),
-    "runtime": {"protocol"},
-    "persistence": {"protocol"},
+    "contract": {"protocol"},
+    "runtime": {"protocol", "contract"},
+    "persistence": {"protocol", "contract"},
     "nodetool": {"protocol", "runtime"},
-    "server": {"protocol", "runtime", "persistence", "nodetool"},
+    "server": {"protocol", "contract", "runtime", "persistence", "nodetool"},
 }
 
 THIRD_PARTY_IN_PROTOCOL = {"msgspec"}
+
+
+def _layer_files(layer: str) -> list[Path]:
+    module = PACKAGE / f"{layer}.py"
+    return [module] if module.exists() else sorted((PACKAGE / layer).rglob("*.py"))
 
 
 def _imports(path: Path) -> set[str]:
@@ -34,7 +41,9 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_layer_imports_only_what_it_may(layer: str) -> None:
-    for path in sorted((PACKAGE / layer).rglob("*.py")):
+    files = _layer_files(layer)
+    assert files, f"no module or package {layer!r}"
+    for path in files:
         for name in _imports(path):
             parts = name.split(".")
             if parts[0] == "noderun" and len(parts) > 1:
@@ -42,10 +51,11 @@ def test_layer_imports_only_what_it_may(layer: str) -> None:
                 assert target == layer or target in ALLOWED[layer], f"{path}: imports {name}"
 
 
-def test_protocol_imports_only_stdlib_and_msgspec() -> None:
+@pytest.mark.parametrize("layer", ["protocol", "contract"])
+def test_layer_imports_only_stdlib_and_msgspec(layer: str) -> None:
     import sys
 
-    for path in sorted((PACKAGE / "protocol").rglob("*.py")):
+    for path in _layer_files(layer):
         for name in _imports(path):
             top = name.split(".")[0]
             if top in {"noderun", "__future__"}:

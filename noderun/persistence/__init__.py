@@ -1,6 +1,6 @@
 """Durable run stores (PROTOCOL.md §5): an embedded sqlite store and a PostgreSQL store.
 
-Both implement :class:`noderun.runtime.store.RunStore`; :func:`open_store` picks one
+Both implement :class:`noderun.contract.RunStore`; :func:`open_store` picks one
 from a URL. The PostgreSQL store is imported only when asked for, so asyncpg stays an
 optional dependency.
 """

@@ -1,6 +1,6 @@
 """The part of a run store that does not depend on the database.
 
-:class:`StoreBase` implements :class:`noderun.runtime.store.RunStore` on top of a few
+:class:`StoreBase` implements :class:`noderun.contract.RunStore` on top of a few
 backend primitives (``_open``, ``_commit``, ``_read_tail`` …) that the sqlite and
 PostgreSQL stores provide. It owns the lifecycle (start fails fast, close drains then
 releases), the group-commit writer, the heartbeat/sweep task, followers and cancel
@@ -20,12 +20,12 @@ from typing import Any, ClassVar, TypeVar
 import msgspec
 import structlog
 
+from noderun.contract import TERMINAL_STATUSES, RunRecord, StoredFrame
 from noderun.persistence.errors import StoreError, StoreUnavailable
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item, Refusals
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.waiters import Waiters
-from noderun.protocol.records import TERMINAL_STATUSES, RunRecord, StoredFrame
 
 __all__ = ["StoreBase"]
 

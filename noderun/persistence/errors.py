@@ -1,5 +1,8 @@
 """Errors raised by the durable run stores.
 
+``StoreError``, ``RunExists`` and ``StoreUnavailable`` are the bases the runtime knows
+(:mod:`noderun.contract`); the rest refine them for the stores and the server.
+
 Every exception carries its facts as fields; ``str()`` is derived from them::
 
     StoreError                      root: anything a store raises on purpose
@@ -17,6 +20,8 @@ group-commit writer keeps retrying in the background while it is raised.
 
 from __future__ import annotations
 
+from noderun.contract import RunExists, StoreError, StoreUnavailable
+
 __all__ = [
     "RunExists",
     "SchemaTooNew",
@@ -26,10 +31,6 @@ __all__ = [
     "StoreUnavailable",
     "WriteRejected",
 ]
-
-
-class StoreError(Exception):
-    """Root of every error a run store raises on purpose."""
 
 
 class StoreConfigError(StoreError, ValueError):
@@ -51,15 +52,6 @@ class SchemaTooNew(StoreError):
         super().__init__(f"store schema version {found} is newer than supported {supported}")
 
 
-class RunExists(StoreError):
-    """A run with this ``job_id`` is still running, so it cannot be created again."""
-
-    def __init__(self, job_id: str, status: str) -> None:
-        self.job_id = job_id
-        self.status = status
-        super().__init__(f"run {job_id!r} already exists with status {status!r}")
-
-
 class WriteRejected(StoreError):
     """The database refused a write for a reason that retrying cannot fix."""
 
@@ -67,15 +59,6 @@ class WriteRejected(StoreError):
         self.backend = backend
         self.reason = reason
         super().__init__(f"{backend} store rejected a write: {reason}")
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot be reached or cannot commit right now (maybe later)."""
-
-    def __init__(self, backend: str, reason: str) -> None:
-        self.backend = backend
-        self.reason = reason
-        super().__init__(f"{backend} store unavailable: {reason}")
 
 
 class StoreFull(StoreUnavailable):

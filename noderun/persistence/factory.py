@@ -17,7 +17,7 @@ def open_store(
 ) -> StoreBase:
     """Build (not start) the store that ``url`` names.
 
-    The result satisfies :class:`noderun.runtime.store.RunStore` (structurally:
+    The result satisfies :class:`noderun.contract.RunStore` (structurally:
     ``persistence`` imports only ``protocol``, never ``runtime``).
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,

@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from noderun.contract import RunRecord
 from noderun.persistence.errors import StoreError, StoreUnavailable, WriteRejected
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
-from noderun.protocol.records import RunRecord
 
 __all__ = ["Append", "Create", "Finish", "GroupCommitter", "Item", "Refusals"]
 

@@ -33,6 +33,7 @@ from typing import Any, TypeAlias
 import asyncpg
 import structlog
 
+from noderun.contract import RunRecord, StoredFrame
 from noderun.persistence.base import StoreBase
 from noderun.persistence.errors import (
     RunExists,
@@ -46,7 +47,6 @@ from noderun.persistence.options import StoreOptions
 from noderun.persistence.postgres_batch import encode_batch
 from noderun.persistence.postgres_schema import CANCEL_CHANNEL, FRAMES_CHANNEL, migrate
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
-from noderun.protocol.records import RunRecord, StoredFrame
 
 __all__ = ["PostgresStore"]
 
@@ -142,7 +142,7 @@ async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
 
 
 class PostgresStore(StoreBase):
-    """:class:`~noderun.runtime.store.RunStore` on PostgreSQL, reached through ``dsn``."""
+    """:class:`~noderun.contract.RunStore` on PostgreSQL, reached through ``dsn``."""
 
     backend = "postgres"
 

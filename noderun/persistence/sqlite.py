@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from noderun.contract import RunRecord, StoredFrame
 from noderun.persistence.base import StoreBase
 from noderun.persistence.errors import (
     RunExists,
@@ -38,7 +39,6 @@ from noderun.persistence.groupcommit import Append, Create, Finish, Item, Refusa
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 from noderun.persistence.sqlite_schema import migrate
-from noderun.protocol.records import RunRecord, StoredFrame
 
 __all__ = ["SqliteStore"]
 
@@ -99,7 +99,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
 
 
 class SqliteStore(StoreBase):
-    """:class:`~noderun.runtime.store.RunStore` on a sqlite file (``path`` or ``:memory:``)."""
+    """:class:`~noderun.contract.RunStore` on a sqlite file (``path`` or ``:memory:``)."""
 
     backend = "sqlite"
 

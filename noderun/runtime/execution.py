@@ -65,7 +65,8 @@ class _State:
 
 
 class Execution:
-    """One run of one plan. Not reusable."""
+    """One run of one plan that can wait (never a :attr:`Plan.synchronous` one: the
+    run calls :func:`execute_single_inline` for those). Not reusable."""
 
     def __init__(self, plan: Plan, events: ExecutionEvents, pool: RunnerPool | None) -> None:
         self.plan = plan
@@ -76,7 +77,7 @@ class Execution:
                 self.outputs[str(planned.properties.get("name") or planned.id)] = []
         self._events = events
         self._pool = pool
-        self._states = [] if plan.synchronous else [_State(node) for node in plan.nodes]
+        self._states = [_State(node) for node in plan.nodes]
         self._remaining = len(plan.nodes)
         self._work: deque[int] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,9 +85,6 @@ class Execution:
 
     async def execute(self) -> dict[str, object]:
         """Run every node; return ``result.outputs``. Raises :class:`NodeFailed`."""
-        if self.plan.synchronous:
-            self.outputs = execute_single_inline(self.plan.nodes[0], self._events)
-            return self.outputs
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
         self._work.extend(range(len(self.plan.nodes)))

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 import structlog
 
+from noderun.contract import Refusal, RunExists, RunRecord, RunStatus, RunStore
 from noderun.protocol.client import ExecutionOptions, RunJob
-from noderun.protocol.records import RunRecord
 from noderun.runtime.errors import GraphError
 from noderun.runtime.graph import Plan, PlanCache
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
-from noderun.runtime.store import RunStore
+from noderun.runtime.sink import EPHEMERAL, DurableSink, OutputSink
 from noderun.runtime.workflows import WorkflowCatalog, run_error
 
 __all__ = ["MAX_JOB_ID", "Hub", "RuntimeConfig", "StartRefused"]
@@ -49,7 +49,7 @@ class RuntimeConfig:
 class StartRefused(Exception):
     """``run_job`` refused before the run started; ``code`` goes on the error frame."""
 
-    def __init__(self, code: str, message: str, job_id: str) -> None:
+    def __init__(self, code: Refusal, message: str, job_id: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -57,8 +57,15 @@ class StartRefused(Exception):
 
 
 def _refusal(error: BaseException, job_id: str) -> StartRefused:
-    # persistence raises RunExists; runtime may not import persistence.
-    code = "job_already_running" if type(error).__name__ == "RunExists" else "store_unavailable"
+    """The refusal of a durable start whose row the store did not create.
+
+    Anything but :class:`RunExists` (the store unreachable or closed, the wait for the
+    commit cancelled) means the store cannot take the run now.
+    """
+    if isinstance(error, RunExists):
+        code = Refusal.JOB_ALREADY_RUNNING
+    else:
+        code = Refusal.STORE_UNAVAILABLE
     detail = str(error) or type(error).__name__
     return StartRefused(code, f"{code.replace('_', ' ')}: {detail}", job_id)
 
@@ -80,6 +87,7 @@ class Hub:
         self.pool = pool
         self.config = config or RuntimeConfig()
         self.store = store
+        self._durable = DurableSink(store) if store is not None else None
         self.active: dict[str, Run] = {}
         self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
         self._plans = PlanCache(registry)
@@ -97,7 +105,7 @@ class Hub:
         Synchronous: the hot path has no await between a frame and its ack.
         """
         job_id = self._admit(frame)
-        return self._register(self._new_run(frame, job_id, user_id, None), frame, subscriber)
+        return self._register(frame, job_id, user_id, EPHEMERAL, subscriber)
 
     def create_durable(
         self,
@@ -119,17 +127,17 @@ class Hub:
         :class:`StartRefused` at once when the run cannot even be queued.
         """
         job_id = self._admit(frame)
-        store = self.store
-        if store is None:
+        sink = self._durable
+        if sink is None:
             raise StartRefused(
-                "store_unavailable", "this server has no run store configured", job_id
+                Refusal.STORE_UNAVAILABLE, "this server has no run store configured", job_id
             )
-        run = self._new_run(frame, job_id, user_id, store)
+        store = sink.store
         record = RunRecord(
             job_id=job_id,
-            workflow_id=run.workflow_id,
+            workflow_id=frame.workflow_id,
             user_id=user_id,
-            status="running",
+            status=RunStatus.RUNNING,
             server_id=store.server_id,
             created_at=time.time(),
         )
@@ -137,7 +145,7 @@ class Hub:
             created = store.create_run(record)
         except Exception as exc:  # the store is closed or not started
             raise _refusal(exc, job_id) from None
-        self._register(run, frame, None)
+        run = self._register(frame, job_id, user_id, sink, None)
         refused_at_once = created.done() and (
             created.cancelled() or created.exception() is not None
         )
@@ -173,37 +181,32 @@ class Hub:
             # A bound keeps ids storable and notifiable (PostgreSQL NOTIFY payloads
             # are under 8000 bytes); NodeTool's ids are 32-character UUIDs.
             raise StartRefused(
-                "invalid_job_id",
+                Refusal.INVALID_JOB_ID,
                 f"job_id longer than {MAX_JOB_ID} characters",
                 job_id,
             )
         if job_id in self.active:
-            raise StartRefused("job_already_running", f"job {job_id!r} is already running", job_id)
+            raise StartRefused(
+                Refusal.JOB_ALREADY_RUNNING, f"job {job_id!r} is already running", job_id
+            )
         if len(self.active) >= self.config.max_active_runs:
             raise StartRefused(
-                "server_busy",
+                Refusal.SERVER_BUSY,
                 f"server busy: {self.config.max_active_runs} runs already active",
                 job_id,
             )
         return job_id
 
-    def _new_run(self, frame: RunJob, job_id: str, user_id: str, store: RunStore | None) -> Run:
-        options = frame.execution_options or _DEFAULT_OPTIONS
-        config = self.config
-        return Run(
-            job_id=job_id,
-            workflow_id=frame.workflow_id,
-            user_id=user_id,
-            detail=options.event_detail,
-            explicit_types=frame.explicit_types,
-            require_terminal_result=frame.require_terminal_result,
-            replay_limit=config.replay_limit,
-            detach_grace=config.detach_grace,
-            store=store,
-            on_finished=self._finished_run,
-        )
-
-    def _register(self, run: Run, frame: RunJob, subscriber: Subscriber | None) -> Run:
+    def _register(
+        self,
+        frame: RunJob,
+        job_id: str,
+        user_id: str,
+        sink: OutputSink,
+        subscriber: Subscriber | None,
+    ) -> Run:
+        """Plan the graph and register a ``PREPARED`` run (one that fails at start if
+        the graph is missing or invalid)."""
         error: str | None = None
         plan: Plan | None = None
         try:
@@ -213,11 +216,27 @@ class Hub:
             plan = self._plans.plan(graph, frame.params)
         except GraphError as exc:
             error = run_error(exc)
-        self.active[run.job_id] = run
-        self._finished.pop(run.job_id, None)
+        options = frame.execution_options or _DEFAULT_OPTIONS
+        config = self.config
+        run = Run(
+            job_id=job_id,
+            workflow_id=frame.workflow_id,
+            user_id=user_id,
+            detail=options.event_detail,
+            explicit_types=frame.explicit_types,
+            require_terminal_result=frame.require_terminal_result,
+            replay_limit=config.replay_limit,
+            detach_grace=config.detach_grace,
+            sink=sink,
+            plan=plan,
+            pool=self.pool,
+            error=error,
+            on_finished=self._finished_run,
+        )
+        self.active[job_id] = run
+        self._finished.pop(job_id, None)
         if subscriber is not None:
             run.attach(subscriber)
-        run.prepare(plan, self.pool, error)
         return run
 
     def _finished_run(self, run: Run) -> None:

@@ -1,25 +1,49 @@
-"""One run: its messages, its subscribers, its replay buffer, its terminal state.
+"""One run: its lifecycle, its messages, its subscribers, its replay buffer.
 
 A run does not depend on any connection (PROTOCOL.md §4). It numbers every
 message it emits (``job_seq``), keeps the newest ones in a bounded replay
-buffer (oldest dropped first), hands each to every attached subscriber and,
-for a durable run, to the store. The terminal ``job_update`` of a durable run
-is committed before any subscriber sees it.
+buffer (oldest dropped first), hands each to every attached subscriber and to
+its :mod:`sink <noderun.runtime.sink>` (a durable run's sink stores it).
+
+Its life is an explicit state machine; :meth:`Run._move` is the only place that
+changes the state and it refuses any move not drawn here (a bug)::
+
+    PREPARED ──start()──> RUNNING ───────────────────────────┐   one inline node (or a
+        │                    ^                               │   graph that failed
+        │ start()            │ first step of its task        │   validation): executed
+        v                    │                               v   inside start()
+    STARTING ────────────────┘                           FINISHING ──sink──> FINISHED
+        │ cancel()          RUNNING ──cancel()──> CANCELLING ──^   terminal    terminal
+        └──────────────────────────────────────> CANCELLING    │   decided     published
+                                                               │
+    any state but ABANDONED ──abandon()──> ABANDONED   (a durable run whose row was refused)
+
+* ``PREPARED``: registered with its plan (or the reason it cannot run); the caller acks.
+* ``STARTING``: its task exists but has not taken its first step; a cancel now is
+  seen by that first step (cancelling a task that never started would run nothing).
+* ``RUNNING``: executing, inline inside :meth:`Run.start` or in its task.
+* ``CANCELLING``: a cancel was requested; the task ends the run with ``cancelled``.
+* ``FINISHING``: the terminal is decided and with the sink; nothing more is emitted and
+  a cancel is too late. An ephemeral sink publishes at once; a durable one after the
+  terminal's commit.
+* ``FINISHED``: the terminal was published; the run is kept only for replay.
+* ``ABANDONED``: a durable run whose row the store refused: no terminal, nothing more
+  stored, as if it never existed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import enum
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import structlog
 
+from noderun.contract import RunStatus
 from noderun.protocol.codec import Outbound
-from noderun.protocol.records import TERMINAL_STATUSES
 from noderun.protocol.server import (
     Chunk,
     JobUpdate,
@@ -32,15 +56,59 @@ from noderun.runtime.errors import NodeFailed
 from noderun.runtime.execution import Execution, execute_single_inline
 from noderun.runtime.graph import Plan, PlannedNode
 from noderun.runtime.pool import RunnerPool
-from noderun.runtime.store import RunStore
+from noderun.runtime.sink import OutputSink
 
-__all__ = ["Detail", "Run", "Subscriber"]
+__all__ = ["Detail", "Run", "RunState", "Subscriber"]
 
 log = structlog.get_logger(__name__)
 
 Detail = Literal["full", "outputs", "terminal"]
 
 _MAX_ERROR = 1000
+
+
+class RunState(enum.IntEnum):
+    """Where a run is in its life (see the module docstring).
+
+    Int-valued so the move table below is looked up without a Python-level hash.
+    """
+
+    PREPARED = 1
+    STARTING = 2
+    RUNNING = 3
+    CANCELLING = 4
+    FINISHING = 5
+    FINISHED = 6
+    ABANDONED = 7
+
+
+_PREPARED: Final = RunState.PREPARED
+_STARTING: Final = RunState.STARTING
+_RUNNING: Final = RunState.RUNNING
+_CANCELLING: Final = RunState.CANCELLING
+_FINISHING: Final = RunState.FINISHING
+_FINISHED: Final = RunState.FINISHED
+_ABANDONED: Final = RunState.ABANDONED
+
+#: state -> the states it may move to; anything else is a bug.
+_MOVES: Final[dict[RunState, frozenset[RunState]]] = {
+    _PREPARED: frozenset({_STARTING, _RUNNING, _ABANDONED}),
+    _STARTING: frozenset({_RUNNING, _CANCELLING, _ABANDONED}),
+    _RUNNING: frozenset({_CANCELLING, _FINISHING, _ABANDONED}),
+    _CANCELLING: frozenset({_FINISHING, _ABANDONED}),
+    # A durable run's row may be refused after its terminal was queued, even after
+    # it was published (nobody saw it: a durable run has no subscriber before its ack).
+    _FINISHING: frozenset({_FINISHED, _ABANDONED}),
+    _FINISHED: frozenset({_ABANDONED}),
+    _ABANDONED: frozenset(),
+}
+
+#: States in which a run emits messages: its outcome is not decided yet.
+_LIVE: Final = (_RUNNING, _CANCELLING)
+
+_COMPLETED: Final = RunStatus.COMPLETED
+_FAILED: Final = RunStatus.FAILED
+_CANCELLED: Final = RunStatus.CANCELLED
 
 
 class Subscriber(Protocol):
@@ -57,28 +125,27 @@ class Run:
     """A run's state and message stream. Created and driven by the :class:`~.hub.Hub`."""
 
     __slots__ = (
-        "_abandoned",
-        "_begun",
         "_buffer",
         "_cancel_reason",
         "_detach_grace",
         "_error",
         "_full",
         "_grace_timer",
+        "_keeps",
         "_on_finished",
+        "_outcome",
         "_outputs",
         "_plan",
         "_pool",
+        "_sink",
         "_started",
-        "_terminal_queued",
+        "_state",
         "detail",
         "execution",
         "explicit_types",
         "job_id",
         "require_terminal_result",
         "seq",
-        "status",
-        "store",
         "subscribers",
         "task",
         "terminal",
@@ -97,17 +164,26 @@ class Run:
         require_terminal_result: bool,
         replay_limit: int,
         detach_grace: float,
-        store: RunStore | None = None,
+        sink: OutputSink,
+        plan: Plan | None,
+        pool: RunnerPool | None,
+        error: str | None = None,
         on_finished: Callable[[Run], None] | None = None,
     ) -> None:
+        """A ``PREPARED`` run of ``plan``; with ``plan=None`` it fails with ``error``
+        when started, nothing executed."""
         self.job_id = job_id
         self.workflow_id = workflow_id
         self.user_id = user_id
         self.detail = detail
         self.explicit_types = explicit_types
         self.require_terminal_result = require_terminal_result
-        self.store = store
-        self.status = "queued"
+        self._state = _PREPARED
+        self._sink = sink
+        self._keeps = sink.keeps
+        self._plan = plan
+        self._pool = pool
+        self._error = error
         self.seq = 0
         self.execution: Execution | None = None
         self.task: asyncio.Task[None] | None = None
@@ -118,19 +194,35 @@ class Run:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._on_finished = on_finished
         self._started = time.perf_counter()
-        self._cancel_reason: str | None = None
-        self._error: str | None = None
-        self._begun = False
-        self._abandoned = False
-        self._terminal_queued = False
-        self._plan: Plan | None = None
-        self._pool: RunnerPool | None = None
+        self._cancel_reason = ""
+        self._outcome = _FAILED
         self._full = detail == "full"
         self._outputs = detail != "terminal"
 
     @property
+    def state(self) -> RunState:
+        return self._state
+
+    @property
+    def status(self) -> RunStatus:
+        """The run's status as a client sees it (``get_status``, ``job_resumed``)."""
+        state = self._state
+        if state is _FINISHED or state is _ABANDONED:
+            return self._outcome
+        return RunStatus.QUEUED if state is _PREPARED else RunStatus.RUNNING
+
+    @property
     def finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        """Whether the run will emit nothing more (its terminal is published, or it was
+        abandoned)."""
+        state = self._state
+        return state is _FINISHED or state is _ABANDONED
+
+    def _move(self, to: RunState) -> None:
+        """The one place the state changes; an impossible move is a bug."""
+        if to not in _MOVES[self._state]:
+            raise RuntimeError(f"run {self.job_id!r}: no move from {self._state.name} to {to.name}")
+        self._state = to
 
     @property
     def created_at(self) -> float:
@@ -140,7 +232,8 @@ class Run:
 
     @property
     def durable(self) -> bool:
-        return self.store is not None
+        """Whether its sink stores it (a durable run)."""
+        return self._keeps
 
     # -- subscribers --------------------------------------------------------------
 
@@ -179,23 +272,22 @@ class Run:
 
     # -- emitting -----------------------------------------------------------------
 
-    def emit(self, message: RunMessage) -> Outbound:
+    def emit(self, message: RunMessage) -> None:
+        """Number ``message`` and send it everywhere; dropped once the outcome is decided
+        (the terminal is the last message, and an abandoned run writes nothing more)."""
+        if self._state not in _LIVE:
+            return
         self.seq += 1
         message.job_seq = self.seq
         item = Outbound(message, self.seq)
         self._buffer.append(item)
-        if self.store is not None and not self._abandoned:
-            # An abandoned run (its row refused) must not write under an id that a
-            # new run may own by now.
-            self.store.append(self.job_id, self.seq, item.msgpack())
+        if self._keeps:
+            self._sink.keep(self.job_id, item)
         for subscriber in self.subscribers:
             subscriber.deliver(item)
-        return item
 
     def emit_detail(self, message: RunMessage) -> None:
         """Progress, logs and chunks: in ``full``; chunks also in ``outputs``."""
-        if self.finished:
-            return
         if self._full or (self._outputs and isinstance(message, Chunk)):
             self.emit(message)
 
@@ -250,61 +342,87 @@ class Run:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def prepare(self, plan: Plan | None, pool: RunnerPool | None, error: str | None = None) -> None:
-        """Give the run what it will execute; with ``error`` it fails at once, nothing executed."""
-        self._plan = plan
-        self._pool = pool
-        self._error = error
-
     def start(self) -> None:
         """Execute the run.
 
         A run that is one inline node (the SDK's single-node call) or that failed
         validation executes right here, synchronously: no task, no execution state,
-        no task switch; a durable one publishes its terminal from the callback of
-        its commit. Anything that can wait runs in the run's own task, driven by an
-        :class:`Execution`.
+        no task switch. Anything that can wait runs in the run's own task, driven
+        by an :class:`Execution`.
         """
-        self.status = "running"
         plan = self._plan
         if plan is None or plan.synchronous:
-            if self.store is None:
-                self._publish(self._execute_now())
-            else:
-                self._commit_then_publish(self._execute_now())
+            self._move(_RUNNING)
+            self._conclude(self._execute_now(plan))
             return
-        if plan is not None:
-            self.execution = Execution(plan, self, self._pool)
-        self.task = asyncio.get_running_loop().create_task(self._main())
-
-    def abandon(self) -> None:
-        """Stop a run whose row could not be created: no terminal, nothing more stored.
-
-        What it already queued is ignored by the store (no such running row of ours).
-        """
-        self._abandoned = True
-        self._on_finished = None
-        if self.task is not None:
-            self.task.cancel()
+        self._move(_STARTING)
+        execution = self.execution = Execution(plan, self, self._pool)
+        self.task = asyncio.get_running_loop().create_task(self._main(execution))
 
     def cancel(self, reason: str = "cancelled by client") -> bool:
         """Request cancellation; the run ends with a terminal ``cancelled``.
 
-        Too late once a durable run's terminal is being committed: it is the outcome.
+        ``False`` when there is nothing to cancel: not started, ending already (a
+        durable run's terminal being committed is its outcome), or executing inline
+        (no await there, so only a re-entrant call can get here).
         """
-        if (
-            self.finished
-            or self.task is None
-            or self._cancel_reason is not None
-            or self._terminal_queued
-        ):
+        state = self._state
+        if state is _STARTING:
+            # Its task has not begun: cancelling it would skip _main and with it the
+            # terminal; the first step sees the state instead.
+            self._move(_CANCELLING)
+        elif state is _RUNNING and self.task is not None:
+            self._move(_CANCELLING)
+            self.task.cancel()
+        else:
             return False
         self._cancel_reason = reason
-        if self._begun:
-            self.task.cancel()
-        # else: a task cancelled before its first step never enters _main, so
-        # there would be no terminal message; _main sees the reason instead.
         return True
+
+    def abandon(self) -> None:
+        """Forget a durable run whose row was refused: no terminal, nothing more stored.
+
+        What it already queued is ignored by the store (no such running row of ours).
+        """
+        executing = self._state in (_STARTING, _RUNNING, _CANCELLING)
+        self._move(_ABANDONED)
+        self._on_finished = None
+        if executing and self.task is not None:
+            self.task.cancel()
+        # A run that is FINISHING lets its terminal commit (a no-op without its row)
+        # and then publishes nothing.
+
+    def publish(self, item: Outbound) -> None:
+        """``FINISHING`` -> ``FINISHED``: deliver the terminal (called by the sink).
+
+        Lets go of everything but the replay buffer. Nothing for an abandoned run.
+        """
+        if self._state is _ABANDONED:
+            return
+        self._move(_FINISHED)
+        self.terminal = item
+        self._buffer.append(item)
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        subscribers, self.subscribers = self.subscribers, []
+        job_id = self.job_id
+        for subscriber in subscribers:
+            subscriber.deliver(item)
+            subscriber.run_finished(job_id)
+        # Break the run <-> execution/task/hub cycles now: a finished run is kept
+        # only for replay, and a cycle-free one is freed by refcounting, not by GC.
+        self.execution = None
+        self._plan = None
+        self.task = None
+        on_finished, self._on_finished = self._on_finished, None
+        if on_finished is not None:
+            on_finished(self)
+
+    def _conclude(self, item: Outbound) -> asyncio.Future[None] | None:
+        """-> ``FINISHING``: hand the terminal to the sink, which publishes it when allowed."""
+        self._move(_FINISHING)
+        return self._sink.conclude(self, item)
 
     def _announce(self) -> None:
         self.emit(
@@ -316,52 +434,55 @@ class Run:
             )
         )
 
-    def _execute_now(self) -> Outbound:
+    def _execute_now(self, plan: Plan | None) -> Outbound:
         """Execute a synchronous plan (or fail validation) here; the terminal item."""
-        plan = self._plan
         if plan is None:
-            return self._terminal("failed", error=self._error)
+            return self._terminal(_FAILED, error=self._error)
         if self._full:
             self._announce()
         try:
             outputs = execute_single_inline(plan.nodes[0], self)
         except NodeFailed as exc:
-            return self._terminal("failed", error=str(exc))
+            return self._terminal(_FAILED, error=str(exc))
         except Exception as exc:
             log.exception("run.internal_error", job_id=self.job_id)
-            return self._terminal("failed", error=_internal(exc))
-        return self._terminal("completed", outputs=outputs)
+            return self._terminal(_FAILED, error=_internal(exc))
+        return self._terminal(_COMPLETED, outputs=outputs)
 
-    async def _main(self) -> None:
-        self._begun = True
-        if self._abandoned:
+    async def _main(self, execution: Execution) -> None:
+        state = self._state
+        if state is _ABANDONED:
             return
-        if self._cancel_reason is not None:
-            await self._finish(self._terminal("cancelled", message=self._cancel_reason))
-            return
-        execution = self.execution
-        if execution is None:
-            await self._finish(self._terminal("failed", error=self._error))
-            return
+        if state is _CANCELLING:  # cancelled before this first step
+            item = self._terminal(_CANCELLED, message=self._cancel_reason)
+        else:
+            self._move(_RUNNING)
+            item = await self._execute(execution)
+        committed = self._conclude(item)
+        if committed is not None:
+            # The task lasts until the terminal is published: Hub.close waits for it.
+            await committed
+
+    async def _execute(self, execution: Execution) -> Outbound:
+        """Run the execution to its end; the terminal item."""
         if self._full:
             self._announce()
         try:
             outputs = await execution.execute()
         except NodeFailed as exc:
-            await self._finish(self._terminal("failed", error=str(exc)))
+            return self._terminal(_FAILED, error=str(exc))
         except asyncio.CancelledError:
-            if self._cancel_reason is None or self._abandoned:
-                raise  # not a client's cancel: shutdown or an abandoned run
-            await self._finish(self._terminal("cancelled", message=self._cancel_reason))
+            if self._state is not _CANCELLING:
+                raise  # not a client's cancel: shutdown, or an abandoned run
+            return self._terminal(_CANCELLED, message=self._cancel_reason)
         except Exception as exc:
             log.exception("run.internal_error", job_id=self.job_id)
-            await self._finish(self._terminal("failed", error=_internal(exc)))
-        else:
-            await self._finish(self._terminal("completed", outputs=outputs))
+            return self._terminal(_FAILED, error=_internal(exc))
+        return self._terminal(_COMPLETED, outputs=outputs)
 
     def _terminal(
         self,
-        status: Literal["completed", "failed", "cancelled"],
+        status: RunStatus,
         *,
         outputs: dict[str, object] | None = None,
         error: str | None = None,
@@ -372,13 +493,16 @@ class Run:
         if outputs is not None:
             wrapped = self._wrap_map(outputs)
             result = {"outputs": wrapped} if self.require_terminal_result else wrapped
-        elif status == "completed" and self.require_terminal_result:
+        elif status is _COMPLETED and self.require_terminal_result:
             result = {"outputs": {}}
+        self._outcome = status
         self.seq += 1
         terminal = JobUpdate(
             job_id=self.job_id,
             workflow_id=self.workflow_id,
-            status=status,
+            # A RunStatus is a str whose values are JobStatus's (tests/test_contract.py):
+            # msgspec encodes it as that string, at no cost.
+            status=status,  # type: ignore[arg-type]
             message=message,
             result=result,
             error=error[:_MAX_ERROR] if error else None,
@@ -386,80 +510,6 @@ class Run:
             job_seq=self.seq,
         )
         return Outbound(terminal, self.seq)
-
-    async def _finish(self, item: Outbound) -> None:
-        if self.store is not None:
-            if self._abandoned:
-                return
-            item = await self._commit_terminal(item)
-        self._publish(item)
-
-    def _publish(self, item: Outbound) -> None:
-        """Deliver the terminal message and let go of everything but the replay buffer."""
-        message = item.message
-        assert isinstance(message, JobUpdate)
-        self.status = message.status
-        self.terminal = item
-        self._buffer.append(item)
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-            self._grace_timer = None
-        subscribers, self.subscribers = self.subscribers, []
-        for subscriber in subscribers:
-            subscriber.deliver(item)
-            subscriber.run_finished(self.job_id)
-        # Break the run <-> execution/task/hub cycles now: a finished run is kept
-        # only for replay, and a cycle-free one is freed by refcounting, not by GC.
-        self.execution = None
-        self._plan = None
-        self.task = None
-        on_finished, self._on_finished = self._on_finished, None
-        if on_finished is not None:
-            on_finished(self)
-
-    async def _commit_terminal(self, item: Outbound) -> Outbound:
-        """Commit a durable run's terminal state before anyone sees it.
-
-        If the store is down, wait for it: the finish stays queued in the store,
-        and telling the client anything else now would contradict what the store
-        says once it commits (PROTOCOL.md §5: exactly one terminal, committed first).
-        A server that stops meanwhile leaves the run to crash recovery.
-        """
-        committed = self._queue_terminal(item)
-        await committed
-        return item
-
-    def _commit_then_publish(self, item: Outbound) -> None:
-        """``_commit_terminal`` without a task: publish from the commit's callback."""
-        committed = self._queue_terminal(item)
-        committed.add_done_callback(functools.partial(self._terminal_committed, item))
-
-    def _terminal_committed(self, item: Outbound, committed: asyncio.Future[None]) -> None:
-        if self._abandoned:
-            return  # the row was refused: this run never existed
-        if committed.cancelled() or committed.exception() is not None:
-            # Only a store closing under the run fails a patient finish: the server
-            # is stopping, crash recovery will report the run as interrupted.
-            log.warning("run.terminal_not_committed", job_id=self.job_id)
-            return
-        self._publish(item)
-
-    def _queue_terminal(self, item: Outbound) -> asyncio.Future[None]:
-        store = self.store
-        assert store is not None
-        self._terminal_queued = True
-        terminal = item.message
-        assert isinstance(terminal, JobUpdate)
-        # Patient: while the store is down the run waits (the store logs the outage
-        # and its recovery; no per-run timer on the hot path).
-        return store.finish(
-            self.job_id,
-            terminal.status,
-            terminal.job_seq,
-            item.msgpack(),
-            terminal.error,
-            patient=True,
-        )
 
 
 def _internal(exc: Exception) -> str:

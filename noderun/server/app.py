@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from noderun.contract import RunStore
 from noderun.nodetool import NodeToolError, PoolOptions, WorkerPool, start_nodetool
 from noderun.persistence.retention import run_retention
 from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry, default_registry
-from noderun.runtime.store import RunStore
 from noderun.runtime.workflows import WorkflowCatalog, load_workflows
 from noderun.server.auth import Authenticator
 from noderun.server.connection import Connection, Receive, Send

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import structlog
 
+from noderun.contract import RunStore
 from noderun.protocol.codec import Outbound
 from noderun.protocol.server import JobResumed
 from noderun.runtime.run import Subscriber
-from noderun.runtime.store import RunStore
 
 __all__ = ["DurableFollower", "Replayer"]
 

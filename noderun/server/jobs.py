@@ -11,7 +11,7 @@ import datetime
 
 import msgspec
 
-from noderun.protocol.records import RunRecord
+from noderun.contract import RunRecord
 from noderun.runtime.hub import Hub
 from noderun.runtime.run import Run
 from noderun.server.errors import ApiError
@@ -35,7 +35,7 @@ async def cancel_job(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
     run = hub.get(job_id)
     if run is not None and run.user_id == user_id:
         requested = not run.finished and run.cancel()
-        status = run.status
+        status: str = run.status
     else:
         record = await _record(hub, job_id, user_id)
         if record is None:

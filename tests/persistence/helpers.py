@@ -11,9 +11,8 @@ from typing import Any
 
 import msgspec
 
+from noderun.contract import RunRecord, RunStore
 from noderun.persistence import StoreOptions, open_store
-from noderun.protocol.records import RunRecord
-from noderun.runtime.store import RunStore
 
 #: The one timing constant of these tests, in seconds; every wait is derived from it.
 #: Raise NODERUN_TEST_TIME_SCALE on slow machines.

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import (
     INTERRUPTED_ERROR,
     RunExists,
@@ -21,8 +22,6 @@ from noderun.persistence import (
     run_retention,
 )
 from noderun.persistence.base import StoreBase
-from noderun.protocol.records import StoredFrame
-from noderun.runtime.store import RunStore
 
 from .helpers import WAIT, eventually, fast_options, frame, record, started, terminal
 

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from noderun.contract import RunStore
 from noderun.persistence import StoreUnavailable
-from noderun.runtime.store import RunStore
 
 from .helpers import WAIT, eventually, frame, record, started, terminal
 

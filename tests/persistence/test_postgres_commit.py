@@ -19,13 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import RunExists
 from noderun.persistence.base import StoreBase
 from noderun.persistence.groupcommit import Append, Finish
 from noderun.persistence.postgres import PostgresStore
 from noderun.persistence.postgres_schema import FRAMES_CHANNEL, MIGRATIONS, SCHEMA_VERSION
-from noderun.protocol.records import StoredFrame
-from noderun.runtime.store import RunStore
 
 from .helpers import WAIT, frame, record, started, terminal
 

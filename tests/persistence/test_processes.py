@@ -6,8 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from noderun.protocol.records import StoredFrame
-from noderun.runtime.store import RunStore
+from noderun.contract import RunStore, StoredFrame
 
 from .helpers import WAIT, eventually, frame, record, started, terminal
 

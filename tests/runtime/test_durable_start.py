@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+from noderun.contract import Refusal, RunExists, RunRecord, RunStore, StoreError
 from noderun.protocol.client import ExecutionOptions
-from noderun.protocol.records import RunRecord
 from noderun.runtime.hub import Hub, StartRefused
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run
-from noderun.runtime.store import RunStore
 from tests.runtime.support import WAIT, node, request
-
-
-class RunExists(Exception):
-    """Named like persistence's error, which the hub recognises by name."""
 
 
 class SlowCreateStore:
@@ -23,7 +18,7 @@ class SlowCreateStore:
 
     server_id = "test-server"
 
-    def __init__(self, refuse: bool) -> None:
+    def __init__(self, refuse: type[StoreError] | None) -> None:
         self.refuse = refuse
         self.appended: list[int] = []
         self.finished: list[str] = []
@@ -36,8 +31,8 @@ class SlowCreateStore:
     async def _commit(self, created: asyncio.Future[None], job_id: str) -> None:
         for _ in range(3):  # let the run execute and queue its terminal first
             await asyncio.sleep(0)
-        if self.refuse:
-            created.set_exception(RunExists(job_id))
+        if self.refuse is not None:
+            created.set_exception(self.refuse(job_id))
         else:
             created.set_result(None)
 
@@ -77,17 +72,39 @@ async def start(hub: Hub, job_id: str) -> tuple[Run, StartRefused | None]:
     return await outcome
 
 
+class Exists(RunExists):
+    """A store's own refinement of the contract's error."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, "running")
+
+
+class Unreachable(StoreError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"cannot create {job_id}")
+
+
 async def test_a_refused_row_abandons_the_run_without_a_trace() -> None:
-    store = SlowCreateStore(refuse=True)
+    store = SlowCreateStore(refuse=Exists)
     hub = Hub(default_registry(), None, store=cast(RunStore, store))
-    _run, refusal = await start(hub, "dup")
-    assert refusal is not None and refusal.code == "job_already_running"
+    run, refusal = await start(hub, "dup")
+    assert refusal is not None and refusal.code is Refusal.JOB_ALREADY_RUNNING
     assert hub.get("dup") is None
     assert not hub.active
+    assert run.finished and not run.subscribers
+
+
+async def test_any_other_store_error_refuses_the_start_as_store_unavailable() -> None:
+    store = SlowCreateStore(refuse=Unreachable)
+    hub = Hub(default_registry(), None, store=cast(RunStore, store))
+    _run, refusal = await start(hub, "down")
+    assert refusal is not None and refusal.code is Refusal.STORE_UNAVAILABLE
+    assert "cannot create down" in refusal.message
+    assert hub.get("down") is None
 
 
 async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
-    store = SlowCreateStore(refuse=False)
+    store = SlowCreateStore(refuse=None)
     hub = Hub(default_registry(), None, store=cast(RunStore, store))
     run, refusal = await start(hub, "ok")
     assert refusal is None
@@ -103,7 +120,7 @@ class HeldFinishStore(SlowCreateStore):
     """Commits rows at once but holds every terminal commit until released."""
 
     def __init__(self) -> None:
-        super().__init__(refuse=False)
+        super().__init__(refuse=None)
         self.held: list[asyncio.Future[None]] = []
         self.queued = asyncio.Event()
 

@@ -447,3 +447,33 @@ async def test_terminal_job_update_is_the_last_message() -> None:
         assert sum(isinstance(m, JobUpdate) and m.status != "running" for m in sink.messages) == 1
     finally:
         await pool.close()
+
+
+async def test_cancelled_blocking_runs_do_not_hold_the_runners() -> None:
+    """Issue 12.5: cancel four runs stuck in a blocking call on a pool of four; they
+    end ``cancelled`` and the next blocking run does not wait for their threads."""
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    entered = asyncio.Semaphore(0)
+
+    @define("test.Stuck")
+    def stuck(seconds: float = 0.0) -> float:
+        loop.call_soon_threadsafe(entered.release)
+        release.wait(WAIT * 4)  # a real blocking call, as a time.sleep(3600) would be
+        return seconds
+
+    hub, pool = await make_hub(Registry([*BUILTIN_NODES, stuck]), runners=4)
+    try:
+        sinks = [Collector() for _ in range(4)]
+        runs = [start(hub, request([node("b", "test.Stuck")]), sink) for sink in sinks]
+        for _ in runs:
+            await asyncio.wait_for(entered.acquire(), WAIT)
+        assert all(run.cancel() for run in runs)
+        assert [(await sink.terminal()).status for sink in sinks] == ["cancelled"] * 4
+        assert (pool.abandoned, pool.abandoned_alive, pool.busy) == (4, 4, 0)
+        sink = Collector()
+        start(hub, request([node("b", "noderun.debug.BlockingSleep", seconds=0)]), sink)
+        assert (await sink.terminal()).status == "completed"
+    finally:
+        release.set()
+        await pool.close()
