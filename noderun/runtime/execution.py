@@ -338,19 +338,25 @@ class Execution:
         return value
 
 
-def execute_single_inline(node: PlannedNode, events: ExecutionEvents) -> dict[str, object]:
+def execute_single_inline(
+    node: PlannedNode, events: ExecutionEvents, *, report_nodes: bool
+) -> dict[str, object]:
     """Run a :attr:`Plan.synchronous` plan's node now; ``result.outputs``.
 
     The SDK's single-node call of a cheap node: the same events and outputs as
-    :class:`Execution`, with none of its scheduling state. Raises :class:`NodeFailed`.
+    :class:`Execution`, with none of its scheduling state. ``report_nodes``: whether
+    the run wants ``node_started``/``node_completed`` (on the hot path a call the run
+    would ignore is not made). Raises :class:`NodeFailed`.
     """
     spec = node.spec
     args = dict(node.properties)
-    events.node_started(node, args)
+    if report_nodes:
+        events.node_started(node, args)
     if spec.takes_context:
         args["ctx"] = NodeContext(events, node.id, node.name, asyncio.get_running_loop())
     try:
-        produced = Execution._outputs_of(node, spec.fn(**args))
+        value = spec.fn(**args)
+        produced = {"output": value} if spec.single_output else Execution._outputs_of(node, value)
     except Exception as exc:
         failure = NodeFailed(node.id, spec.node_type, node.name, exc)
         events.node_failed(node, str(failure))
@@ -358,7 +364,9 @@ def execute_single_inline(node: PlannedNode, events: ExecutionEvents) -> dict[st
     if spec.is_output:
         name = str(node.properties.get("name") or node.id)
         events.output_value(node, name, produced["output"])
-        events.node_completed(node, produced)
+        if report_nodes:
+            events.node_completed(node, produced)
         return {name: [produced["output"]]}
-    events.node_completed(node, produced)
+    if report_nodes:
+        events.node_completed(node, produced)
     return {node.id: produced}

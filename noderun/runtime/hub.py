@@ -231,12 +231,11 @@ class Hub:
             plan=plan,
             pool=self.pool,
             error=error,
+            subscriber=subscriber,
             on_finished=self._finished_run,
         )
         self.active[job_id] = run
         self._finished.pop(job_id, None)
-        if subscriber is not None:
-            run.attach(subscriber)
         return run
 
     def _finished_run(self, run: Run) -> None:

@@ -168,10 +168,11 @@ class Run:
         plan: Plan | None,
         pool: RunnerPool | None,
         error: str | None = None,
+        subscriber: Subscriber | None = None,
         on_finished: Callable[[Run], None] | None = None,
     ) -> None:
         """A ``PREPARED`` run of ``plan``; with ``plan=None`` it fails with ``error``
-        when started, nothing executed."""
+        when started, nothing executed. ``subscriber``: attached from the start."""
         self.job_id = job_id
         self.workflow_id = workflow_id
         self.user_id = user_id
@@ -188,7 +189,7 @@ class Run:
         self.execution: Execution | None = None
         self.task: asyncio.Task[None] | None = None
         self.terminal: Outbound | None = None
-        self.subscribers: list[Subscriber] = []
+        self.subscribers: list[Subscriber] = [subscriber] if subscriber is not None else []
         self._buffer: deque[Outbound] = deque(maxlen=replay_limit)
         self._detach_grace = detach_grace
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -293,32 +294,42 @@ class Run:
 
     def node_started(self, node: PlannedNode, properties: Mapping[str, object]) -> None:
         if self._full:
-            self.emit(self._node_update(node, "running"))
+            self.emit(
+                NodeUpdate(
+                    job_id=self.job_id,
+                    workflow_id=self.workflow_id,
+                    node_id=node.id,
+                    node_name=node.name,
+                    node_type=node.spec.node_type,
+                    status="running",
+                )
+            )
 
     def node_completed(self, node: PlannedNode, result: Mapping[str, object]) -> None:
         if self._full:
-            self.emit(self._node_update(node, "completed", result=self._wrap_map(result)))
+            self.emit(
+                NodeUpdate(
+                    job_id=self.job_id,
+                    workflow_id=self.workflow_id,
+                    node_id=node.id,
+                    node_name=node.name,
+                    node_type=node.spec.node_type,
+                    status="completed",
+                    result=self._wrap_map(result),
+                )
+            )
 
     def node_failed(self, node: PlannedNode, error: str) -> None:
-        self.emit(self._node_update(node, "error", error=error[:_MAX_ERROR]))
-
-    def _node_update(
-        self,
-        node: PlannedNode,
-        status: Literal["running", "completed", "error"],
-        *,
-        result: dict[str, object] | None = None,
-        error: str | None = None,
-    ) -> NodeUpdate:
-        return NodeUpdate(
-            job_id=self.job_id,
-            workflow_id=self.workflow_id,
-            node_id=node.id,
-            node_name=node.name,
-            node_type=node.spec.node_type,
-            status=status,
-            result=result,
-            error=error,
+        self.emit(
+            NodeUpdate(
+                job_id=self.job_id,
+                workflow_id=self.workflow_id,
+                node_id=node.id,
+                node_name=node.name,
+                node_type=node.spec.node_type,
+                status="error",
+                error=error[:_MAX_ERROR],
+            )
         )
 
     def output_value(self, node: PlannedNode, name: str, value: object) -> None:
@@ -347,17 +358,33 @@ class Run:
 
         A run that is one inline node (the SDK's single-node call) or that failed
         validation executes right here, synchronously: no task, no execution state,
-        no task switch. Anything that can wait runs in the run's own task, driven
-        by an :class:`Execution`.
+        no task switch (the hot path, hence written out inline). Anything that can
+        wait runs in the run's own task, driven by an :class:`Execution`.
         """
         plan = self._plan
-        if plan is None or plan.synchronous:
-            self._move(_RUNNING)
-            self._conclude(self._execute_now(plan))
+        if plan is not None and not plan.synchronous:
+            self._move(_STARTING)
+            execution = self.execution = Execution(plan, self, self._pool)
+            self.task = asyncio.get_running_loop().create_task(self._main(execution))
             return
-        self._move(_STARTING)
-        execution = self.execution = Execution(plan, self, self._pool)
-        self.task = asyncio.get_running_loop().create_task(self._main(execution))
+        self._move(_RUNNING)
+        if plan is None:
+            item = self._terminal(_FAILED, error=self._error)
+        else:
+            full = self._full
+            if full:
+                self._announce()
+            try:
+                outputs = execute_single_inline(plan.nodes[0], self, report_nodes=full)
+            except NodeFailed as exc:
+                item = self._terminal(_FAILED, error=str(exc))
+            except Exception as exc:
+                log.exception("run.internal_error", job_id=self.job_id)
+                item = self._terminal(_FAILED, error=_internal(exc))
+            else:
+                item = self._terminal(_COMPLETED, outputs=outputs)
+        self._move(_FINISHING)
+        self._sink.conclude(self, item)
 
     def cancel(self, reason: str = "cancelled by client") -> bool:
         """Request cancellation; the run ends with a terminal ``cancelled``.
@@ -419,11 +446,6 @@ class Run:
         if on_finished is not None:
             on_finished(self)
 
-    def _conclude(self, item: Outbound) -> asyncio.Future[None] | None:
-        """-> ``FINISHING``: hand the terminal to the sink, which publishes it when allowed."""
-        self._move(_FINISHING)
-        return self._sink.conclude(self, item)
-
     def _announce(self) -> None:
         self.emit(
             JobUpdate(
@@ -434,21 +456,6 @@ class Run:
             )
         )
 
-    def _execute_now(self, plan: Plan | None) -> Outbound:
-        """Execute a synchronous plan (or fail validation) here; the terminal item."""
-        if plan is None:
-            return self._terminal(_FAILED, error=self._error)
-        if self._full:
-            self._announce()
-        try:
-            outputs = execute_single_inline(plan.nodes[0], self)
-        except NodeFailed as exc:
-            return self._terminal(_FAILED, error=str(exc))
-        except Exception as exc:
-            log.exception("run.internal_error", job_id=self.job_id)
-            return self._terminal(_FAILED, error=_internal(exc))
-        return self._terminal(_COMPLETED, outputs=outputs)
-
     async def _main(self, execution: Execution) -> None:
         state = self._state
         if state is _ABANDONED:
@@ -458,7 +465,8 @@ class Run:
         else:
             self._move(_RUNNING)
             item = await self._execute(execution)
-        committed = self._conclude(item)
+        self._move(_FINISHING)
+        committed = self._sink.conclude(self, item)
         if committed is not None:
             # The task lasts until the terminal is published: Hub.close waits for it.
             await committed

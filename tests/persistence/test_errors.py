@@ -48,8 +48,9 @@ def test_sqlite_locked_database_is_unavailable() -> None:
     assert type(error) is StoreUnavailable
 
 
-def test_persistence_imports_only_protocol_from_noderun() -> None:
-    """STYLE.md: persistence -> protocol; runtime sees stores only through its Protocol."""
+def test_persistence_imports_only_contract_and_protocol_from_noderun() -> None:
+    """STYLE.md: persistence -> contract -> protocol; runtime sees stores only through
+    the contract's RunStore."""
     for module in PACKAGE.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             names = []
@@ -59,6 +60,6 @@ def test_persistence_imports_only_protocol_from_noderun() -> None:
                 names = [node.module]
             for name in names:
                 if name.startswith("noderun."):
-                    assert name.startswith(("noderun.persistence", "noderun.protocol")), (
-                        f"{module.name} imports {name}"
-                    )
+                    assert name.startswith(
+                        ("noderun.persistence", "noderun.contract", "noderun.protocol")
+                    ), f"{module.name} imports {name}"
