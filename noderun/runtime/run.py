@@ -8,15 +8,15 @@ its :mod:`sink <noderun.runtime.sink>` (a durable run's sink stores it).
 Its life is an explicit state machine; :meth:`Run._move` is the only place that
 changes the state and it refuses any move not drawn here (a bug)::
 
-    PREPARED ──start()──> RUNNING ───────────────────────────┐   one inline node (or a
-        │                    ^                               │   graph that failed
-        │ start()            │ first step of its task        │   validation): executed
-        v                    │                               v   inside start()
-    STARTING ────────────────┘                           FINISHING ──sink──> FINISHED
-        │ cancel()          RUNNING ──cancel()──> CANCELLING ──^   terminal    terminal
-        └──────────────────────────────────────> CANCELLING    │   decided     published
-                                                               │
-    any state but ABANDONED ──abandon()──> ABANDONED   (a durable run whose row was refused)
+                   start(): one inline node (or an invalid graph), executed in start()
+    PREPARED ─────────────────────────────────> RUNNING ───────────────┐
+        │ start(): anything else, in a task        ^  │ cancel()       │ outcome decided
+        v                                          │  v                v
+    STARTING ───── the task's first step ──────────┘ CANCELLING ──> FINISHING ──> FINISHED
+        │ cancel()                                    ^     the sink: at once (ephemeral),
+        └─────────────────────────────────────────────┘     after the commit (durable)
+
+    every state but ABANDONED ── abandon() ──> ABANDONED   (a durable run's row was refused)
 
 * ``PREPARED``: registered with its plan (or the reason it cannot run); the caller acks.
 * ``STARTING``: its task exists but has not taken its first step; a cancel now is
@@ -397,13 +397,14 @@ class Run:
         if state is _STARTING:
             # Its task has not begun: cancelling it would skip _main and with it the
             # terminal; the first step sees the state instead.
+            self._cancel_reason = reason
             self._move(_CANCELLING)
         elif state is _RUNNING and self.task is not None:
+            self._cancel_reason = reason
             self._move(_CANCELLING)
             self.task.cancel()
         else:
             return False
-        self._cancel_reason = reason
         return True
 
     def abandon(self) -> None:
@@ -457,10 +458,9 @@ class Run:
         )
 
     async def _main(self, execution: Execution) -> None:
-        state = self._state
-        if state is _ABANDONED:
-            return
-        if state is _CANCELLING:  # cancelled before this first step
+        # Never entered by a task abandoned before its first step: that task was
+        # cancelled, so its coroutine does not run at all.
+        if self._state is _CANCELLING:  # cancelled before this first step
             item = self._terminal(_CANCELLED, message=self._cancel_reason)
         else:
             self._move(_RUNNING)
