@@ -90,6 +90,8 @@ class Hub:
         self._durable = DurableSink(store) if store is not None else None
         self.active: dict[str, Run] = {}
         self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
+        limit = self.config.finished_limit
+        self._prune_at = limit + min(64, max(1, limit // 16))
         self._plans = PlanCache(registry)
 
     def get(self, job_id: str) -> Run | None:
@@ -239,12 +241,13 @@ class Hub:
         return run
 
     def _finished_run(self, run: Run) -> None:
-        if self.active.get(run.job_id) is run:
-            del self.active[run.job_id]
+        job_id = run.job_id
+        if self.active.get(job_id) is run:
+            del self.active[job_id]
         finished = self._finished
-        finished[run.job_id] = (run, time.monotonic())
-        limit = self.config.finished_limit
-        if len(finished) >= limit + min(64, max(1, limit // 16)) or len(finished) % 64 == 0:
+        finished[job_id] = (run, time.monotonic())
+        count = len(finished)
+        if count >= self._prune_at or count % 64 == 0:
             self._prune_finished()
 
     def _prune_finished(self) -> None:
