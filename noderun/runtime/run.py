@@ -82,6 +82,8 @@ class RunState(enum.IntEnum):
     ABANDONED = 7
 
 
+# Module-level names for the hot path: reading a member off an enum class is a
+# Python-level lookup on 3.11, a global is not.
 _PREPARED: Final = RunState.PREPARED
 _STARTING: Final = RunState.STARTING
 _RUNNING: Final = RunState.RUNNING
