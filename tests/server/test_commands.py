@@ -17,6 +17,7 @@ from tests.server.helpers import (
     is_terminal,
     nd,
     new_job_id,
+    running_server,
 )
 
 NOT_FOUND = "Job not found or already completed"
@@ -99,6 +100,33 @@ async def test_cancel_during_a_blocking_node_ends_cancelled_at_once(
         frames = await client.until_terminal(job_id)
     assert frames[-1]["status"] == "cancelled"
     assert not any(f.get("status") == "completed" for f in frames)
+
+
+async def test_cancelled_blocking_runs_free_the_runners_for_the_next_one() -> None:
+    """Issue 12.5: with every runner thread stuck in a cancelled run's blocking node, the
+    next blocking run still completes (the stuck threads are replaced, not waited for)."""
+    stuck = graph(nd("b", "noderun.debug.BlockingSleep", seconds=60))
+    with running_server(runners=2) as own:
+        async with connect(own) as client:
+            job_ids: set[str] = set()
+            ended: dict[object, object] = {}
+            for _ in range(2):  # each run's node is blocking its runner before the next starts
+                job_id = await start(client, stuck)
+                await client.recv_until(lambda frame: frame.get("type") == "node_update")
+                job_ids.add(job_id)
+
+            def both_ended(frame: Frame) -> bool:
+                if any(is_terminal(frame, job_id) for job_id in job_ids):
+                    ended[frame.get("job_id")] = frame.get("status")
+                return set(ended) == job_ids
+
+            for job_id in job_ids:
+                await client.command("cancel_job", {"job_id": job_id})
+            await client.recv_until(both_ended)
+            assert set(ended.values()) == {"cancelled"}
+            job_id = await start(client, graph(nd("b", "noderun.debug.BlockingSleep", seconds=0)))
+            frames = await client.until_terminal(job_id)
+    assert frames[-1]["status"] == "completed"
 
 
 async def test_not_found_answers_carry_the_request_id(server: ServerHandle) -> None:
