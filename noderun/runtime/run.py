@@ -208,10 +208,13 @@ class Run:
 
     @property
     def status(self) -> RunStatus:
-        """The run's status as a client sees it (``get_status``, ``job_resumed``)."""
+        """The run's status as a client sees it (``get_status``, ``job_resumed``); a run
+        abandoned without a terminal counts as failed."""
         state = self._state
-        if state is _FINISHED or state is _ABANDONED:
+        if state is _FINISHED:
             return self._outcome
+        if state is _ABANDONED:
+            return _FAILED
         return RunStatus.QUEUED if state is _PREPARED else RunStatus.RUNNING
 
     @property

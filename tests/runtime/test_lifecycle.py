@@ -140,5 +140,6 @@ async def test_a_run_abandoned_while_its_terminal_commits_publishes_nothing() ->
     store.held[0].set_result(None)
     await asyncio.sleep(0)  # the commit's callback
     assert state(run) is RunState.ABANDONED and run.terminal is None and not sink.items
+    assert run.status is RunStatus.FAILED  # its terminal (completed) was never published
     with pytest.raises(RuntimeError, match="no move from ABANDONED"):
         run.abandon()
