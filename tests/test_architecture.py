@@ -16,8 +16,10 @@ ALLOWED = {
     "contract": {"protocol"},
     "runtime": {"protocol", "contract"},
     "persistence": {"protocol", "contract"},
-    "nodetool": {"protocol", "runtime"},
-    "server": {"protocol", "contract", "runtime", "persistence", "nodetool"},
+    "assets": set(),
+    # nodetool may resolve asset:// references in node values (noderun.assets).
+    "nodetool": {"protocol", "runtime", "assets"},
+    "server": {"protocol", "contract", "runtime", "persistence", "nodetool", "assets"},
 }
 
 THIRD_PARTY_IN_PROTOCOL = {"msgspec"}

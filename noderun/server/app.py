@@ -28,6 +28,7 @@ from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry, default_registry
 from noderun.runtime.workflows import WorkflowCatalog, load_workflows
+from noderun.server.assets_api import AssetsApi
 from noderun.server.auth import Authenticator
 from noderun.server.connection import Connection, Receive, Send
 from noderun.server.heap import settle_heap
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         load_workflows(settings.workflows, registry) if settings.workflows else WorkflowCatalog()
     )
     sdk = SdkService(settings, registry, workflows)
+    assets = AssetsApi(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         retention: asyncio.Task[None] | None = None
         workers: WorkerPool | None = None
         try:
+            await assets.start()
             if settings.nodetool_workers > 0:
                 workers = await _start_workers(settings, registry)
                 # The workers' nodes joined the registry: the catalog and the stored
@@ -183,6 +186,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             await pool.close()
             if workers is not None:
                 await workers.close()
+            await assets.close()
             if store is not None:
                 await store.close()
 
@@ -197,10 +201,17 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app = _App(
         websocket,
         debug=settings.debug,
-        routes=[Route("/health", health), WebSocketRoute("/ws", websocket), *api.routes()],
+        # Assets before the API, whose catch-all answers any other /api/ path.
+        routes=[
+            Route("/health", health),
+            WebSocketRoute("/ws", websocket),
+            *assets.routes,
+            *api.routes(),
+        ],
         lifespan=lifespan,
     )
     app.state.drain = state.drain
+    app.state.assets = assets
 
     def reload_workflows() -> None:
         """Read the workflows directory again; on failure keep serving the old catalog."""

@@ -42,6 +42,12 @@ class Settings:
     #: Seconds a busy worker may go unresponsive before it is killed; 0 = never.
     nodetool_hang_timeout: float = 60.0
     nodetool_start_timeout: float = 60.0
+    #: Where uploaded assets live (created at start; unwritable = start-up error).
+    assets_dir: str = "./noderun-assets"
+    #: Seconds a temporary asset (``/api/sdk/v1/assets/temporary``) lives.
+    asset_ttl: float = 3600.0
+    #: The largest asset accepted, in bytes (413 beyond).
+    max_asset_bytes: int = 100 * 1024 * 1024
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -81,6 +87,9 @@ _FIELD_TYPES: dict[str, type] = {
     "nodetool_cancel_grace": float,
     "nodetool_hang_timeout": float,
     "nodetool_start_timeout": float,
+    "assets_dir": str,
+    "asset_ttl": float,
+    "max_asset_bytes": int,
 }
 
 

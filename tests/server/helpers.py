@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -183,11 +184,15 @@ def running_server(
     """A real uvicorn serving ``create_app`` on a free port, in a thread with its own loop.
 
     Defaults: no run store, no server pings (they would interleave with the
-    frames a test expects), :func:`registry_with_test_nodes`; ``overrides`` are
-    :class:`Settings` fields.
+    frames a test expects), :func:`registry_with_test_nodes`, assets in a temporary
+    directory; ``overrides`` are :class:`Settings` fields.
     """
     values: dict[str, Any] = {"store": "none", "ping_interval": 0.0, "runners": 4}
     values.update(overrides)
+    assets_dir = None
+    if "assets_dir" not in values:
+        assets_dir = tempfile.TemporaryDirectory(prefix="noderun-assets-")
+        values["assets_dir"] = assets_dir.name
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -209,6 +214,9 @@ def running_server(
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             sock.close()
+            if assets_dir is not None:
+                thread.join(TIMEOUT)
+                assets_dir.cleanup()
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
@@ -217,6 +225,8 @@ def running_server(
         server.should_exit = True
         thread.join(TIMEOUT * 2)
         sock.close()
+        if assets_dir is not None:
+            assets_dir.cleanup()
         assert not thread.is_alive(), "the test server did not stop"
 
 
