@@ -322,11 +322,16 @@ def _has_nodetool() -> bool:
         return False
 
 
-def _env() -> dict[str, str]:
+def _env(scratch: Path) -> dict[str, str]:
     """The servers' environment: the bench's node package on the NodeTool workers' path,
-    and a worker queue deep enough for every throughput connection."""
+    a worker queue deep enough for every throughput connection, and (like the store) an
+    asset directory in the scratch directory rather than the checkout."""
     path = [str(NODEPACK), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {"PYTHONPATH": os.pathsep.join(path), "NODERUN_NODETOOL_QUEUE": "100000"}
+    return {
+        "PYTHONPATH": os.pathsep.join(path),
+        "NODERUN_NODETOOL_QUEUE": "100000",
+        "NODERUN_ASSETS_DIR": str(scratch / "assets"),
+    }
 
 
 def _target_stores(targets: list[Target], servers: dict[str, _Server]) -> dict[str, str]:
@@ -379,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             specs = _servers(targets, scratch, db)
             stores = _target_stores(targets, specs)
             servers = stack.enter_context(
-                spawn_servers({name: spec.argv for name, spec in specs.items()}, plan, _env())
+                spawn_servers(
+                    {name: spec.argv for name, spec in specs.items()}, plan, _env(scratch)
+                )
             )
             inprocess_us = measure_inprocess(args.inprocess_runs)
             db_probes = {name: spec.db_cpu_s for name, spec in specs.items()}

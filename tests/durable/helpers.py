@@ -176,6 +176,8 @@ class ServerProcess:
             *args,
         ]
         self.env = server_env(env)
+        # The servers run in the repository: keep their asset directory with their logs.
+        self.env.setdefault("NODERUN_ASSETS_DIR", str(log_dir / "assets"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
