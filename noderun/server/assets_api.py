@@ -129,18 +129,18 @@ class AssetsApi:
         return await self._upload(request, _Style.SDK_V1)
 
     async def _metadata(self, request: Request) -> Response:
-        user_id = self._user(request)
-        if user_id is None:
-            return self._unauthorized(request, _Style.REST)
+        user_id = self._user(request, _Style.REST)
+        if isinstance(user_id, Response):
+            return user_id
         record = self.store.get(user_id, request.path_params["asset_id"])
         if record is None:
             return _error(404, "NOT_FOUND", "Asset not found", _Style.REST)
         return JSONResponse(_asset_json(record))
 
     async def _download(self, request: Request) -> Response:
-        user_id = self._user(request)
-        if user_id is None:
-            return self._unauthorized(request, _Style.REST)
+        user_id = self._user(request, _Style.REST)
+        if isinstance(user_id, Response):
+            return user_id
         record = self.store.get(user_id, request.path_params["asset_id"])
         handle = None if record is None else self.store.open_bytes(record)
         if record is None or handle is None:
@@ -150,9 +150,9 @@ class AssetsApi:
     # -- upload ----------------------------------------------------------------------
 
     async def _upload(self, request: Request, style: _Style) -> Response:
-        user_id = self._user(request)
-        if user_id is None:
-            return self._unauthorized(request, style)
+        user_id = self._user(request, style)
+        if isinstance(user_id, Response):
+            return user_id
         try:
             boundary = boundary_of(request.headers.get("content-type", ""))
         except FormError as exc:
@@ -193,12 +193,11 @@ class AssetsApi:
 
     # -- auth ------------------------------------------------------------------------
 
-    def _user(self, request: Request) -> str | None:
-        user_id, _reason = self._auth.check(request.scope["headers"], request.scope["query_string"])
-        return user_id
-
-    def _unauthorized(self, request: Request, style: _Style) -> Response:
-        _user_id, reason = self._auth.check(request.scope["headers"], request.scope["query_string"])
+    def _user(self, request: Request, style: _Style) -> str | Response:
+        """The caller's user id, or the 401 to answer (same tokens and rules as ``/ws``)."""
+        user_id, reason = self._auth.check(request.scope["headers"], request.scope["query_string"])
+        if user_id is not None:
+            return user_id
         response = _error(401, "UNAUTHENTICATED", reason, style)
         response.headers["www-authenticate"] = "Bearer"
         return response
