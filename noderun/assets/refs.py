@@ -6,8 +6,8 @@ sets ``asset_id`` (and ``uri`` to the asset's download URL), a temporary upload 
 ``uri`` (``asset://<id>``), and a small value carries its bytes in ``data``. A value
 refers to a stored asset when it is such a map (it has a string ``type``) and either its
 ``asset_id`` is set or its ``uri`` is ``asset://<id>`` (``asset:///<id>`` and a file
-extension after the id are accepted, as the SDK writes them) or
-``/api/assets/<id>/download``.
+extension after the id are accepted, as the SDK writes them) or an asset download URL
+(``[http://host]/api/assets/<id>/download``, the ``get_url`` the SDK copies into ``uri``).
 
 :class:`AssetResolver` answers for one user: another user's asset is not found, exactly
 as over HTTP.
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from noderun.assets.errors import AssetNotFound
 from noderun.assets.store import AssetRecord, AssetStore
@@ -54,8 +54,12 @@ def _id_from_uri(uri: str) -> str | None:
         # ``asset://<id>.png``: NodeTool names stored files after the id plus an extension.
         key = key.partition(".")[0]
         return key or None
-    if text.startswith(_DOWNLOAD_PREFIX) and text.endswith(_DOWNLOAD_SUFFIX):
-        key = text[len(_DOWNLOAD_PREFIX) : -len(_DOWNLOAD_SUFFIX)]
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in {"", "http", "https"}:
+        return None
+    path = parts.path
+    if path.startswith(_DOWNLOAD_PREFIX) and path.endswith(_DOWNLOAD_SUFFIX):
+        key = path[len(_DOWNLOAD_PREFIX) : -len(_DOWNLOAD_SUFFIX)]
         return unquote(key) if key and "/" not in key else None
     return None
 

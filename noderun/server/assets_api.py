@@ -135,7 +135,7 @@ class AssetsApi:
         record = self.store.get(user_id, request.path_params["asset_id"])
         if record is None:
             return _error(404, "NOT_FOUND", "Asset not found", _Style.REST)
-        return JSONResponse(_asset_json(record))
+        return JSONResponse(_asset_json(record, request))
 
     async def _download(self, request: Request) -> Response:
         user_id = self._user(request, _Style.REST)
@@ -189,7 +189,7 @@ class AssetsApi:
         log.debug("assets.stored", asset_id=record.id, size=record.size, user_id=user_id)
         if style is _Style.SDK_V1:
             return JSONResponse(_temporary_json(record))
-        return JSONResponse(_asset_json(record))
+        return JSONResponse(_asset_json(record, request))
 
     # -- auth ------------------------------------------------------------------------
 
@@ -355,8 +355,13 @@ class _FileStream(Response):
 # -- shapes ----------------------------------------------------------------------------
 
 
-def _asset_json(record: AssetRecord) -> dict[str, object]:
-    """NodeTool's asset JSON; ``expires_at`` is noderun's, set for temporary assets."""
+def _asset_json(record: AssetRecord, request: Request) -> dict[str, object]:
+    """NodeTool's asset JSON; ``expires_at`` is noderun's, set for temporary assets.
+
+    ``get_url`` is absolute, as the address the client used: .NET on Linux and macOS
+    parses a bare ``/path`` as a local file, and the SDK downloads ``get_url`` as given.
+    """
+    base = str(request.base_url).rstrip("/")
     return {
         "id": record.id,
         "user_id": record.user_id,
@@ -367,7 +372,7 @@ def _asset_json(record: AssetRecord) -> dict[str, object]:
         "size": record.size,
         "metadata": record.metadata,
         "created_at": _iso(record.created_at),
-        "get_url": f"/api/assets/{record.id}/download",
+        "get_url": f"{base}/api/assets/{record.id}/download",
         "thumb_url": None,
         "duration": None,
         "node_id": None,

@@ -26,6 +26,8 @@ ID = "0123456789abcdef0123456789abcdef"
         ({"type": "audio", "uri": f"asset:///{ID}"}, ID),
         ({"type": "video", "uri": f"ASSET://{ID}.mp4"}, ID),
         ({"type": "image", "uri": f"/api/assets/{ID}/download", "asset_id": None}, ID),
+        ({"type": "image", "uri": f"http://h:7777/api/assets/{ID}/download"}, ID),
+        ({"type": "image", "uri": f"ftp://h/api/assets/{ID}/download"}, None),
         ({"type": "image", "uri": "https://example.com/a.png", "asset_id": None}, None),
         ({"type": "image", "uri": "/api/assets/a/b/download"}, None),
         ({"type": "image", "uri": "asset://"}, None),

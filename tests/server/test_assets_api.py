@@ -52,9 +52,8 @@ def request(
     all_headers = dict(headers or {})
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(
-        server.http_url + path, data=body, method=method, headers=all_headers
-    )
+    url = path if path.startswith("http://") else server.http_url + path
+    req = urllib.request.Request(url, data=body, method=method, headers=all_headers)
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as response:
             return Reply(response.status, dict(response.headers.items()), response.read())
@@ -134,7 +133,7 @@ def test_upload_then_download_returns_the_same_bytes(server: ServerHandle) -> No
     assert asset["name"] == "clip.webm" and asset["content_type"] == "video/webm"
     assert asset["size"] == len(data) and asset["metadata"] == {"k": 1}
     assert asset["user_id"] == user_of(ALICE) and asset["expires_at"] is None
-    assert asset["get_url"] == f"/api/assets/{asset['id']}/download"
+    assert asset["get_url"] == f"{server.http_url}/api/assets/{asset['id']}/download"
     # NodeTool's asset JSON keys, every one of them.
     assert {
         "id", "user_id", "workflow_id", "parent_id", "name", "content_type", "size",
@@ -183,8 +182,14 @@ def test_the_resolver_reads_what_http_stored(server: ServerHandle) -> None:
     data = os.urandom(1000)
     asset = upload(server, data, file_type="image/png").json()
     store = AssetStore(server.settings.assets_dir, max_bytes=MiB, ttl=60.0)
-    value = {"type": "image", "uri": f"asset://{asset['id']}", "asset_id": None}
-    assert AssetResolver(store, user_of(ALICE)).read(value) == data
+    resolver = AssetResolver(store, user_of(ALICE))
+    # As the SDK builds values: a temporary upload's uri, a persistent upload's get_url + id.
+    for value in (
+        {"type": "image", "uri": f"asset://{asset['id']}", "asset_id": None},
+        {"type": "image", "uri": asset["get_url"], "asset_id": asset["id"]},
+        {"type": "image", "uri": asset["get_url"], "asset_id": None},
+    ):
+        assert resolver.read(value) == data
 
 
 # -- auth and ownership ----------------------------------------------------------------
