@@ -194,11 +194,13 @@ class AssetsApi:
     # -- auth ------------------------------------------------------------------------
 
     def _user(self, request: Request, style: _Style) -> str | Response:
-        """The caller's user id, or the 401 to answer (same tokens and rules as ``/ws``)."""
-        user_id, reason = self._auth.check(request.scope["headers"], request.scope["query_string"])
+        """The caller's user id, or the 401 to answer: ``/ws``'s tokens, from the
+        ``Authorization`` header only, as the rest of the HTTP API (a token in a URL ends
+        up in logs and browser history)."""
+        user_id, reason = self._auth.check(request.headers.raw, b"")
         if user_id is not None:
             return user_id
-        response = _error(401, "UNAUTHENTICATED", reason, style)
+        response = _error(401, "UNAUTHORIZED", reason, style)
         response.headers["www-authenticate"] = "Bearer"
         return response
 

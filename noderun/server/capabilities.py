@@ -46,13 +46,13 @@ def capabilities(settings: Settings, registry_revision: int, version: str) -> di
             "execution": "available",
             "lifecycle": "available",
             "workflow-interface": "available",
-            "temporary_asset_upload": "unavailable",
+            "temporary_asset_upload": "available",
             "models": "unavailable",
         },
         "registry_revision": registry_revision,
         "python_bridge": "disabled",
         "auth_modes": ["bearer"] if settings.tokens else ["trusted_local"],
-        "asset_uri_schemes": [],
+        "asset_uri_schemes": ["asset"],
         "execution_options": {
             "persistence": ["session", "job"] if durable else ["session"],
             "event_detail": ["full", "outputs", "terminal"],
@@ -67,7 +67,7 @@ def capabilities(settings: Settings, registry_revision: int, version: str) -> di
         "limits": {
             "max_rpc_batch": MAX_RPC_BATCH,
             "max_inline_bytes": _MAX_MESSAGE,
-            "max_upload_bytes": 0,
+            "max_upload_bytes": settings.max_asset_bytes,
             "max_queued_jobs": settings.max_active_runs,
             "max_job_event_replay": settings.replay_limit,
             # The one server-side wait a client's run is subject to: how long it

@@ -217,10 +217,12 @@ def test_every_route_needs_a_valid_token(
     assert not [name for name in stored_files(server) if name.startswith("incoming")]
 
 
-def test_the_api_key_query_parameter_works_as_on_ws(server: ServerHandle) -> None:
+def test_a_token_in_the_query_is_refused_as_by_the_rest_of_the_http_api(
+    server: ServerHandle,
+) -> None:
     asset = upload(server, b"q").json()
     reply = request(server, "GET", f"/api/assets/{asset['id']}?api_key={ALICE}")
-    assert reply.status == 200
+    assert reply.status == 401
 
 
 def test_another_users_asset_is_not_found(server: ServerHandle) -> None:
@@ -273,7 +275,7 @@ def test_temporary_upload_errors_use_the_sdk_v1_error_shape(server: ServerHandle
     }
     headers, body = form(b"x", boundary="b")
     reply = request(server, "POST", "/api/sdk/v1/assets/temporary", body=body, headers=headers)
-    assert reply.status == 401 and reply.json()["code"] == "UNAUTHENTICATED"
+    assert reply.status == 401 and reply.json()["code"] == "UNAUTHORIZED"
 
 
 def test_a_temporary_asset_expires_and_the_sweep_deletes_it() -> None:

@@ -36,6 +36,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandl
         workflows=str(write_workflows(root / "workflows")),
         replay_limit=321,
         max_active_runs=77,
+        max_asset_bytes=4321,
     ) as handle:
         yield handle
 
@@ -164,6 +165,10 @@ def test_capabilities_advertise_what_this_server_does(
     assert limits["max_job_event_replay"] == 321 == api_server.settings.replay_limit
     assert limits["max_queued_jobs"] == 77
     assert limits["max_inline_bytes"] > 0 and limits["max_rpc_batch"] == 100
+    # The asset store's limit, and its temporary uploads (the SDK's route for large inputs).
+    assert limits["max_upload_bytes"] == 4321 == api_server.settings.max_asset_bytes
+    assert body["profiles"]["temporary_asset_upload"] == "available"
+    assert body["asset_uri_schemes"] == ["asset"]
     metadata_revision = http.get("/api/sdk/v1/workflows").json()["workflows"][0]
     assert body["registry_revision"] == metadata_revision["registry_revision"]
 
