@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -295,6 +296,8 @@ def test_the_server_does_not_start_without_the_worker_interpreter(tmp_path: Path
             str(tmp_path / "nope"),
         ],
         cwd=ROOT,
+        # The server opens its asset directory first: keep it out of the checkout.
+        env={**os.environ, "NODERUN_ASSETS_DIR": str(tmp_path / "assets")},
         capture_output=True,
         text=True,
         timeout=60,
