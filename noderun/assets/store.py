@@ -2,15 +2,17 @@
 
 Layout under the root::
 
-    data/<id>         the bytes
-    meta/<id>.json    an :class:`AssetRecord` (msgspec JSON)
-    incoming/         uploads in progress and metadata being written
+    data/<id>                   the bytes of a persistent asset
+    meta/<id>.json              its :class:`AssetRecord` (msgspec JSON)
+    temporary/data/<id>         the same for temporary assets, apart so that the
+    temporary/meta/<id>.json    periodic sweep reads only theirs
+    incoming/                   uploads in progress and metadata being written
 
 An asset exists once its metadata file does. Every file is written in ``incoming/``,
 fsynced, then renamed into place (bytes first, metadata last), and the directories are
-fsynced after the renames: a crash leaves either the whole asset or stray files that
-:meth:`AssetStore.sweep` removes once they are stale. Deletion removes the metadata
-first, for the same reason.
+fsynced after the renames: a crash leaves either the whole asset or stray files that are
+removed once they are stale (by :meth:`AssetStore.sweep`, and for persistent assets at
+:meth:`AssetStore.open`). Deletion removes the metadata first, for the same reason.
 
 Methods here do blocking file I/O; the server calls the slow ones (commit, sweep)
 from a worker thread.
@@ -25,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +65,17 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(AssetRecord).decode
 
 
+@dataclass(frozen=True, slots=True)
+class _Shelf:
+    """The two directories of one kind of asset."""
+
+    data: Path
+    meta: Path
+
+    def meta_of(self, asset_id: str) -> Path:
+        return self.meta / f"{asset_id}.json"
+
+
 class AssetStore:
     """Per-user assets under ``root``; ``max_bytes`` caps one asset, ``ttl`` a temporary one.
 
@@ -80,24 +94,29 @@ class AssetStore:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self._clock = clock
-        self._data = self.root / "data"
-        self._meta = self.root / "meta"
+        self._persistent = _Shelf(self.root / "data", self.root / "meta")
+        self._temporary = _Shelf(self.root / "temporary" / "data", self.root / "temporary" / "meta")
         self._incoming = self.root / "incoming"
 
     def open(self) -> None:
-        """Create the directories and prove they can be written; fail loudly if not."""
+        """Create the directories and prove they can be written (fail loudly if not),
+        then remove stale leftovers of persistent assets (the sweep sees only temporary
+        ones)."""
+        shelves = (self._persistent, self._temporary)
         try:
-            for directory in (self._data, self._meta, self._incoming):
+            for directory in (*(d for s in shelves for d in (s.data, s.meta)), self._incoming):
                 directory.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self._incoming) as probe:
                 probe.write(b"probe")
                 probe.flush()
                 os.fsync(probe.fileno())
-            for directory in (self._data, self._meta):
-                if not os.access(directory, os.W_OK | os.X_OK):
-                    raise PermissionError(f"{directory} is not writable")
+            for shelf in shelves:
+                for directory in (shelf.data, shelf.meta):
+                    if not os.access(directory, os.W_OK | os.X_OK):
+                        raise PermissionError(f"{directory} is not writable")
         except OSError as exc:
             raise AssetStoreUnavailable(str(self.root), exc.strerror or str(exc)) from exc
+        _remove_stale_orphans(self._persistent, time.time())
 
     # -- writing ---------------------------------------------------------------------
 
@@ -132,15 +151,19 @@ class AssetStore:
         finally:
             upload.discard()
 
+    def _shelf(self, record: AssetRecord) -> _Shelf:
+        return self._persistent if record.expires_at is None else self._temporary
+
     def _publish(self, upload_path: Path, record: AssetRecord) -> None:
-        os.replace(upload_path, self._data / record.id)
+        shelf = self._shelf(record)
+        os.replace(upload_path, shelf.data / record.id)
         meta_tmp = self._incoming / f"{record.id}.json.part"
         with meta_tmp.open("wb") as meta:
             meta.write(_encode(record))
             meta.flush()
             os.fsync(meta.fileno())
-        os.replace(meta_tmp, self._meta / f"{record.id}.json")
-        for directory in (self._data, self._meta):
+        os.replace(meta_tmp, shelf.meta_of(record.id))
+        for directory in (shelf.data, shelf.meta):
             _fsync_directory(directory)
 
     # -- reading ---------------------------------------------------------------------
@@ -155,7 +178,7 @@ class AssetStore:
 
     def path(self, record: AssetRecord) -> Path:
         """Where ``record``'s bytes are (they may vanish if it expires meanwhile)."""
-        return self._data / record.id
+        return self._shelf(record).data / record.id
 
     def open_bytes(self, record: AssetRecord) -> BinaryIO | None:
         """``record``'s bytes opened for reading, or ``None`` if they are gone.
@@ -170,30 +193,34 @@ class AssetStore:
     def _load(self, asset_id: str) -> AssetRecord | None:
         if not _ID.fullmatch(asset_id):
             return None
-        try:
-            raw = (self._meta / f"{asset_id}.json").read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            return _decode(raw)
-        except msgspec.DecodeError:
-            return None
+        for shelf in (self._persistent, self._temporary):
+            try:
+                raw = shelf.meta_of(asset_id).read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                return _decode(raw)
+            except msgspec.DecodeError:
+                return None
+        return None
 
     # -- deleting --------------------------------------------------------------------
 
     def delete(self, asset_id: str) -> None:
         if not _ID.fullmatch(asset_id):
             return
-        with contextlib.suppress(FileNotFoundError):
-            (self._meta / f"{asset_id}.json").unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (self._data / asset_id).unlink()
+        for shelf in (self._persistent, self._temporary):
+            with contextlib.suppress(FileNotFoundError):
+                shelf.meta_of(asset_id).unlink()
+            with contextlib.suppress(FileNotFoundError):
+                (shelf.data / asset_id).unlink()
 
     def sweep(self) -> int:
-        """Delete expired temporary assets and stale stray files; the number of assets."""
+        """Delete expired temporary assets, stale uploads and stale leftovers of temporary
+        assets; the number of assets deleted. Reads only temporary assets' metadata."""
         now = self._clock()
         deleted = 0
-        for meta in self._meta.glob("*.json"):
+        for meta in self._temporary.meta.glob("*.json"):
             asset_id = meta.name.removesuffix(".json")
             record = self._load(asset_id)
             if record is not None and record.expired(now):
@@ -202,9 +229,7 @@ class AssetStore:
         wall = time.time()
         for stray in self._incoming.iterdir():
             _remove_if_stale(stray, wall)
-        for data in self._data.iterdir():
-            if not (self._meta / f"{data.name}.json").exists():
-                _remove_if_stale(data, wall)
+        _remove_stale_orphans(self._temporary, wall)
         return deleted
 
     def _new_record(
@@ -291,6 +316,13 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _remove_stale_orphans(shelf: _Shelf, now: float) -> None:
+    """Bytes whose metadata never landed (a crash between the two renames)."""
+    for data in shelf.data.iterdir():
+        if not shelf.meta_of(data.name).exists():
+            _remove_if_stale(data, now)
 
 
 def _remove_if_stale(path: Path, now: float) -> None:

@@ -38,7 +38,9 @@ def store(tmp_path: Path, clock: Clock) -> AssetStore:
 def test_open_creates_the_directories(tmp_path: Path) -> None:
     store = AssetStore(tmp_path / "a" / "b", max_bytes=10, ttl=1.0)
     store.open()
-    assert {p.name for p in (tmp_path / "a" / "b").iterdir()} == {"data", "meta", "incoming"}
+    root = tmp_path / "a" / "b"
+    assert {p.name for p in root.iterdir()} == {"data", "meta", "incoming", "temporary"}
+    assert {p.name for p in (root / "temporary").iterdir()} == {"data", "meta"}
 
 
 def test_open_on_a_path_that_cannot_be_created_names_it(tmp_path: Path) -> None:
@@ -105,24 +107,45 @@ def test_temporary_asset_expires_at_its_ttl_and_the_sweep_deletes_it(
     assert store.sweep() == 0
     clock.now += 1.0
     assert store.get("alice", temporary.id) is None  # refused before any sweep
-    assert (store.root / "data" / temporary.id).exists()
+    assert files_under(store.root / "temporary") == [
+        f"data/{temporary.id}",
+        f"meta/{temporary.id}.json",
+    ]
     assert store.sweep() == 1
     assert files_under(store.root) == [f"data/{kept.id}", f"meta/{kept.id}.json"]
     assert store.get("alice", kept.id) == kept
 
 
+def make_stale(*paths: Path) -> None:
+    old = os.stat(paths[0]).st_mtime - STALE_AFTER - 1
+    for path in paths:
+        os.utime(path, (old, old))
+
+
 def test_sweep_removes_crash_leftovers_only_once_they_are_stale(store: AssetStore) -> None:
     partial = store.root / "incoming" / "upload-x.part"
     partial.write_bytes(b"half an upload")
-    orphan = store.root / "data" / ("a" * 32)  # bytes whose metadata never landed
+    orphan = store.root / "temporary" / "data" / ("a" * 32)  # its metadata never landed
     orphan.write_bytes(b"orphan")
     store.sweep()
     assert partial.exists() and orphan.exists()
-    old = os.stat(partial).st_mtime - STALE_AFTER - 1
-    for path in (partial, orphan):
-        os.utime(path, (old, old))
+    make_stale(partial, orphan)
     store.sweep()
     assert files_under(store.root) == []
+
+
+def test_open_removes_stale_leftovers_of_persistent_assets(store: AssetStore) -> None:
+    """The sweep reads only temporary assets; persistent leftovers go at start-up."""
+    kept = store.put("alice", b"x", name="x", content_type="text/plain")
+    fresh, stale = store.root / "data" / ("b" * 32), store.root / "data" / ("c" * 32)
+    for orphan in (fresh, stale):
+        orphan.write_bytes(b"orphan")
+    make_stale(stale)
+    store.sweep()
+    assert stale.exists()
+    store.open()
+    assert fresh.exists() and not stale.exists()
+    assert store.get("alice", kept.id) == kept
 
 
 def test_a_corrupt_metadata_file_is_not_found(store: AssetStore) -> None:

@@ -471,7 +471,7 @@ def test_an_unusable_assets_dir_stops_start_up_naming_it(tmp_path: Path) -> None
 def test_the_assets_dir_is_created_at_start(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "assets" / str(uuid.uuid4())
     with running_server(assets_dir=str(target)):
-        assert {p.name for p in target.iterdir()} == {"data", "meta", "incoming"}
+        assert {p.name for p in target.iterdir()} == {"data", "meta", "incoming", "temporary"}
 
 
 def test_settings_come_from_the_environment() -> None:
