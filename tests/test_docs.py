@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from noderun.contract import Refusal, RunStatus
 from noderun.protocol import client
 from noderun.protocol.schema import server_frames
 from noderun.server.app import create_app
@@ -26,9 +27,10 @@ from noderun.server.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "protocol.md"
 PACKAGE = ROOT / "noderun"
-#: Where the codes that reach a client are made. ``nodetool/`` speaks to worker processes,
-#: not to clients: its failures reach clients as run errors made in ``runtime/``.
-CODE_LAYERS = ("protocol", "server", "runtime", "persistence")
+#: Where the codes that reach a client are made (packages, or modules without ``.py``).
+#: ``nodetool/`` speaks to worker processes, not to clients: its failures reach clients as
+#: run errors made in ``runtime/``.
+CODE_LAYERS = ("contract", "protocol", "server", "runtime", "persistence")
 #: Codes the scan must find: if it finds fewer, it no longer sees where codes are made.
 KNOWN_CODES = frozenset(
     {
@@ -65,7 +67,11 @@ def _row_names(text: str, name: str) -> bool:
 
 def _sources(layers: tuple[str, ...]) -> Iterator[Path]:
     for layer in layers:
-        yield from sorted((PACKAGE / layer).rglob("*.py"))
+        module = PACKAGE / f"{layer}.py"
+        if module.is_file():
+            yield module
+        else:
+            yield from sorted((PACKAGE / layer).rglob("*.py"))
 
 
 def _constant(node: ast.AST | None) -> object:
@@ -185,11 +191,33 @@ _CODE_ARGUMENTS = {"error_frame": 0, "StartRefused": 0, "ApiError": 1}
 _CODE_NAMES = frozenset({"code", "error"})
 
 
+def _string_enums(paths: list[Path]) -> dict[str, dict[str, str]]:
+    """``class Refusal(enum.StrEnum): SERVER_BUSY = "server_busy"`` → class → member → value."""
+    enums: dict[str, dict[str, str]] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = {ast.unparse(base) for base in node.bases}
+            if not bases & {"enum.StrEnum", "StrEnum"}:
+                continue
+            members = enums.setdefault(node.name, {})
+            for statement in node.body:
+                if isinstance(statement, ast.Assign) and isinstance(
+                    _constant(statement.value), str
+                ):
+                    for target in statement.targets:
+                        if isinstance(target, ast.Name):
+                            members[target.id] = str(_constant(statement.value))
+    return enums
+
+
 class _CodeFinder(ast.NodeVisitor):
     """String constants that reach a client as an error code or error text, in one module."""
 
-    def __init__(self, module: ast.Module) -> None:
+    def __init__(self, module: ast.Module, enums: dict[str, dict[str, str]]) -> None:
         self.found: set[str] = set()
+        self._enums = enums
         # Module-level ``NAME = "text"``, so ``error_frame(_NOT_FOUND, …)`` is resolved.
         self._names: dict[str, str] = {}
         for statement in module.body:
@@ -208,6 +236,13 @@ class _CodeFinder(ast.NodeVisitor):
             self._add(node.orelse)
         elif isinstance(node, ast.Name) and node.id in self._names:
             self.found.add(self._names[node.id])
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.attr in self._enums.get(node.value.id, {})
+        ):
+            # ``Refusal.SERVER_BUSY``: a member of a string enum of codes.
+            self.found.add(self._enums[node.value.id][node.attr])
         elif isinstance(_constant(node), str):
             self.found.add(str(_constant(node)))
 
@@ -272,9 +307,11 @@ class _CodeFinder(ast.NodeVisitor):
 def _error_codes() -> dict[str, list[str]]:
     """Code → the modules that make it."""
     codes: dict[str, list[str]] = {}
-    for path in _sources(CODE_LAYERS):
+    paths = list(_sources(CODE_LAYERS))
+    enums = _string_enums(paths)
+    for path in paths:
         module = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        finder = _CodeFinder(module)
+        finder = _CodeFinder(module, enums)
         finder.visit(module)
         for code in finder.found:
             codes.setdefault(code, []).append(str(path.relative_to(ROOT)))
@@ -291,3 +328,13 @@ def test_every_error_code_is_in_the_error_table(code: str) -> None:
     assert _row_names(_section(9), code) or f"`{code}`" in _section(9), (
         f"error code {code!r} (made in {', '.join(_error_codes()[code])}) is not in §9"
     )
+
+
+@pytest.mark.parametrize("refusal", list(Refusal), ids=str)
+def test_every_refusal_of_a_run_is_in_the_error_table(refusal: Refusal) -> None:
+    assert f"`{refusal.value}`" in _section(9), f"refusal {refusal.value!r} is not in §9"
+
+
+@pytest.mark.parametrize("status", list(RunStatus), ids=str)
+def test_every_run_status_is_described(status: RunStatus) -> None:
+    assert f"`{status.value}`" in _section(3), f"run status {status.value!r} is not in §3"
