@@ -30,7 +30,7 @@ PACKAGE = ROOT / "noderun"
 #: Where the codes that reach a client are made (packages, or modules without ``.py``).
 #: ``nodetool/`` speaks to worker processes, not to clients: its failures reach clients as
 #: run errors made in ``runtime/``.
-CODE_LAYERS = ("contract", "protocol", "server", "runtime", "persistence")
+CODE_LAYERS = ("contract", "protocol", "server", "runtime", "persistence", "assets")
 #: Codes the scan must find: if it finds fewer, it no longer sees where codes are made.
 KNOWN_CODES = frozenset(
     {
@@ -41,6 +41,7 @@ KNOWN_CODES = frozenset(
         "properties_rejected",
         "job_already_running",
         "NOT_FOUND",
+        "UPLOAD_TOO_LARGE",
     }
 )
 
@@ -185,8 +186,9 @@ def test_every_route_has_a_row_in_the_http_table(route: tuple[str, list[str]]) -
 # -- error codes ----------------------------------------------------------------------
 
 
-#: Calls whose positional argument at that index is an error code.
-_CODE_ARGUMENTS = {"error_frame": 0, "StartRefused": 0, "ApiError": 1}
+#: Calls whose positional argument at that index is an error code. Besides these, any call
+#: whose first argument is an HTTP error status takes a code next: ``ApiError(404, "NOT_FOUND")``.
+_CODE_ARGUMENTS = {"error_frame": 0, "StartRefused": 0}
 #: Keyword arguments, map keys, struct fields and parameters that hold a code or an error.
 _CODE_NAMES = frozenset({"code", "error"})
 
@@ -252,6 +254,9 @@ class _CodeFinder(ast.NodeVisitor):
         index = _CODE_ARGUMENTS.get(str(name))
         if index is not None and len(node.args) > index:
             self._add(node.args[index])
+        status = _constant(node.args[0]) if node.args else None
+        if isinstance(status, int) and 400 <= status < 600 and len(node.args) > 1:
+            self._add(node.args[1])
         for keyword in node.keywords:
             if keyword.arg in _CODE_NAMES:
                 self._add(keyword.value)
