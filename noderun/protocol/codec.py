@@ -4,18 +4,30 @@ Decoders and encoders are built once at import. A client frame is decoded in
 two steps: the envelope (with ``data`` kept as :class:`msgspec.Raw`), then the
 command's ``data`` with the decoder of that command's struct, so a bad
 ``data`` is told apart from a bad frame (PROTOCOL.md §2).
+
+Hostile input is an error frame, never an exception out of :func:`decode_frame`
+other than a :class:`~noderun.protocol.errors.ProtocolError`: nesting deeper
+than msgspec decodes (its ``RecursionError``) is an ``invalid_frame``; an
+integer that MessagePack cannot carry (only JSON can spell one) is an
+``invalid_command``, since every message a run sends must also encode to
+MessagePack (replay, durable store, binary clients).
+
+A command this module does not know decodes to an :class:`RpcCall` with its
+``data`` undecoded: the server's RPC table decides whether it exists.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
 
-from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong, RunJob
+from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong, RpcCall, RunJob
 from noderun.protocol.errors import CommandError, FrameError, MessageError
+from noderun.protocol.values import out_of_range
 
-__all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack"]
+__all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack", "malformed"]
 
 _NIL_MSGPACK = b"\xc0"
 _NIL_JSON = b"null"
@@ -32,6 +44,10 @@ encode_json = msgspec.json.Encoder().encode
 
 _TYPE_ONLY: dict[str, type[Ping] | type[Pong]] = {"ping": Ping, "pong": Pong}
 
+#: A run of digits long enough to spell an integer outside MessagePack's range: only
+#: then is a JSON ``data`` walked for one (a 19-digit negative can be out of range).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
 #: ``data`` absent or nil: the command's defaults.
 _EMPTY_DATA = frozenset({b"", _NIL_MSGPACK, _NIL_JSON})
 
@@ -47,24 +63,32 @@ class _RunJobFrame(msgspec.Struct):
 _run_job_msgpack = msgspec.msgpack.Decoder(_RunJobFrame)
 
 
-def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
+def decode_frame(payload: bytes, *, text: bool) -> ClientFrame | RpcCall:
     """Decode one WebSocket message into a client frame.
 
     Raises :class:`FrameError`, :class:`MessageError` or :class:`CommandError`,
-    each carrying the frame's ``request_id`` when it could be read.
+    each carrying the frame's ``request_id`` when it could be read, and nothing else.
     """
-    if not text:
-        # Hot path: a well-formed binary run_job decodes in one pass. Anything
-        # else (another command, a malformed frame) fails fast and takes the
-        # two-step path below, which also words the errors.
-        try:
-            whole = _run_job_msgpack.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-        else:
-            job = whole.data
-            job.request_id = whole.request_id
-            return job
+    try:
+        if not text:
+            # Hot path: a well-formed binary run_job decodes in one pass. Anything
+            # else (another command, a malformed frame) fails fast and takes the
+            # two-step path below, which also words the errors.
+            try:
+                whole = _run_job_msgpack.decode(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+            else:
+                job = whole.data
+                job.request_id = whole.request_id
+                return job
+        return _decode_two_steps(payload, text)
+    except RecursionError:
+        # msgspec's depth limit: the frame cannot be decoded, nor its request_id read.
+        raise FrameError("frame nested too deeply to decode") from None
+
+
+def _decode_two_steps(payload: bytes, text: bool) -> ClientFrame | RpcCall:
     try:
         envelope = (_envelope_json if text else _envelope_msgpack).decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -80,31 +104,55 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
                 request_id=request_id,
             )
         return kind(request_id=request_id)
-    decoders = _data_json if text else _data_msgpack
-    decoder = decoders.get(command)
-    if decoder is None:
-        raise CommandError(f"unknown command {command!r}", command=command, request_id=request_id)
     raw = envelope.data
     if len(raw) <= 4 and bytes(raw) in _EMPTY_DATA:
         raw = msgspec.Raw(b"{}" if text else b"\x80")
+    if text and _LONG_NUMBER.search(raw):
+        _check_integers(bytes(raw), command, request_id)
+    decoder = (_data_json if text else _data_msgpack).get(command)
+    if decoder is None:
+        return RpcCall(command=command, data=raw, text=text, request_id=request_id)
     try:
         frame = decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CommandError(
-            f"malformed {command!r} data: {exc}",
-            command=command,
-            request_id=request_id,
-            job_id=_str_field(bytes(raw), "job_id", text=text),
-        ) from None
+        raise malformed(command, exc, raw, text=text, request_id=request_id) from None
     frame.request_id = request_id
     return frame  # type: ignore[return-value]
+
+
+def malformed(
+    command: str, exc: Exception, raw: msgspec.Raw, *, text: bool, request_id: str | None
+) -> CommandError:
+    """The ``invalid_command`` error for ``data`` that does not decode into its struct."""
+    return CommandError(
+        f"malformed {command!r} data: {exc}",
+        command=command,
+        request_id=request_id,
+        job_id=_str_field(bytes(raw), "job_id", text=text),
+    )
+
+
+def _check_integers(raw: bytes, command: str, request_id: str | None) -> None:
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return  # the command's decoder words this error
+    bad = out_of_range(data)
+    if bad is not None:
+        raise CommandError(
+            f"malformed {command!r} data: integer {bad} is outside the range MessagePack "
+            "can carry (-2**63 to 2**64-1)",
+            command=command,
+            request_id=request_id,
+            job_id=_str_field(raw, "job_id", text=True),
+        )
 
 
 def _str_field(raw: bytes, key: str, *, text: bool) -> str | None:
     """``raw[key]`` of a malformed map when it is a readable string, for the error frame."""
     try:
         data = (_map_json if text else _map_msgpack).decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     value = data.get(key)
     return value if isinstance(value, str) else None

@@ -5,8 +5,16 @@ that the run assigns when it emits them. Every declared key is always sent,
 ``None`` where the field is optional: NodeTool's SDK decodes into typed classes
 and the golden frames of ``shared/fixtures`` carry these keys.
 
-Acks, command errors and RPC answers are not messages of a run: they are plain
-maps built by the helpers at the bottom, with no ``job_seq``.
+Acks, command errors and RPC answers are not messages of a run: they carry no
+``job_seq``. They are structs too, untagged where the wire has no ``type`` key,
+with ``omit_defaults`` so a key absent on the wire stays absent (NodeTool's
+shapes: an ack names ``job_id``/``workflow_id``/``node_id`` only where the
+command has them). Field order is the wire's key order.
+
+Every error a client can be told about maps to its frame in one place,
+:func:`rejection` (PROTOCOL.md §2): a frame that does not decode →
+``invalid_frame`` (typed), no command and no known type → ``invalid_message``,
+an unknown command or malformed ``data`` → ``invalid_command``.
 """
 
 from __future__ import annotations
@@ -15,22 +23,33 @@ from typing import Literal
 
 import msgspec
 
+from noderun.protocol.errors import CommandError, FrameError, MessageError, ProtocolError
+
 __all__ = [
+    "Ack",
+    "ActiveJobs",
     "Chunk",
+    "ErrorAnswer",
     "ErrorMessage",
+    "FrameRejected",
     "GenerationStopped",
     "JobNotice",
     "JobResumed",
     "JobStarted",
+    "JobState",
     "JobUpdate",
     "LogUpdate",
     "NodeProgress",
     "NodeUpdate",
     "OutputUpdate",
+    "RpcError",
+    "RpcResponse",
     "RunMessage",
     "ServerPing",
     "ServerPong",
-    "error_frame",
+    "StatusAnswer",
+    "job_not_found",
+    "rejection",
 ]
 
 Value = object
@@ -149,26 +168,102 @@ class JobStarted(msgspec.Struct, kw_only=True, omit_defaults=True):
     request_id: str | None = None
 
 
-def error_frame(
-    error: str,
-    *,
-    details: str | None = None,
-    message: str | None = None,
-    typed: bool = False,
-    request_id: str | None = None,
-    job_id: str | None = None,
-) -> Map:
-    """An error answer: ``{"error": …}`` plus only the keys that apply.
+class Ack(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An untyped command ack: ``{"message", …}`` with only the ids that command names."""
 
-    ``typed`` adds ``"type": "error"`` (the ``invalid_frame`` shape).
+    message: str
+    job_id: str | None = None
+    workflow_id: str | None = None
+    node_id: str | None = None
+
+
+class JobState(msgspec.Struct, kw_only=True):
+    job_id: str
+    workflow_id: str
+    status: str
+
+
+class ActiveJobs(msgspec.Struct, kw_only=True):
+    """``get_status`` without a ``job_id``: this connection's unfinished runs."""
+
+    active_jobs: list[JobState]
+
+
+class StatusAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``get_status {job_id}``; an unknown run has status ``not_found`` and no ``workflow_id``."""
+
+    status: str
+    job_id: str
+    workflow_id: str | None = None
+
+
+class ErrorAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An untyped error answer ``{"error": <code>, …}`` with only the keys that apply.
+
+    ``input``/``node_id`` name what a rejected ``stream_input``/``update_node_properties``
+    was about (after ``request_id``, as NodeTool orders them).
     """
-    frame: Map = {"type": "error", "error": error} if typed else {"error": error}
-    if details is not None:
-        frame["details"] = details
-    if message is not None:
-        frame["message"] = message
-    if job_id is not None:
-        frame["job_id"] = job_id
-    if request_id is not None:
-        frame["request_id"] = request_id
-    return frame
+
+    error: str
+    details: str | None = None
+    message: str | None = None
+    job_id: str | None = None
+    request_id: str | None = None
+    input: str | None = None
+    node_id: str | None = None
+
+
+class FrameRejected(
+    msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="type", tag="error"
+):
+    """``{"type": "error", "error": "invalid_frame", "message", "request_id"?}``."""
+
+    error: str
+    message: str
+    request_id: str | None = None
+
+
+class RpcError(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class RpcResponse(msgspec.Struct, kw_only=True, tag_field="type", tag="rpc_response"):
+    """An RPC answer (§2.2): ``request_id`` always present (nil allowed), then exactly one
+    of ``result`` and ``error``."""
+
+    request_id: str | None
+    command: str
+    result: object | msgspec.UnsetType = msgspec.UNSET
+    error: RpcError | msgspec.UnsetType = msgspec.UNSET
+
+
+#: ``error`` of a command naming a run this connection cannot act on.
+NOT_FOUND = "Job not found or already completed"
+
+
+def job_not_found(job_id: str, request_id: str | None) -> ErrorAnswer:
+    return ErrorAnswer(error=NOT_FOUND, job_id=job_id, request_id=request_id)
+
+
+def rejection(exc: ProtocolError) -> FrameRejected | ErrorAnswer:
+    """The frame PROTOCOL.md §2 names for a client frame the server cannot accept."""
+    match exc:
+        case FrameError():
+            return FrameRejected(
+                error="invalid_frame", message=exc.detail, request_id=exc.request_id
+            )
+        case MessageError():
+            return ErrorAnswer(
+                error="invalid_message", message=exc.detail, request_id=exc.request_id
+            )
+        case CommandError():
+            return ErrorAnswer(
+                error="invalid_command",
+                details=exc.detail,
+                job_id=exc.job_id,
+                request_id=exc.request_id,
+            )
+        case _:
+            raise TypeError(f"no frame for {type(exc).__name__}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["wrap_explicit"]
+__all__ = ["INT_MAX", "INT_MIN", "out_of_range", "wrap_explicit"]
+
+#: The integers MessagePack can carry (int64 and uint64).
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
 
 _SCALARS: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "float"}
 
@@ -41,3 +45,28 @@ def wrap_explicit(value: object) -> object:
             return value
         return {key: wrap_explicit(item) for key, item in value.items()}
     return value
+
+
+def out_of_range(value: object) -> int | None:
+    """The first integer inside ``value`` that MessagePack cannot encode, if any.
+
+    Walks lists, tuples and maps (keys too) without recursion, so a deeply nested
+    value cannot exhaust the stack; a scalar returns at once (the common case).
+    """
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return None
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not INT_MIN <= item <= INT_MAX:
+                return item
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return None

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "redact"]
+__all__ = ["configure_logging", "quiet_invalid_utf8", "redact"]
 
 _QUERY_SECRET = re.compile(r"(?i)\b(api_key|access_token|token)=([^&\s\"']+)")
 _AUTH_HEADER = re.compile(
@@ -126,3 +126,37 @@ def configure_logging(level: str = "info", *, stream: Any = None) -> None:
             logger.removeHandler(old)
         logger.propagate = True
         logger.setLevel(numeric)
+
+
+#: What uvicorn's websockets-sansio protocol logs, with a traceback at ERROR, when a
+#: text frame is not UTF-8 (it then closes the socket with 1007 itself).
+_INVALID_UTF8 = "Invalid UTF-8 sequence received from client."
+
+
+class _InvalidUtf8(logging.Filter):
+    """Turns uvicorn's invalid-UTF-8 traceback into one debug line.
+
+    A client that sends bad bytes is not a server fault: uvicorn already closed
+    it with 1007 (PROTOCOL.md §1), so there is nothing for an operator to fix.
+    A filter on the logger, not on a handler: it applies however logging is set up.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _INVALID_UTF8:
+            return True
+        record.levelno = logging.DEBUG
+        record.levelname = "DEBUG"
+        record.msg = "websocket.invalid_utf8: text frame is not UTF-8, closed with 1007"
+        record.exc_info = None
+        record.exc_text = None
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_FILTER = _InvalidUtf8()
+
+
+def quiet_invalid_utf8() -> None:
+    """Install the filter on uvicorn's error logger (idempotent)."""
+    logger = logging.getLogger("uvicorn.error")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)

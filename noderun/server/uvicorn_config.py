@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import uvicorn
 
+from noderun.server.logging import quiet_invalid_utf8
+
 __all__ = ["uvicorn_config"]
 
 
@@ -33,7 +35,7 @@ def uvicorn_config(
     per-connection task or queue of its own); per-message deflate is off because
     it costs ~70 KiB per connection and CPU per frame (PROTOCOL.md §1).
     """
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -50,3 +52,6 @@ def uvicorn_config(
         server_header=False,
         date_header=False,
     )
+    # After uvicorn configured its loggers: it logs a client's bad UTF-8 as a traceback.
+    quiet_invalid_utf8()
+    return config

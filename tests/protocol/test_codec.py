@@ -12,6 +12,7 @@ from noderun.protocol.client import (
     Ping,
     Pong,
     ReconnectJob,
+    RpcCall,
     RunJob,
     SetMode,
     StreamInput,
@@ -19,7 +20,7 @@ from noderun.protocol.client import (
 )
 from noderun.protocol.codec import Outbound, decode_frame, encode_msgpack
 from noderun.protocol.errors import CommandError, FrameError, MessageError
-from noderun.protocol.server import JobUpdate, NodeUpdate, error_frame
+from noderun.protocol.server import JobUpdate, NodeUpdate, rejection
 from tests.golden import golden_frames
 
 
@@ -119,11 +120,17 @@ def test_no_command_and_unknown_type_is_a_message_error_with_request_id() -> Non
     assert info.value.request_id == "r9"
 
 
-def test_unknown_command_is_a_command_error_carrying_request_id() -> None:
-    with pytest.raises(CommandError) as info:
-        decode_frame(mp({"command": "launch_rockets", "request_id": "r1"}), text=False)
-    assert info.value.request_id == "r1"
-    assert "launch_rockets" in info.value.detail
+def test_a_command_without_a_struct_is_an_rpc_call_with_data_undecoded() -> None:
+    """The server's RPC table decides whether it exists (tests/server/test_session.py)."""
+    frame = decode_frame(
+        mp({"command": "launch_rockets", "request_id": "r1", "data": {"n": 3}}), text=False
+    )
+    assert isinstance(frame, RpcCall)
+    assert (frame.command, frame.request_id, frame.text) == ("launch_rockets", "r1", False)
+    assert msgspec.msgpack.decode(frame.data) == {"n": 3}
+    text = decode_frame(b'{"command":"launch_rockets"}', text=True)
+    assert isinstance(text, RpcCall)
+    assert bytes(text.data) == b"{}"
 
 
 @pytest.mark.parametrize(
@@ -227,14 +234,18 @@ def test_outbound_encodes_each_format_once_and_resends_stored_bytes() -> None:
 
 
 def test_error_frame_shapes() -> None:
-    assert error_frame("invalid_frame", message="m", typed=True) == {
-        "type": "error",
-        "error": "invalid_frame",
-        "message": "m",
-    }
-    assert error_frame("invalid_command", details="d", request_id="r", job_id="j") == {
-        "error": "invalid_command",
-        "details": "d",
-        "job_id": "j",
-        "request_id": "r",
-    }
+    """Each protocol error maps to the frame PROTOCOL.md §2 names, keys absent when unset."""
+    decode = msgspec.msgpack.decode
+    frame = decode(encode_msgpack(rejection(FrameError("m"))))
+    assert frame == {"type": "error", "error": "invalid_frame", "message": "m"}
+    frame = decode(encode_msgpack(rejection(MessageError("m", request_id="r"))))
+    assert frame == {"error": "invalid_message", "message": "m", "request_id": "r"}
+    frame = decode(
+        encode_msgpack(rejection(CommandError("d", command="x", request_id="r", job_id="j")))
+    )
+    assert list(frame.items()) == [
+        ("error", "invalid_command"),
+        ("details", "d"),
+        ("job_id", "j"),
+        ("request_id", "r"),
+    ]
