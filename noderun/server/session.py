@@ -171,6 +171,10 @@ class AnswerRpc:
 Action = Close | FollowDurable | ResumeFollowed | CancelDurable | AnswerRpc
 
 
+def _ignore(action: Action) -> None:
+    """A closed session's actions: it asks for none (nothing runs outside ``OPEN``)."""
+
+
 class Session:
     """The protocol state of one client connection. Implements the runtime's ``Subscriber``."""
 
@@ -253,6 +257,9 @@ class Session:
         if self.state is not State.CLOSED:
             self._become(State.CLOSED)
         self._detach_all()
+        # The transport's callback refers back to it: without this, every closed
+        # connection would be cyclic garbage, freed by the collector, not refcounting.
+        self._on_action = _ignore
 
     # -- output ---------------------------------------------------------------------
 

@@ -1,0 +1,775 @@
+"""The protocol session without a socket: bytes in, frames and actions out (PROTOCOL.md §1-4).
+
+Every frame a test sees is the exact bytes the session queued, decoded in the
+mode it was queued in (MessagePack or JSON), so key order and absent keys are
+checked as the wire carries them. Runs use the real hub and registry; a test
+awaits only where a run itself waits (an async node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, cast
+
+import msgspec
+import pytest
+
+from noderun.protocol.codec import Outbound
+from noderun.protocol.records import RunRecord
+from noderun.protocol.server import RpcResponse
+from noderun.runtime.hub import Hub
+from noderun.runtime.registry import default_registry
+from noderun.runtime.store import RunStore
+from noderun.server import rpc
+from noderun.server.session import (
+    Action,
+    AnswerRpc,
+    CancelDurable,
+    Close,
+    FollowDurable,
+    ResumeFollowed,
+    Session,
+    State,
+)
+
+Frame = dict[str, Any]
+CLOCK = 1234.5
+NOT_FOUND = "Job not found or already completed"
+
+
+class Wire:
+    """An outlet that keeps what it is given, with the outbox's limit rule."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self.queued: list[tuple[Outbound, bool, bool]] = []
+
+    def put(self, item: Outbound, text: bool, *, replay: bool = False) -> bool:
+        if len(self.queued) >= self.limit and not replay:
+            return False
+        self.queued.append((item, text, replay))
+        return True
+
+    def clear(self) -> None:
+        self.queued.clear()
+
+    def raw(self) -> list[tuple[bytes, bool]]:
+        """The bytes queued so far (and whether each is JSON), then forget them."""
+        out = [(item.json() if text else item.msgpack(), text) for item, text, _ in self.queued]
+        self.queued.clear()
+        return out
+
+    def frames(self) -> list[Frame]:
+        decoded = []
+        for data, text in self.raw():
+            frame = msgspec.json.decode(data) if text else msgspec.msgpack.decode(data)
+            assert isinstance(frame, dict)
+            decoded.append(frame)
+        return decoded
+
+
+class Peer:
+    """A session with its wire and the actions it asked for."""
+
+    def __init__(self, hub: Hub | None = None, *, limit: int = 1000, user_id: str = "1") -> None:
+        registry = default_registry()
+        self.hub = hub or Hub(registry, None)
+        self.wire = Wire(limit)
+        self.actions: list[Action] = []
+        self.session = Session(
+            self.hub,
+            self.wire,
+            self.actions.append,
+            user_id=user_id,
+            node_catalog=[spec.metadata() for spec in registry],
+            clock=lambda: CLOCK,
+        )
+
+    def send(self, frame: Mapping[str, object], *, text: bool = False) -> list[Frame]:
+        payload = msgspec.json.encode(frame) if text else msgspec.msgpack.encode(frame)
+        self.session.receive(payload, text)
+        return self.wire.frames()
+
+    def command(
+        self,
+        command: str,
+        data: Mapping[str, object] | None = None,
+        *,
+        request_id: str | None = None,
+        text: bool = False,
+    ) -> list[Frame]:
+        frame = {"command": command, "type": command, "request_id": request_id, "data": data}
+        return self.send(frame, text=text)
+
+    def run_job(
+        self, nodes: list[Frame], job_id: str, *, request_id: str | None = None, **options: object
+    ) -> list[Frame]:
+        data: Frame = {
+            "job_id": job_id,
+            "workflow_id": "wf",
+            "graph": {"nodes": nodes, "edges": []},
+            "require_terminal_result": True,
+            "execution_options": {"persistence": "session", "event_detail": "full", **options},
+        }
+        return self.command("run_job", data, request_id=request_id)
+
+
+def concat(node_id: str = "n1") -> Frame:
+    return {"id": node_id, "type": "nodetool.text.Concat", "data": {"a": "x", "b": "y"}}
+
+
+def sleep(seconds: float = 60.0) -> Frame:
+    return {"id": "s", "type": "noderun.debug.Sleep", "data": {"seconds": seconds}}
+
+
+def fake_store_hub() -> Hub:
+    """A hub with a store, for the session's decisions only: the transport does the I/O."""
+    return Hub(default_registry(), None, store=cast(RunStore, object()))
+
+
+# -- §1 connection -------------------------------------------------------------------------
+
+
+async def test_replies_mirror_the_kind_of_the_last_frame() -> None:
+    """Binary in → MessagePack out; text in → JSON out."""
+    peer = Peer()
+    peer.session.receive(msgspec.msgpack.encode({"type": "ping"}), False)
+    peer.session.receive(b'{"type":"ping"}', True)
+    (binary, text_reply) = peer.wire.raw()
+    assert binary == (msgspec.msgpack.encode({"type": "pong", "ts": CLOCK}), False)
+    assert text_reply == (b'{"type":"pong","ts":1234.5}', True)
+
+
+async def test_set_mode_sets_the_encoding_and_is_acked() -> None:
+    peer = Peer()
+    peer.session.receive(
+        msgspec.msgpack.encode({"command": "set_mode", "data": {"mode": "text"}}), False
+    )
+    assert peer.wire.raw() == [(b'{"message":"Mode set to text"}', True)]
+    assert peer.session.text
+
+
+async def test_pong_is_accepted_silently() -> None:
+    peer = Peer()
+    assert peer.send({"type": "pong", "ts": 5}) == []
+
+
+async def test_server_ping_carries_a_float_timestamp() -> None:
+    peer = Peer()
+    peer.session.ping()
+    assert peer.wire.frames() == [{"type": "ping", "ts": CLOCK}]
+
+
+async def test_unknown_keys_are_ignored() -> None:
+    peer = Peer()
+    frames = peer.send({"command": "clear_models", "extra": [1, 2], "data": {"whatever": {"x": 1}}})
+    assert frames == [{"message": "Unused models cleared"}]
+
+
+async def test_overflow_asks_to_close_1013_and_detaches_from_runs() -> None:
+    """A client too slow for its outlet: close 1013; its runs go on without it."""
+    peer = Peer(limit=1)
+    peer.run_job([sleep()], "slow", event_detail="terminal")
+    assert peer.session.state.name == "OPEN" and peer.session.runs == 1
+    peer.session.receive(msgspec.msgpack.encode({"type": "ping"}), False)  # fills the wire
+    assert peer.actions == []
+    peer.session.receive(msgspec.msgpack.encode({"type": "ping"}), False)
+    assert peer.actions == [Close(1013, "outbound queue full: client too slow")]
+    assert peer.session.state is State.CLOSING
+    assert peer.session.runs == 0 and peer.wire.queued == []
+    run = peer.hub.get("slow")
+    assert run is not None and peer.session not in run.subscribers and not run.finished
+    assert peer.send({"type": "ping"}) == []  # nothing reaches a closing client
+    assert peer.run_job([concat()], "after-close") == [] and peer.hub.get("after-close") is None
+    run.cancel()
+    peer.session.closed()
+    assert peer.session.state is State.CLOSED
+
+
+async def test_a_closed_session_refuses_to_reopen() -> None:
+    peer = Peer()
+    peer.session.closed()
+    peer.session.closed()  # idempotent
+    with pytest.raises(RuntimeError):
+        peer.session._become(State.OPEN)
+
+
+# -- §2 client → server: run_job -----------------------------------------------------------
+
+
+async def test_run_job_acks_untyped_then_streams_the_run() -> None:
+    """ack {message, job_id, workflow_id} (no type, no job_seq) first, then the run's messages
+    numbered from 1, ending with one terminal job_update."""
+    peer = Peer()
+    frames = peer.run_job([concat()], "j1")
+    assert list(frames[0].items()) == [
+        ("message", "Job started"),
+        ("job_id", "j1"),
+        ("workflow_id", "wf"),
+    ]
+    run_messages = frames[1:]
+    assert [f["job_seq"] for f in run_messages] == list(range(1, len(run_messages) + 1))
+    assert [(f["type"], f["status"]) for f in run_messages] == [
+        ("job_update", "running"),
+        ("node_update", "running"),
+        ("node_update", "completed"),
+        ("job_update", "completed"),
+    ]
+    assert run_messages[-1]["status"] == "completed"
+    assert run_messages[-1]["result"] == {"outputs": {"n1": {"output": "xy"}}}
+
+
+async def test_run_job_ack_carries_the_request_id_when_given() -> None:
+    peer = Peer()
+    frames = peer.run_job([concat()], "j2", event_detail="terminal", request_id="r7")
+    assert frames[0] == {
+        "message": "Job started",
+        "job_id": "j2",
+        "workflow_id": "wf",
+        "request_id": "r7",
+    }
+    assert [f.get("status") for f in frames[1:]] == ["completed"]
+
+
+async def test_run_job_with_a_running_job_id_is_an_error_ack() -> None:
+    peer = Peer()
+    peer.run_job([sleep()], "dup")
+    frames = peer.run_job([concat()], "dup", request_id="r2")
+    assert frames == [
+        {
+            "error": "job_already_running",
+            "message": frames[0]["message"],
+            "job_id": "dup",
+            "request_id": "r2",
+        }
+    ]
+    run = peer.hub.get("dup")
+    assert run is not None and run.cancel()
+
+
+async def test_validation_failure_is_a_failed_terminal_nothing_executed() -> None:
+    peer = Peer()
+    frames = peer.run_job([{"id": "n", "type": "no.such.Node", "data": {}}], "bad")
+    assert frames[0]["message"] == "Job started"
+    assert frames[-1]["status"] == "failed" and "no.such.Node" in frames[-1]["error"]
+    assert not any(f.get("type") == "node_update" for f in frames)
+
+
+# -- §2: the other commands ----------------------------------------------------------------
+
+
+async def test_cancel_a_running_job_acks_then_ends_cancelled() -> None:
+    peer = Peer()
+    peer.run_job([sleep()], "c1")
+    peer.wire.clear()
+    frames = peer.command("cancel_job", {"job_id": "c1"})
+    assert frames == [
+        {"message": "Job cancellation requested", "job_id": "c1", "workflow_id": "wf"}
+    ]
+    run = peer.hub.get("c1")
+    assert run is not None and run.task is not None
+    await run.task
+    assert peer.wire.frames()[-1]["status"] == "cancelled"
+
+
+async def test_cancel_unknown_job_is_not_found_with_request_id() -> None:
+    peer = Peer()
+    frames = peer.command("cancel_job", {"job_id": "ghost"}, request_id="c9")
+    assert frames == [{"error": NOT_FOUND, "job_id": "ghost", "request_id": "c9"}]
+
+
+async def test_cancel_a_finished_job_is_not_found() -> None:
+    peer = Peer()
+    peer.run_job([concat()], "done")
+    assert peer.command("cancel_job", {"job_id": "done"}) == [
+        {"error": NOT_FOUND, "job_id": "done"}
+    ]
+
+
+async def test_get_status_of_one_run_unknown_and_all() -> None:
+    peer = Peer()
+    peer.run_job([sleep()], "g1")
+    peer.wire.clear()
+    assert peer.command("get_status", {"job_id": "g1"}) == [
+        {"status": "running", "job_id": "g1", "workflow_id": "wf"}
+    ]
+    assert peer.command("get_status", {"job_id": "nope"}) == [
+        {"status": "not_found", "job_id": "nope"}
+    ]
+    assert peer.command("get_status", None) == [
+        {"active_jobs": [{"job_id": "g1", "workflow_id": "wf", "status": "running"}]}
+    ]
+    run = peer.hub.get("g1")
+    assert run is not None and run.cancel()
+
+
+async def test_another_users_run_is_not_found() -> None:
+    owner = Peer()
+    owner.run_job([sleep()], "mine")
+    stranger = Peer(owner.hub, user_id="2")
+    assert stranger.command("get_status", {"job_id": "mine"}) == [
+        {"status": "not_found", "job_id": "mine"}
+    ]
+    assert stranger.command("cancel_job", {"job_id": "mine"}) == [
+        {"error": NOT_FOUND, "job_id": "mine"}
+    ]
+    run = owner.hub.get("mine")
+    assert run is not None and run.cancel()
+
+
+@pytest.mark.parametrize(
+    ("command", "data"),
+    [
+        ("stream_input", {"job_id": "ghost", "input": "x", "value": 1}),
+        ("end_input_stream", {"job_id": "ghost", "input": "x"}),
+        ("update_node_properties", {"job_id": "ghost", "node_id": "n", "properties": {}}),
+    ],
+)
+async def test_commands_on_an_unknown_run_are_not_found_never_invalid(
+    command: str, data: Frame
+) -> None:
+    peer = Peer()
+    assert peer.command(command, data, request_id="q") == [
+        {"error": NOT_FOUND, "job_id": "ghost", "request_id": "q"}
+    ]
+
+
+STREAMING = [
+    {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "x", "streaming": True}},
+    {"id": "up", "type": "nodetool.text.ToUppercase", "data": {}},
+    {"id": "out", "type": "nodetool.output.Output", "data": {"name": "out"}},
+]
+
+
+def streaming_job(peer: Peer, job_id: str) -> None:
+    peer.command(
+        "run_job",
+        {
+            "job_id": job_id,
+            "workflow_id": "wf",
+            "graph": {
+                "nodes": STREAMING,
+                "edges": [
+                    {
+                        "source": "in",
+                        "sourceHandle": "output",
+                        "target": "up",
+                        "targetHandle": "text",
+                    },
+                    {
+                        "source": "up",
+                        "sourceHandle": "output",
+                        "target": "out",
+                        "targetHandle": "value",
+                    },
+                ],
+            },
+            "require_terminal_result": True,
+            "execution_options": {"event_detail": "terminal"},
+        },
+    )
+
+
+async def test_stream_input_and_end_are_acked_and_flow_to_the_output() -> None:
+    peer = Peer()
+    streaming_job(peer, "s1")
+    await asyncio.sleep(0)  # the run's task starts its execution
+    peer.wire.clear()
+    assert peer.command("stream_input", {"job_id": "s1", "input": "x", "value": "a"}) == [
+        {"message": "Input item streamed", "job_id": "s1", "workflow_id": "wf"}
+    ]
+    rejected = peer.command("stream_input", {"job_id": "s1", "input": "nope", "value": "a"})
+    assert list(rejected[0]) == ["error", "message", "job_id", "input"]
+    assert rejected[0]["error"] == "input_rejected" and rejected[0]["input"] == "nope"
+    assert peer.command("end_input_stream", {"job_id": "s1", "input": "x"}) == [
+        {"message": "Input stream ended", "job_id": "s1", "workflow_id": "wf"}
+    ]
+    run = peer.hub.get("s1")
+    assert run is not None and run.task is not None
+    await run.task
+    assert peer.wire.frames()[-1]["result"] == {"outputs": {"out": ["A"]}}
+
+
+async def test_update_node_properties_acks_or_rejects_naming_the_node() -> None:
+    peer = Peer()
+    streaming_job(peer, "p1")
+    await asyncio.sleep(0)
+    peer.wire.clear()
+    ok = peer.command(
+        "update_node_properties", {"job_id": "p1", "node_id": "up", "properties": {"text": "z"}}
+    )
+    assert ok == [{"message": "Node properties updated", "job_id": "p1", "node_id": "up"}]
+    bad = peer.command(
+        "update_node_properties",
+        {"job_id": "p1", "node_id": "ghost", "properties": {}},
+        request_id="u1",
+    )
+    assert list(bad[0]) == ["error", "message", "job_id", "request_id", "node_id"]
+    assert bad[0]["error"] == "properties_rejected" and bad[0]["node_id"] == "ghost"
+    run = peer.hub.get("p1")
+    assert run is not None and run.cancel() and run.task is not None
+    await run.task
+
+
+async def test_stop_detaches_and_sends_generation_stopped_then_an_ack() -> None:
+    peer = Peer()
+    peer.run_job([sleep()], "st")
+    peer.wire.clear()
+    assert peer.command("stop", {"job_id": "st"}) == [
+        {"type": "generation_stopped", "message": "Generation stopped", "job_id": "st"},
+        {"message": "Streaming stopped", "job_id": "st"},
+    ]
+    run = peer.hub.get("st")
+    assert run is not None and peer.session not in run.subscribers and not run.finished
+    assert run.cancel()
+
+
+# -- §2.2 RPC ----------------------------------------------------------------------------
+
+
+async def test_list_nodes_answers_rpc_response_with_the_request_id() -> None:
+    peer = Peer()
+    (answer,) = peer.command("list_nodes", {}, request_id="r1")
+    assert list(answer) == ["type", "request_id", "command", "result"]
+    assert answer["type"] == "rpc_response" and answer["request_id"] == "r1"
+    assert {meta["node_type"] for meta in answer["result"]["nodes"]} >= {"lib.math.Add"}
+    (math,) = peer.command("list_nodes", {"namespace": "lib.math"}, request_id="r2")
+    assert {meta["namespace"] for meta in math["result"]["nodes"]} == {"lib.math"}
+
+
+async def test_rpc_request_id_is_present_even_when_nil() -> None:
+    peer = Peer()
+    (answer,) = peer.command("list_nodes", None)
+    assert "request_id" in answer and answer["request_id"] is None
+
+
+async def test_get_node_answers_metadata_or_not_found() -> None:
+    peer = Peer()
+    (found,) = peer.command("get_node", {"node_type": "lib.math.Add"}, request_id="g1")
+    assert found["result"]["node_type"] == "lib.math.Add"
+    (missing,) = peer.command("get_node", {"node_type": "lib.math.Nope"}, request_id="g2")
+    assert list(missing) == ["type", "request_id", "command", "error"]
+    assert missing["error"] == {
+        "code": "not_found",
+        "message": "unknown node type 'lib.math.Nope'",
+        "retryable": False,
+    }
+
+
+async def test_malformed_rpc_data_is_invalid_command() -> None:
+    peer = Peer()
+    (error,) = peer.command("get_node", {"node_type": 5}, request_id="g3")
+    assert error["error"] == "invalid_command" and error["request_id"] == "g3"
+
+
+async def test_an_rpc_registered_in_one_place_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding an RPC is one @rpc entry; an async handler is awaited by the transport."""
+    monkeypatch.setattr(rpc, "RPCS", dict(rpc.RPCS))
+
+    class Params(msgspec.Struct, kw_only=True):
+        n: int
+
+    @rpc.rpc("double_it", Params)
+    async def double_it(context: rpc.RpcContext, params: Params) -> object:
+        if params.n < 0:
+            raise rpc.RpcFailed("negative", "n must be >= 0", retryable=True)
+        return {"n": params.n * 2, "user": context.user_id}
+
+    peer = Peer()
+    assert peer.command("double_it", {"n": 4}, request_id="d1") == []
+    (action,) = peer.actions
+    assert isinstance(action, AnswerRpc)
+    peer.session.reply(await action.pending)
+    assert peer.wire.frames() == [
+        {
+            "type": "rpc_response",
+            "request_id": "d1",
+            "command": "double_it",
+            "result": {"n": 8, "user": "1"},
+        }
+    ]
+    peer.command("double_it", {"n": -1}, request_id="d2")
+    failing = peer.actions[-1]
+    assert isinstance(failing, AnswerRpc)
+    answer = await failing.pending
+    assert isinstance(answer, RpcResponse) and answer.error is not msgspec.UNSET
+    with pytest.raises(ValueError):
+        rpc.rpc("double_it", Params)(double_it)
+
+
+# -- §2: frames the server cannot accept -----------------------------------------------------
+
+
+async def test_unknown_command_is_invalid_command_with_request_id() -> None:
+    peer = Peer()
+    assert peer.command("launch_rockets", {}, request_id="r1") == [
+        {
+            "error": "invalid_command",
+            "details": "unknown command 'launch_rockets'",
+            "request_id": "r1",
+        }
+    ]
+
+
+async def test_malformed_data_is_invalid_command_naming_the_job() -> None:
+    peer = Peer()
+    (error,) = peer.command("cancel_job", {"job_id": "j", "workflow_id": 3})
+    assert list(error) == ["error", "details", "job_id"]
+    assert error["error"] == "invalid_command" and error["job_id"] == "j"
+
+
+async def test_no_command_and_unknown_type_is_invalid_message() -> None:
+    peer = Peer()
+    (error,) = peer.send({"type": "what", "request_id": "m1"})
+    assert error == {"error": "invalid_message", "message": error["message"], "request_id": "m1"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        (b"\xc1", False),  # never-used msgpack byte
+        (msgspec.msgpack.encode([1, 2]), False),  # not a map
+        (b"{not json", True),
+        (b'"a string"', True),
+    ],
+)
+async def test_undecodable_frames_are_typed_invalid_frame(payload: bytes, text: bool) -> None:
+    peer = Peer()
+    peer.session.receive(payload, text)
+    (error,) = peer.wire.frames()
+    assert list(error) == ["type", "error", "message"]
+    assert (error["type"], error["error"]) == ("error", "invalid_frame")
+    assert peer.session.state is State.OPEN
+
+
+async def test_invalid_frame_carries_a_readable_request_id() -> None:
+    peer = Peer()
+    (error,) = peer.send({"command": 5, "request_id": "f1"})
+    assert error["error"] == "invalid_frame" and error["request_id"] == "f1"
+
+
+# -- hostile input (issue 12.4) ----------------------------------------------------------------
+
+
+DEPTH = 10_000
+
+
+@pytest.mark.parametrize("text", [False, True])
+async def test_deep_nesting_is_invalid_frame_and_the_session_goes_on(text: bool) -> None:
+    if text:
+        payload = (
+            b'{"command":"run_job","data":{"params":{"a":' + b"[" * DEPTH + b"]" * DEPTH + b"}}}"
+        )
+    else:
+        head = msgspec.msgpack.encode({"command": "run_job", "data": {"params": {"a": None}}})
+        payload = head[:-1] + b"\x91" * DEPTH + b"\xc0"
+    peer = Peer()
+    peer.session.receive(payload, text)
+    assert peer.wire.frames() == [
+        {"type": "error", "error": "invalid_frame", "message": "frame nested too deeply to decode"}
+    ]
+    assert peer.send({"type": "ping"}, text=text) == [{"type": "pong", "ts": CLOCK}]
+
+
+async def test_deep_nesting_of_the_whole_frame_is_invalid_frame() -> None:
+    peer = Peer()
+    peer.session.receive(b"[" * DEPTH + b"]" * DEPTH, True)
+    assert peer.wire.frames()[0]["error"] == "invalid_frame"
+
+
+@pytest.mark.parametrize("number", [2**64 + 1, -(2**63) - 1, 10**40])
+async def test_a_json_integer_msgpack_cannot_carry_is_invalid_command(number: int) -> None:
+    peer = Peer()
+    payload = (
+        b'{"command":"run_job","request_id":"big","data":{"job_id":"b1","params":{"a":%d}}}'
+        % number
+    )
+    peer.session.receive(payload, True)
+    (error,) = peer.wire.frames()
+    assert (error["error"], error["job_id"], error["request_id"]) == (
+        "invalid_command",
+        "b1",
+        "big",
+    )
+    assert str(number) in error["details"]
+    assert peer.hub.get("b1") is None
+
+
+async def test_json_integers_at_the_edges_of_the_range_are_accepted() -> None:
+    peer = Peer()
+    payload = b'{"command":"clear_models","data":{"lo":%d,"hi":%d,"s":"12345678901234567890"}}' % (
+        -(2**63),
+        2**64 - 1,
+    )
+    peer.session.receive(payload, True)
+    assert peer.wire.frames() == [{"message": "Unused models cleared"}]
+
+
+async def test_a_node_output_out_of_range_fails_the_run_naming_the_node() -> None:
+    """lib.math.Add of 2**64-1 and 1: the node fails, the run ends failed, all encodable."""
+    peer = Peer()
+    add = {"id": "adder", "type": "lib.math.Add", "data": {"a": 2**64 - 1, "b": 1}}
+    frames = peer.run_job([add], "big-add")
+    errors = [f for f in frames if f.get("type") == "node_update" and f["status"] == "error"]
+    assert errors and errors[0]["node_id"] == "adder"
+    terminal = frames[-1]
+    assert terminal["status"] == "failed"
+    assert "adder" in terminal["error"] and "18446744073709551616" in terminal["error"]
+
+
+# -- §4 reconnect --------------------------------------------------------------------------
+
+
+async def test_reconnect_unknown_run_without_a_store_is_job_not_found() -> None:
+    peer = Peer()
+    assert peer.command("reconnect_job", {"job_id": "ghost", "workflow_id": "w"}) == [
+        {
+            "type": "job_update",
+            "job_id": "ghost",
+            "workflow_id": "w",
+            "status": "failed",
+            "message": None,
+            "result": None,
+            "error": "job not found",
+            "duration": None,
+            "run_state": None,
+        }
+    ]
+
+
+@pytest.mark.parametrize("command", ["reconnect_job", "resume_job"])
+async def test_reconnect_a_finished_run_replays_it_with_its_terminal(command: str) -> None:
+    first = Peer()
+    sent = first.run_job([concat()], "r1")
+    second = Peer(first.hub)
+    frames = second.command(command, {"job_id": "r1"})
+    resumed, replayed = frames[0], frames[1:]
+    assert list(resumed.items()) == [
+        ("type", "job_resumed"),
+        ("job_id", "r1"),
+        ("workflow_id", "wf"),
+        ("status", "completed"),
+        ("last_seq", 4),
+        ("replay_count", 4),
+        ("replay_incomplete", False),
+    ]
+    assert replayed == sent[1:]
+
+
+async def test_reconnect_after_seq_replays_only_what_follows() -> None:
+    first = Peer()
+    first.run_job([concat()], "r2")
+    second = Peer(first.hub)
+    frames = second.command("reconnect_job", {"job_id": "r2", "after_seq": 3})
+    assert frames[0]["replay_count"] == 1
+    assert [f["job_seq"] for f in frames[1:]] == [4]
+
+
+async def test_repeated_reconnect_never_duplicates_the_live_stream() -> None:
+    first = Peer()
+    first.run_job([sleep()], "live")
+    second = Peer(first.hub)
+    second.command("reconnect_job", {"job_id": "live"})
+    again = second.command("reconnect_job", {"job_id": "live"})
+    assert [(f["type"], f["replay_count"]) for f in again] == [("job_resumed", 0)]
+    run = first.hub.get("live")
+    assert run is not None
+    assert run.subscribers.count(second.session) == 1
+    assert run.cancel() and run.task is not None
+    await run.task
+    for peer in (first, second):
+        assert [f.get("status") for f in peer.wire.frames()][-1] == "cancelled"
+
+
+async def test_closing_detaches_from_every_run() -> None:
+    peer = Peer()
+    peer.run_job([sleep()], "left")
+    run = peer.hub.get("left")
+    assert run is not None and peer.session in run.subscribers
+    peer.session.closed()
+    assert peer.session not in run.subscribers and not run.finished
+    assert run.cancel()
+
+
+# -- §4-5 durable runs: the actions the transport carries out ------------------------------------
+
+
+class StubFollower:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def record(job_id: str, status: str = "running") -> RunRecord:
+    return RunRecord(job_id=job_id, workflow_id="wf-stored", user_id="1", status=status, last_seq=7)
+
+
+async def test_reconnect_to_a_stored_run_asks_to_follow_it_once() -> None:
+    peer = Peer(fake_store_hub())
+    assert peer.command("reconnect_job", {"job_id": "d1"}) == []
+    (follow,) = peer.actions
+    assert isinstance(follow, FollowDurable) and follow.frame.job_id == "d1"
+    # Repeated before the transport even started the follower: no second stream.
+    peer.command("reconnect_job", {"job_id": "d1"})
+    assert isinstance(peer.actions[-1], ResumeFollowed)
+    follower = StubFollower("d1")
+    assert peer.session.follower_started(follower)
+    peer.session.resume_answered(follow.frame, record("d1"))
+    assert peer.wire.frames() == [
+        {
+            "type": "job_resumed",
+            "job_id": "d1",
+            "workflow_id": "wf-stored",
+            "status": "running",
+            "last_seq": 7,
+            "replay_count": 0,
+            "replay_incomplete": False,
+        }
+    ]
+    peer.session.closed()
+    assert follower.stopped
+
+
+async def test_a_follower_nobody_wants_any_more_is_stopped() -> None:
+    peer = Peer(fake_store_hub())
+    peer.command("reconnect_job", {"job_id": "d2"})
+    peer.command("stop", {"job_id": "d2"})
+    peer.wire.clear()
+    follower = StubFollower("d2")
+    assert not peer.session.follower_started(follower)
+    assert follower.stopped
+
+
+async def test_a_stored_run_not_found_is_a_failed_job_update_and_may_be_asked_again() -> None:
+    peer = Peer(fake_store_hub())
+    peer.command("reconnect_job", {"job_id": "d3", "workflow_id": "w"})
+    (follow,) = peer.actions
+    assert isinstance(follow, FollowDurable)
+    follower = StubFollower("d3")
+    peer.session.follower_started(follower)
+    peer.session.follow_failed(follow.frame, follower, "job not found")
+    (frame,) = peer.wire.frames()
+    assert (frame["type"], frame["status"], frame["error"]) == (
+        "job_update",
+        "failed",
+        "job not found",
+    )
+    peer.command("reconnect_job", {"job_id": "d3"})
+    assert isinstance(peer.actions[-1], FollowDurable)
+
+
+async def test_cancel_of_a_stored_run_is_answered_from_the_store() -> None:
+    peer = Peer(fake_store_hub())
+    assert peer.command("cancel_job", {"job_id": "d4"}, request_id="c1") == []
+    (cancel,) = peer.actions
+    assert isinstance(cancel, CancelDurable)
+    peer.session.cancel_answered(cancel.frame, record("d4"))
+    assert peer.wire.frames() == [
+        {"message": "Job cancellation requested", "job_id": "d4", "workflow_id": "wf-stored"}
+    ]
+    peer.session.cancel_answered(cancel.frame, None)
+    assert peer.wire.frames() == [{"error": NOT_FOUND, "job_id": "d4", "request_id": "c1"}]
