@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["INT_MAX", "INT_MIN", "out_of_range", "wrap_explicit"]
+__all__ = ["INT_MAX", "INT_MIN", "RANGE_FREE", "out_of_range", "wrap_explicit"]
 
 #: The integers MessagePack can carry (int64 and uint64).
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
+
+#: Types whose values never hold an integer: :func:`out_of_range` need not look.
+RANGE_FREE = frozenset({str, float, bool, type(None), bytes})
 
 _SCALARS: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "float"}
 
@@ -53,8 +56,7 @@ def out_of_range(value: object) -> int | None:
     Walks lists, tuples and maps (keys too) without recursion, so a deeply nested
     value cannot exhaust the stack; a scalar returns at once (the common case).
     """
-    kind = type(value)
-    if kind is str or kind is float or kind is bool or value is None:
+    if type(value) in RANGE_FREE:
         return None
     stack = [value]
     while stack:

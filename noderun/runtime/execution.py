@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from noderun.protocol.values import out_of_range
+from noderun.protocol.values import RANGE_FREE, out_of_range
 from noderun.runtime.context import NodeContext
 from noderun.runtime.errors import NodeFailed, PropertyError
 from noderun.runtime.graph import Plan, PlannedNode
@@ -331,8 +331,8 @@ class Execution:
     def _outputs_of(node: PlannedNode, value: object) -> dict[str, object]:
         # Every message carrying the value must encode to MessagePack: an integer
         # it cannot carry fails the node here, rather than the encoder later.
-        bad = out_of_range(value)
-        if bad is not None:
+        # The type test first: the common output (a string) costs no call.
+        if type(value) not in RANGE_FREE and (bad := out_of_range(value)) is not None:
             raise TypeError(f"output integer {bad} is outside the range the wire can carry")
         if node.spec.single_output:
             return {"output": value}
