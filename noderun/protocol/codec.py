@@ -11,9 +11,6 @@ than msgspec decodes (its ``RecursionError``) is an ``invalid_frame``; an
 integer that MessagePack cannot carry (only JSON can spell one) is an
 ``invalid_command``, since every message a run sends must also encode to
 MessagePack (replay, durable store, binary clients).
-
-A command this module does not know decodes to an :class:`RpcCall` with its
-``data`` undecoded: the server's RPC table decides whether it exists.
 """
 
 from __future__ import annotations
@@ -23,11 +20,11 @@ from typing import Literal
 
 import msgspec
 
-from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong, RpcCall, RunJob
+from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong, RunJob
 from noderun.protocol.errors import CommandError, FrameError, MessageError
 from noderun.protocol.values import out_of_range
 
-__all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack", "malformed"]
+__all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack"]
 
 _NIL_MSGPACK = b"\xc0"
 _NIL_JSON = b"null"
@@ -63,7 +60,7 @@ class _RunJobFrame(msgspec.Struct):
 _run_job_msgpack = msgspec.msgpack.Decoder(_RunJobFrame)
 
 
-def decode_frame(payload: bytes, *, text: bool) -> ClientFrame | RpcCall:
+def decode_frame(payload: bytes, *, text: bool) -> ClientFrame:
     """Decode one WebSocket message into a client frame.
 
     Raises :class:`FrameError`, :class:`MessageError` or :class:`CommandError`,
@@ -88,7 +85,7 @@ def decode_frame(payload: bytes, *, text: bool) -> ClientFrame | RpcCall:
         raise FrameError("frame nested too deeply to decode") from None
 
 
-def _decode_two_steps(payload: bytes, text: bool) -> ClientFrame | RpcCall:
+def _decode_two_steps(payload: bytes, text: bool) -> ClientFrame:
     try:
         envelope = (_envelope_json if text else _envelope_msgpack).decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -107,29 +104,22 @@ def _decode_two_steps(payload: bytes, text: bool) -> ClientFrame | RpcCall:
     raw = envelope.data
     if len(raw) <= 4 and bytes(raw) in _EMPTY_DATA:
         raw = msgspec.Raw(b"{}" if text else b"\x80")
-    if text and _LONG_NUMBER.search(raw):
-        _check_integers(bytes(raw), command, request_id)
     decoder = (_data_json if text else _data_msgpack).get(command)
     if decoder is None:
-        return RpcCall(command=command, data=raw, text=text, request_id=request_id)
+        raise CommandError(f"unknown command {command!r}", command=command, request_id=request_id)
+    if text and _LONG_NUMBER.search(raw):
+        _check_integers(bytes(raw), command, request_id)
     try:
         frame = decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise malformed(command, exc, raw, text=text, request_id=request_id) from None
+        raise CommandError(
+            f"malformed {command!r} data: {exc}",
+            command=command,
+            request_id=request_id,
+            job_id=_str_field(bytes(raw), "job_id", text=text),
+        ) from None
     frame.request_id = request_id
     return frame  # type: ignore[return-value]
-
-
-def malformed(
-    command: str, exc: Exception, raw: msgspec.Raw, *, text: bool, request_id: str | None
-) -> CommandError:
-    """The ``invalid_command`` error for ``data`` that does not decode into its struct."""
-    return CommandError(
-        f"malformed {command!r} data: {exc}",
-        command=command,
-        request_id=request_id,
-        job_id=_str_field(bytes(raw), "job_id", text=text),
-    )
 
 
 def _check_integers(raw: bytes, command: str, request_id: str | None) -> None:

@@ -9,7 +9,9 @@ Acks, command errors and RPC answers are not messages of a run: they carry no
 ``job_seq``. They are structs too, untagged where the wire has no ``type`` key,
 with ``omit_defaults`` so a key absent on the wire stays absent (NodeTool's
 shapes: an ack names ``job_id``/``workflow_id``/``node_id`` only where the
-command has them). Field order is the wire's key order.
+command has them). Field order is the wire's key order. The untyped ones forbid
+unknown fields: the server never decodes them, but their published schema then
+says "exactly these keys", so a typed frame is never mistaken for one.
 
 Every error a client can be told about maps to its frame in one place,
 :func:`rejection` (PROTOCOL.md §2): a frame that does not decode →
@@ -36,13 +38,11 @@ __all__ = [
     "JobNotice",
     "JobResumed",
     "JobStarted",
-    "JobState",
     "JobUpdate",
     "LogUpdate",
     "NodeProgress",
     "NodeUpdate",
     "OutputUpdate",
-    "RpcError",
     "RpcResponse",
     "RunMessage",
     "ServerPing",
@@ -159,7 +159,7 @@ class ServerPong(msgspec.Struct, kw_only=True, tag_field="type", tag="pong"):
     ts: float
 
 
-class JobStarted(msgspec.Struct, kw_only=True, omit_defaults=True):
+class JobStarted(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """The untyped ``run_job`` ack (no ``type``); ``request_id`` only when the frame had one."""
 
     message: str
@@ -168,7 +168,7 @@ class JobStarted(msgspec.Struct, kw_only=True, omit_defaults=True):
     request_id: str | None = None
 
 
-class Ack(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Ack(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """An untyped command ack: ``{"message", …}`` with only the ids that command names."""
 
     message: str
@@ -177,19 +177,19 @@ class Ack(msgspec.Struct, kw_only=True, omit_defaults=True):
     node_id: str | None = None
 
 
-class JobState(msgspec.Struct, kw_only=True):
+class JobState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     job_id: str
     workflow_id: str
     status: str
 
 
-class ActiveJobs(msgspec.Struct, kw_only=True):
+class ActiveJobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``get_status`` without a ``job_id``: this connection's unfinished runs."""
 
     active_jobs: list[JobState]
 
 
-class StatusAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+class StatusAnswer(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """``get_status {job_id}``; an unknown run has status ``not_found`` and no ``workflow_id``."""
 
     status: str
@@ -197,7 +197,7 @@ class StatusAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
     workflow_id: str | None = None
 
 
-class ErrorAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ErrorAnswer(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """An untyped error answer ``{"error": <code>, …}`` with only the keys that apply.
 
     ``input``/``node_id`` name what a rejected ``stream_input``/``update_node_properties``

@@ -1,21 +1,16 @@
-"""RPC commands (PROTOCOL.md §2.2): requests answered by one ``rpc_response``.
+"""RPC handlers (PROTOCOL.md §2.2): each request struct's answer, as one ``rpc_response``.
 
-Adding an RPC command is one change, here: declare its ``data`` as a struct and
-register a handler for it::
+Adding an RPC command: its request struct in ``noderun.protocol.client`` (a
+subclass of :class:`~noderun.protocol.client.RpcRequest`: the codec, the
+session and the published schema pick it up from there) and its handler here::
 
-    class GetWorkflowParams(msgspec.Struct, kw_only=True):
-        workflow_id: str
-
-    @rpc("get_workflow", GetWorkflowParams)
-    async def get_workflow(context: RpcContext, params: GetWorkflowParams) -> object:
+    @rpc(GetWorkflow)
+    async def get_workflow(context: RpcContext, request: GetWorkflow) -> object:
         ...  # return the ``result``, or raise RpcFailed("not_found", "...")
 
-The codec hands any command it has no struct for to the session as an
-:class:`~noderun.protocol.client.RpcCall`; :func:`answer` finds its entry here
-(none: ``invalid_command``), decodes ``data`` with the entry's decoder built
-once (malformed: ``invalid_command``), and calls the handler. A handler returns
-the ``result`` (or a coroutine of it, which the connection awaits off the read
-path), or raises :class:`RpcFailed` for an error answer.
+A handler returns the ``result`` (or an awaitable of it, which the connection
+awaits off the read path) or raises :class:`RpcFailed` for an error answer.
+``tests/server/test_session.py`` fails while a request has no handler here.
 """
 
 from __future__ import annotations
@@ -25,19 +20,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import msgspec
-
-from noderun.protocol.client import RpcCall
-from noderun.protocol.codec import malformed
+from noderun.protocol.client import GetNode, ListNodes, RpcRequest
 from noderun.protocol.errors import CommandError
 from noderun.protocol.server import RpcError, RpcResponse
 from noderun.runtime.hub import Hub
 
-__all__ = ["RPCS", "RpcContext", "RpcFailed", "answer", "rpc"]
+__all__ = ["HANDLERS", "RpcContext", "RpcFailed", "answer", "rpc"]
 
-P = TypeVar("P", bound=msgspec.Struct)
-
-Handler = Callable[["RpcContext", P], object]
+R = TypeVar("R", bound=RpcRequest)
 
 
 class RpcFailed(Exception):
@@ -59,68 +49,54 @@ class RpcContext:
     catalog: list[dict[str, object]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    handler: Callable[[RpcContext, Any], object]
-    msgpack: msgspec.msgpack.Decoder[Any]
-    json: msgspec.json.Decoder[Any]
+Handler = Callable[[RpcContext, R], object]
+
+#: request struct → its handler.
+HANDLERS: dict[type[RpcRequest], Callable[[RpcContext, Any], object]] = {}
 
 
-#: command name → its handler and the decoders of its ``data``.
-RPCS: dict[str, _Entry] = {}
+def rpc(request: type[R]) -> Callable[[Handler[R]], Handler[R]]:
+    """Register the decorated function as the answer to ``request``."""
 
-
-def rpc(command: str, params: type[P]) -> Callable[[Handler[P]], Handler[P]]:
-    """Register ``handler`` as the answer to ``command``, whose ``data`` is ``params``."""
-
-    def register(handler: Handler[P]) -> Handler[P]:
-        if command in RPCS:
-            raise ValueError(f"RPC command {command!r} registered twice")
-        RPCS[command] = _Entry(
-            handler, msgspec.msgpack.Decoder(params), msgspec.json.Decoder(params)
-        )
+    def register(handler: Handler[R]) -> Handler[R]:
+        if request in HANDLERS:
+            raise ValueError(f"RPC command {request.command!r} has a handler already")
+        HANDLERS[request] = handler
         return handler
 
     return register
 
 
-def answer(context: RpcContext, call: RpcCall) -> RpcResponse | Awaitable[RpcResponse]:
-    """The ``rpc_response`` to ``call``, or an awaitable of it for an async handler.
-
-    Raises :class:`CommandError` for an unknown command or malformed ``data``.
-    """
-    entry = RPCS.get(call.command)
-    if entry is None:
+def answer(context: RpcContext, request: RpcRequest) -> RpcResponse | Awaitable[RpcResponse]:
+    """The ``rpc_response`` to ``request``, or an awaitable of it for an async handler."""
+    handler = HANDLERS.get(type(request))
+    if handler is None:  # a request struct without a handler: a test catches this
         raise CommandError(
-            f"unknown command {call.command!r}", command=call.command, request_id=call.request_id
+            f"unknown command {request.command!r}",
+            command=request.command,
+            request_id=request.request_id,
         )
     try:
-        params = (entry.json if call.text else entry.msgpack).decode(call.data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise malformed(
-            call.command, exc, call.data, text=call.text, request_id=call.request_id
-        ) from None
-    try:
-        result = entry.handler(context, params)
+        result = handler(context, request)
     except RpcFailed as exc:
-        return _failed(call, exc)
+        return _failed(request, exc)
     if inspect.isawaitable(result):
-        return _later(call, result)
-    return RpcResponse(request_id=call.request_id, command=call.command, result=result)
+        return _later(request, result)
+    return RpcResponse(request_id=request.request_id, command=request.command, result=result)
 
 
-async def _later(call: RpcCall, pending: Awaitable[object]) -> RpcResponse:
+async def _later(request: RpcRequest, pending: Awaitable[object]) -> RpcResponse:
     try:
         result = await pending
     except RpcFailed as exc:
-        return _failed(call, exc)
-    return RpcResponse(request_id=call.request_id, command=call.command, result=result)
+        return _failed(request, exc)
+    return RpcResponse(request_id=request.request_id, command=request.command, result=result)
 
 
-def _failed(call: RpcCall, exc: RpcFailed) -> RpcResponse:
+def _failed(request: RpcRequest, exc: RpcFailed) -> RpcResponse:
     return RpcResponse(
-        request_id=call.request_id,
-        command=call.command,
+        request_id=request.request_id,
+        command=request.command,
         error=RpcError(code=exc.code, message=exc.message, retryable=exc.retryable),
     )
 
@@ -128,28 +104,20 @@ def _failed(call: RpcCall, exc: RpcFailed) -> RpcResponse:
 # -- the commands ---------------------------------------------------------------------
 
 
-class ListNodesParams(msgspec.Struct, kw_only=True):
-    namespace: str | None = None
-
-
-@rpc("list_nodes", ListNodesParams)
-def list_nodes(context: RpcContext, params: ListNodesParams) -> object:
+@rpc(ListNodes)
+def list_nodes(context: RpcContext, request: ListNodes) -> object:
     """``result.nodes``: the metadata of every node type, or of one namespace's."""
-    namespace = params.namespace
+    namespace = request.namespace
     nodes = [
         meta for meta in context.catalog if namespace is None or meta["namespace"] == namespace
     ]
     return {"nodes": nodes}
 
 
-class GetNodeParams(msgspec.Struct, kw_only=True):
-    node_type: str
-
-
-@rpc("get_node", GetNodeParams)
-def get_node(context: RpcContext, params: GetNodeParams) -> object:
+@rpc(GetNode)
+def get_node(context: RpcContext, request: GetNode) -> object:
     """``result``: one node type's metadata; unknown → ``not_found``."""
-    spec = context.hub.registry.get(params.node_type)
+    spec = context.hub.registry.get(request.node_type)
     if spec is None:
-        raise RpcFailed("not_found", f"unknown node type {params.node_type!r}")
+        raise RpcFailed("not_found", f"unknown node type {request.node_type!r}")
     return spec.metadata()

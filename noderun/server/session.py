@@ -45,7 +45,7 @@ from noderun.protocol.client import (
     Ping,
     Pong,
     ReconnectJob,
-    RpcCall,
+    RpcRequest,
     RunJob,
     SetMode,
     Stop,
@@ -237,7 +237,7 @@ class Session:
                     self.reply(Ack(message="Unused models cleared"))
                 case Stop():
                     self._stop(frame)
-                case RpcCall():
+                case RpcRequest():
                     self._rpc(frame)
                 case Ping():
                     self.reply(ServerPong(ts=self._clock()))
@@ -521,8 +521,8 @@ class Session:
         self.reply(GenerationStopped(message="Generation stopped", job_id=frame.job_id))
         self.reply(Ack(message="Streaming stopped", job_id=frame.job_id))
 
-    def _rpc(self, call: RpcCall) -> None:
-        answer = rpc.answer(self._rpc_context, call)
+    def _rpc(self, request: RpcRequest) -> None:
+        answer = rpc.answer(self._rpc_context, request)
         if isinstance(answer, RpcResponse):
             self.reply(answer)
         else:

@@ -12,7 +12,6 @@ from noderun.protocol.client import (
     Ping,
     Pong,
     ReconnectJob,
-    RpcCall,
     RunJob,
     SetMode,
     StreamInput,
@@ -120,17 +119,11 @@ def test_no_command_and_unknown_type_is_a_message_error_with_request_id() -> Non
     assert info.value.request_id == "r9"
 
 
-def test_a_command_without_a_struct_is_an_rpc_call_with_data_undecoded() -> None:
-    """The server's RPC table decides whether it exists (tests/server/test_session.py)."""
-    frame = decode_frame(
-        mp({"command": "launch_rockets", "request_id": "r1", "data": {"n": 3}}), text=False
-    )
-    assert isinstance(frame, RpcCall)
-    assert (frame.command, frame.request_id, frame.text) == ("launch_rockets", "r1", False)
-    assert msgspec.msgpack.decode(frame.data) == {"n": 3}
-    text = decode_frame(b'{"command":"launch_rockets"}', text=True)
-    assert isinstance(text, RpcCall)
-    assert bytes(text.data) == b"{}"
+def test_unknown_command_is_a_command_error_carrying_request_id() -> None:
+    with pytest.raises(CommandError) as info:
+        decode_frame(mp({"command": "launch_rockets", "request_id": "r1"}), text=False)
+    assert info.value.request_id == "r1"
+    assert "launch_rockets" in info.value.detail
 
 
 @pytest.mark.parametrize(

@@ -232,10 +232,6 @@ def running_server(
 
 # -- the client --------------------------------------------------------------------
 
-#: Frames still built as plain maps (no struct yet, so not in the published schema):
-#: untyped acks and answers (``type`` absent), typed errors and RPC answers.
-_NOT_YET_IN_SCHEMA = frozenset({None, "error", "rpc_response"})
-
 
 class Client:
     """A WebSocket client speaking the protocol; checks every frame it receives."""
@@ -309,8 +305,7 @@ class Client:
             self.last_text = True
         assert isinstance(frame, dict), f"server sent a non-map frame: {frame!r}"
         check_golden_shape(frame)
-        if frame.get("type") not in _NOT_YET_IN_SCHEMA:
-            check_server_frame(frame)
+        check_server_frame(frame)
         return frame
 
     async def recv_until(

@@ -9,13 +9,13 @@ awaits only where a run itself waits (an async node).
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import ClassVar, cast
 
 import msgspec
 import pytest
 
+from noderun.protocol.client import COMMANDS, RPC_COMMANDS, RpcRequest
 from noderun.protocol.records import RunRecord
-from noderun.protocol.server import RpcResponse
 from noderun.runtime.hub import Hub
 from noderun.runtime.registry import default_registry
 from noderun.runtime.store import RunStore
@@ -381,21 +381,33 @@ async def test_malformed_rpc_data_is_invalid_command() -> None:
     assert error["error"] == "invalid_command" and error["request_id"] == "g3"
 
 
-async def test_an_rpc_registered_in_one_place_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Adding an RPC is one @rpc entry; an async handler is awaited by the transport."""
-    monkeypatch.setattr(rpc, "RPCS", dict(rpc.RPCS))
+def test_every_rpc_request_has_a_handler_and_every_handler_a_request() -> None:
+    """An RPC is its request struct (protocol/client.py) plus its handler (server/rpc.py)."""
+    assert set(rpc.HANDLERS) == set(RPC_COMMANDS.values())
+    assert {"list_nodes", "get_node"} <= set(RPC_COMMANDS)
+    assert all(COMMANDS[name] is request for name, request in RPC_COMMANDS.items())
 
-    class Params(msgspec.Struct, kw_only=True):
-        n: int
 
-    @rpc.rpc("double_it", Params)
-    async def double_it(context: rpc.RpcContext, params: Params) -> object:
-        if params.n < 0:
+class DoubleIt(RpcRequest, kw_only=True):
+    command: ClassVar[str] = "double_it"
+    n: int
+
+
+async def test_an_async_rpc_handler_is_answered_through_the_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler may return an awaitable: the session hands it to the transport as an action,
+    and an RpcFailed becomes the error answer."""
+    monkeypatch.setattr(rpc, "HANDLERS", dict(rpc.HANDLERS))
+
+    @rpc.rpc(DoubleIt)
+    async def double_it(context: rpc.RpcContext, request: DoubleIt) -> object:
+        if request.n < 0:
             raise rpc.RpcFailed("negative", "n must be >= 0", retryable=True)
-        return {"n": params.n * 2, "user": context.user_id}
+        return {"n": request.n * 2, "user": context.user_id}
 
     peer = Peer()
-    assert peer.command("double_it", {"n": 4}, request_id="d1") == []
+    peer.session._rpc(DoubleIt(n=4, request_id="d1"))
     (action,) = peer.actions
     assert isinstance(action, AnswerRpc)
     peer.session.reply(await action.pending)
@@ -407,13 +419,20 @@ async def test_an_rpc_registered_in_one_place_is_answered(monkeypatch: pytest.Mo
             "result": {"n": 8, "user": "1"},
         }
     ]
-    peer.command("double_it", {"n": -1}, request_id="d2")
+    peer.session._rpc(DoubleIt(n=-1, request_id="d2"))
     failing = peer.actions[-1]
     assert isinstance(failing, AnswerRpc)
-    answer = await failing.pending
-    assert isinstance(answer, RpcResponse) and answer.error is not msgspec.UNSET
+    peer.session.reply(await failing.pending)
+    assert peer.wire.frames() == [
+        {
+            "type": "rpc_response",
+            "request_id": "d2",
+            "command": "double_it",
+            "error": {"code": "negative", "message": "n must be >= 0", "retryable": True},
+        }
+    ]
     with pytest.raises(ValueError):
-        rpc.rpc("double_it", Params)(double_it)
+        rpc.rpc(DoubleIt)(double_it)
 
 
 # -- §2: frames the server cannot accept -----------------------------------------------------
