@@ -16,7 +16,7 @@ import pytest
 
 from noderun.protocol.client import COMMANDS, RPC_COMMANDS, RpcRequest
 from noderun.protocol.records import RunRecord
-from noderun.runtime.hub import Hub
+from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.registry import default_registry
 from noderun.runtime.store import RunStore
 from noderun.server import rpc
@@ -172,6 +172,49 @@ async def test_validation_failure_is_a_failed_terminal_nothing_executed() -> Non
     assert frames[0]["message"] == "Job started"
     assert frames[-1]["status"] == "failed" and "no.such.Node" in frames[-1]["error"]
     assert not any(f.get("type") == "node_update" for f in frames)
+
+
+async def test_run_job_without_a_job_id_gets_a_uuid4_hex_one() -> None:
+    peer = Peer()
+    frames = peer.command(
+        "run_job",
+        {"workflow_id": "wf", "graph": {"nodes": [concat()], "edges": []}},
+    )
+    job_id = frames[0]["job_id"]
+    assert len(job_id) == 32 and int(job_id, 16) >= 0
+    assert all(f["job_id"] == job_id for f in frames)
+
+
+async def test_explicit_types_wrap_the_terminal_result() -> None:
+    peer = Peer()
+    plain = peer.run_job([concat()], "plain", event_detail="terminal")
+    assert plain[-1]["result"] == {"outputs": {"n1": {"output": "xy"}}}
+    typed = peer.command(
+        "run_job",
+        {
+            "job_id": "typed",
+            "graph": {"nodes": [concat()], "edges": []},
+            "explicit_types": True,
+            "require_terminal_result": True,
+            "execution_options": {"event_detail": "terminal"},
+        },
+    )
+    assert typed[-1]["result"] == {"outputs": {"n1": {"output": {"type": "string", "value": "xy"}}}}
+
+
+async def test_a_busy_server_refuses_with_a_terminal_failed_without_job_seq() -> None:
+    hub = Hub(default_registry(), None, RuntimeConfig(max_active_runs=1))
+    peer = Peer(hub)
+    peer.run_job([sleep()], "first")
+    (refusal,) = peer.run_job([concat()], "second")
+    assert (refusal["type"], refusal["job_id"], refusal["status"]) == (
+        "job_update",
+        "second",
+        "failed",
+    )
+    assert "busy" in refusal["error"] and "job_seq" not in refusal
+    run = hub.get("first")
+    assert run is not None and run.cancel()
 
 
 # -- §2: the other commands ----------------------------------------------------------------
