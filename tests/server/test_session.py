@@ -297,7 +297,7 @@ async def test_commands_on_an_unknown_run_are_not_found_never_invalid(
 
 
 STREAMING = [
-    {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "x", "streaming": True}},
+    {"id": "in", "type": "nodetool.input.StringInput", "data": {"name": "x"}},
     {"id": "up", "type": "nodetool.text.ToUppercase", "data": {}},
     {"id": "out", "type": "nodetool.output.Output", "data": {"name": "out"}},
 ]
