@@ -331,8 +331,9 @@ class Execution:
     def _outputs_of(node: PlannedNode, value: object) -> dict[str, object]:
         # Every message carrying the value must encode to MessagePack: an integer
         # it cannot carry fails the node here, rather than the encoder later.
-        # The type test first: the common output (a string) costs no call.
-        if type(value) not in RANGE_FREE and (bad := out_of_range(value)) is not None:
+        # Type tests first: the common output (a string) costs no call and no set lookup.
+        kind = type(value)
+        if kind is not str and kind not in RANGE_FREE and (bad := out_of_range(value)) is not None:
             raise TypeError(f"output integer {bad} is outside the range the wire can carry")
         if node.spec.single_output:
             return {"output": value}
