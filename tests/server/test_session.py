@@ -586,6 +586,15 @@ async def test_json_integers_at_the_edges_of_the_range_are_accepted() -> None:
     assert peer.wire.frames() == [{"message": "Unused models cleared"}]
 
 
+async def test_invalid_utf8_reaching_the_session_is_invalid_frame() -> None:
+    """uvicorn closes such a text frame with 1007 before the session sees it
+    (test_hostile.py); a session handed one anyway answers, it does not raise."""
+    peer = Peer()
+    peer.session.receive(b'{"type":"ping","x":"\xff\xfe"}', True)
+    assert peer.wire.frames()[0]["error"] == "invalid_frame"
+    assert peer.session.state is State.OPEN
+
+
 async def test_a_node_output_out_of_range_fails_the_run_naming_the_node() -> None:
     """lib.math.Add of 2**64-1 and 1: the node fails, the run ends failed, all encodable."""
     peer = Peer()
