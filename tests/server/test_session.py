@@ -590,9 +590,11 @@ async def test_invalid_utf8_reaching_the_session_is_invalid_frame() -> None:
     """uvicorn closes such a text frame with 1007 before the session sees it
     (test_hostile.py); a session handed one anyway answers, it does not raise."""
     peer = Peer()
-    peer.session.receive(b'{"type":"ping","x":"\xff\xfe"}', True)
+    peer.session.receive(b'{"type":"pi\xffng"}', True)
     assert peer.wire.frames()[0]["error"] == "invalid_frame"
-    assert peer.session.state is State.OPEN
+    # In a key the protocol ignores, the bytes are skipped unread, like the key.
+    peer.session.receive(b'{"type":"ping","x":"\xff\xfe"}', True)
+    assert peer.wire.frames() == [{"type": "pong", "ts": CLOCK}]
 
 
 async def test_a_node_output_out_of_range_fails_the_run_naming_the_node() -> None:
