@@ -227,6 +227,8 @@ class RpcError(msgspec.Struct, kw_only=True):
     code: str
     message: str
     retryable: bool = False
+    #: NodeTool's error code of the same refusal over HTTP (``WORKFLOW_NOT_FOUND``, …).
+    api_code: str | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="apiCode")
 
 
 class RpcResponse(msgspec.Struct, kw_only=True, tag_field="type", tag="rpc_response"):

@@ -6,8 +6,8 @@ frame and its ack). Everything to send, acks and run messages alike, goes
 through one bounded :class:`~.outbox.Outbox`, so frames leave in the order they
 were produced; the reader sends what handling a frame queued itself, a writer
 task what is queued from elsewhere (runs in their tasks, timers). The session's
-actions that must await (durable reconnect/cancel, async RPC answers, closing)
-run here, each in a task.
+actions that must await (durable reconnect/cancel, closing) run here, each in a
+task.
 
 Backpressure: the outbox holds ``outbound_limit`` frames. A client that lets it
 fill is too slow to follow its runs: the session detaches it from them (they go
@@ -26,9 +26,9 @@ import structlog
 from noderun.runtime.hub import Hub
 from noderun.server import durable
 from noderun.server.outbox import Outbox
+from noderun.server.sdk import SdkService
 from noderun.server.session import (
     Action,
-    AnswerRpc,
     CancelDurable,
     Close,
     FollowDurable,
@@ -57,16 +57,14 @@ class Connection:
         user_id: str,
         outbound_limit: int,
         ping_interval: float,
-        node_catalog: list[dict[str, object]],
+        sdk: SdkService,
     ) -> None:
         self._hub = hub
         self._receive = receive
         self._send = send
         self.user_id = user_id
         self._outbox = Outbox(outbound_limit, send)
-        self.session = Session(
-            hub, self._outbox, self._act, user_id=user_id, node_catalog=node_catalog
-        )
+        self.session = Session(hub, self._outbox, self._act, user_id=user_id, sdk=sdk)
         self._ping_interval = ping_interval
         self._ping_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,13 +132,8 @@ class Connection:
             case CancelDurable():
                 assert store is not None
                 self._spawn(durable.cancel(store, self.session, action))
-            case AnswerRpc():
-                self._spawn(self._answer(action))
             case _:
                 assert_never(action)
-
-    async def _answer(self, action: AnswerRpc) -> None:
-        self.session.reply(await action.pending)
 
     async def _close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})

@@ -26,6 +26,7 @@ from noderun.protocol.client import (
     PreflightWorkflow,
     SdkFrame,
 )
+from noderun.protocol.server import RpcError, RpcResponse
 from noderun.runtime.catalog import NodeCatalog
 from noderun.runtime.errors import GraphError, WorkflowError
 from noderun.runtime.graph import plan_graph
@@ -266,23 +267,19 @@ class SdkService:
 
     # -- WebSocket RPC ---------------------------------------------------------------
 
-    def answer(self, frame: SdkFrame) -> dict[str, object]:
+    def answer(self, frame: SdkFrame) -> RpcResponse:
         """The ``rpc_response`` to one RPC frame."""
-        response: dict[str, object] = {
-            "type": "rpc_response",
-            "request_id": frame.request_id,
-            "command": frame.command,
-        }
         try:
-            response["result"] = self._result(frame)
+            result = self._result(frame)
         except ApiError as exc:
-            response["error"] = {
-                "code": _RPC_CODES.get(exc.status, "invalid_input"),
-                "message": exc.message,
-                "retryable": exc.retryable,
-                "apiCode": exc.code,
-            }
-        return response
+            error = RpcError(
+                code=_RPC_CODES.get(exc.status, "invalid_input"),
+                message=exc.message,
+                retryable=exc.retryable,
+                api_code=exc.code,
+            )
+            return RpcResponse(request_id=frame.request_id, command=frame.command, error=error)
+        return RpcResponse(request_id=frame.request_id, command=frame.command, result=result)
 
     def _result(self, frame: SdkFrame) -> object:
         match frame:

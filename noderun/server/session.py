@@ -15,8 +15,8 @@ What comes out:
 - Actions, handed to ``on_action``: things that must await, which the
   transport carries out and reports back through the session's ``*_answered``
   and ``follower_*`` methods — a durable run's reconnect or cancel through the
-  store (:mod:`noderun.server.durable`), an RPC answered by a coroutine, and
-  closing the socket when the client is too slow (1013).
+  store (:mod:`noderun.server.durable`), and closing the socket when the
+  client is too slow (1013).
 
 Lifecycle: ``OPEN`` → ``CLOSING`` (told the transport to close: the outlet
 overflowed) → ``CLOSED`` (the client is gone); :meth:`_become` is the one
@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
@@ -45,8 +45,8 @@ from noderun.protocol.client import (
     Ping,
     Pong,
     ReconnectJob,
-    RpcRequest,
     RunJob,
+    SdkRequest,
     SetMode,
     Stop,
     StreamInput,
@@ -64,7 +64,6 @@ from noderun.protocol.server import (
     JobResumed,
     JobStarted,
     JobState,
-    RpcResponse,
     ServerPing,
     ServerPong,
     StatusAnswer,
@@ -73,11 +72,10 @@ from noderun.protocol.server import (
 )
 from noderun.runtime.hub import Hub, StartRefused
 from noderun.runtime.run import Run
-from noderun.server import rpc
+from noderun.server.sdk import SdkService
 
 __all__ = [
     "Action",
-    "AnswerRpc",
     "CancelDurable",
     "Close",
     "FollowDurable",
@@ -161,14 +159,7 @@ class CancelDurable:
     frame: CancelJob
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerRpc:
-    """Await an RPC's answer and :meth:`Session.reply` it."""
-
-    pending: Awaitable[RpcResponse]
-
-
-Action = Close | FollowDurable | ResumeFollowed | CancelDurable | AnswerRpc
+Action = Close | FollowDurable | ResumeFollowed | CancelDurable
 
 
 def _ignore(action: Action) -> None:
@@ -185,7 +176,7 @@ class Session:
         on_action: Callable[[Action], None],
         *,
         user_id: str,
-        node_catalog: list[dict[str, object]],
+        sdk: SdkService,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._hub = hub
@@ -193,7 +184,7 @@ class Session:
         self._on_action = on_action
         self.user_id = user_id
         self._clock = clock
-        self._rpc_context = rpc.RpcContext(hub, user_id, node_catalog)
+        self._sdk = sdk
         self.state = State.OPEN
         #: Encode as JSON (text frames): the kind of the last frame, or ``set_mode``.
         self.text = False
@@ -237,8 +228,9 @@ class Session:
                     self.reply(Ack(message="Unused models cleared"))
                 case Stop():
                     self._stop(frame)
-                case RpcRequest():
-                    self._rpc(frame)
+                case SdkRequest():
+                    # Read-only RPCs, answered as over HTTP (one service for both).
+                    self.reply(self._sdk.answer(frame))
                 case Ping():
                     self.reply(ServerPong(ts=self._clock()))
                 case Pong():
@@ -520,13 +512,6 @@ class Session:
             follower.stop()
         self.reply(GenerationStopped(message="Generation stopped", job_id=frame.job_id))
         self.reply(Ack(message="Streaming stopped", job_id=frame.job_id))
-
-    def _rpc(self, request: RpcRequest) -> None:
-        answer = rpc.answer(self._rpc_context, request)
-        if isinstance(answer, RpcResponse):
-            self.reply(answer)
-        else:
-            self._on_action(AnswerRpc(answer))
 
     # -- reports from the transport ------------------------------------------------------
 

@@ -10,14 +10,17 @@ import msgspec
 from noderun.protocol.codec import Outbound
 from noderun.runtime.hub import Hub
 from noderun.runtime.registry import default_registry
+from noderun.runtime.workflows import WorkflowCatalog
+from noderun.server.sdk import SdkService
 from noderun.server.session import Action, Session
+from noderun.server.settings import Settings
 
 __all__ = ["CLOCK", "Frame", "Peer", "Wire"]
 
 Frame = dict[str, Any]
 CLOCK = 1234.5
 _REGISTRY = default_registry()
-_CATALOG = [spec.metadata() for spec in _REGISTRY]
+_SDK = SdkService(Settings(), _REGISTRY, WorkflowCatalog())
 
 
 class Wire:
@@ -63,7 +66,7 @@ class Peer:
             self.wire,
             self.actions.append,
             user_id=user_id,
-            node_catalog=_CATALOG,
+            sdk=_SDK,
             clock=lambda: CLOCK,
         )
 
