@@ -329,12 +329,8 @@ class Execution:
 
     @staticmethod
     def _outputs_of(node: PlannedNode, value: object) -> dict[str, object]:
-        # Every message carrying the value must encode to MessagePack: an integer
-        # it cannot carry fails the node here, rather than the encoder later.
-        # Type tests first: the common output (a string) costs no call and no set lookup.
-        kind = type(value)
-        if kind is not str and kind not in RANGE_FREE and (bad := out_of_range(value)) is not None:
-            raise TypeError(f"output integer {bad} is outside the range the wire can carry")
+        if type(value) is not str:  # the common output needs no check and costs no call
+            _check_range(value)
         if node.spec.single_output:
             return {"output": value}
         if not isinstance(value, dict) or not set(value) <= set(node.spec.outputs):
@@ -363,7 +359,12 @@ def execute_single_inline(
         args["ctx"] = NodeContext(events, node.id, node.name, asyncio.get_running_loop())
     try:
         value = spec.fn(**args)
-        produced = {"output": value} if spec.single_output else Execution._outputs_of(node, value)
+        if not spec.single_output:
+            produced = Execution._outputs_of(node, value)
+        else:
+            if type(value) is not str:  # as in _outputs_of
+                _check_range(value)
+            produced = {"output": value}
     except Exception as exc:
         failure = NodeFailed(node.id, spec.node_type, node.name, exc)
         events.node_failed(node, str(failure))
@@ -377,3 +378,14 @@ def execute_single_inline(
     if report_nodes:
         events.node_completed(node, produced)
     return {node.id: produced}
+
+
+def _check_range(value: object) -> None:
+    """Raise :class:`TypeError` when ``value`` holds an integer MessagePack cannot carry.
+
+    Every message carrying a node's output must encode: such an integer fails the
+    node (named in the run's error) here, rather than the encoder later (a dropped
+    connection, a durable run without its terminal).
+    """
+    if type(value) not in RANGE_FREE and (bad := out_of_range(value)) is not None:
+        raise TypeError(f"output integer {bad} is outside the range the wire can carry")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import structlog
 
-from noderun.protocol.records import RunRecord
-from noderun.runtime.store import RunStore
+from noderun.contract import RunRecord, RunStore
 from noderun.server.follow import DurableFollower
 from noderun.server.session import CancelDurable, FollowDurable, ResumeFollowed, Session
 

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
+from noderun.contract import RunRecord
 from noderun.protocol.client import (
     CancelJob,
     ClearModels,
@@ -54,7 +55,6 @@ from noderun.protocol.client import (
 )
 from noderun.protocol.codec import Outbound, decode_frame
 from noderun.protocol.errors import ProtocolError
-from noderun.protocol.records import RunRecord
 from noderun.protocol.server import (
     Ack,
     ActiveJobs,

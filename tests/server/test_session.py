@@ -14,13 +14,12 @@ from typing import cast
 import msgspec
 import pytest
 
+from noderun.contract import RunRecord, RunStore
 from noderun.protocol.client import COMMANDS, SdkRequest
-from noderun.protocol.records import RunRecord
 from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.node import node
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry, default_registry
-from noderun.runtime.store import RunStore
 from noderun.server.session import (
     CancelDurable,
     Close,
