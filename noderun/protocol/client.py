@@ -8,7 +8,7 @@ protocol requires; only the fields the server uses are declared.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import msgspec
 
@@ -283,19 +283,7 @@ COMMANDS: dict[str, type[_Frame]] = {
     "update_node_properties": UpdateNodeProperties,
     "clear_models": ClearModels,
     "stop": Stop,
-    **{
-        cls.command: cls
-        for cls in (
-            ListNodes,
-            GetNode,
-            GetNodeTypeInventory,
-            GetCapabilities,
-            ListWorkflows,
-            GetWorkflow,
-            ListWorkflowSummaries,
-            GetWorkflowInterface,
-            GetWorkflowInterfaces,
-            PreflightWorkflow,
-        )
-    },
+    # Every RPC of the SdkFrame union: adding one is its struct and its union member
+    # here, and its case in SdkService (closed with assert_never).
+    **{cls.command: cls for cls in get_args(SdkFrame)},
 }
