@@ -27,7 +27,11 @@ store must give (PROTOCOL.md §5):
 * :meth:`RunStore.append` never blocks the caller: the store batches appends
   from every run and commits them together (group commit).
 * :meth:`RunStore.finish` resolves its future only once every earlier append of
-  that run, the terminal frame, the terminal status and the outputs are committed.
+  that run, the terminal frame, the terminal status and the outputs are committed,
+  or, when the run was failed by another server meanwhile, to the stored terminal.
+* :meth:`RunStore.on_cancel_request` callbacks also fire for a run of this server
+  that another server failed while this one could not reach the store: its node
+  work stops, and its finish then resolves to the stored terminal.
 
 ``create_run`` and ``finish`` return futures rather than being coroutines: a
 durable run on the hot path waits for its commits through callbacks, without a
@@ -176,13 +180,17 @@ class RunStore(Protocol):
         error: str | None,
         *,
         patient: bool = False,
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[StoredFrame | None]:
         """Queue the terminal frame and status (a terminal :class:`RunStatus`), after
         all earlier appends of the run.
 
-        The future fails with :class:`StoreUnavailable` when the commit takes longer
-        than the store's finish timeout (the finish stays queued and commits later);
-        ``patient`` waits for it instead.
+        The future resolves to ``None`` once this terminal is committed as the run's,
+        or to the terminal the store holds when this server no longer owned the run
+        (its lease lapsed and another server failed the run): the caller publishes
+        that one instead (PROTOCOL.md §5, one truth per run). It fails with
+        :class:`StoreUnavailable` when the commit takes longer than the store's finish
+        timeout (the finish stays queued and commits later); ``patient`` waits for it
+        instead.
         """
         ...
 

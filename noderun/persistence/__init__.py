@@ -8,6 +8,7 @@ optional dependency.
 from noderun.persistence.errors import (
     RunExists,
     SchemaTooNew,
+    ServerIdInUse,
     StoreConfigError,
     StoreError,
     StoreFull,
@@ -15,6 +16,7 @@ from noderun.persistence.errors import (
     WriteRejected,
 )
 from noderun.persistence.factory import open_store
+from noderun.persistence.identity import default_server_id
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.recovery import INTERRUPTED_ERROR
 from noderun.persistence.retention import run_retention
@@ -23,12 +25,14 @@ __all__ = [
     "INTERRUPTED_ERROR",
     "RunExists",
     "SchemaTooNew",
+    "ServerIdInUse",
     "StoreConfigError",
     "StoreError",
     "StoreFull",
     "StoreOptions",
     "StoreUnavailable",
     "WriteRejected",
+    "default_server_id",
     "open_store",
     "run_retention",
 ]

@@ -12,9 +12,18 @@ from __future__ import annotations
 import abc
 import asyncio
 import math
+import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
@@ -22,23 +31,39 @@ import structlog
 
 from noderun.contract import TERMINAL_STATUSES, RunRecord, StoredFrame
 from noderun.persistence.errors import StoreError, StoreUnavailable
-from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item, Refusals
+from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item, Outcome
 from noderun.persistence.health import Health
+from noderun.persistence.identity import check_server_id
 from noderun.persistence.options import StoreOptions
+from noderun.persistence.recovery import interrupted_frame
 from noderun.persistence.waiters import Waiters
 
-__all__ = ["StoreBase"]
+__all__ = ["StoreBase", "Written"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+#: What a backend's commit returns: the creates it refused (and why), and the job ids
+#: of the batch's appends and finishes it dropped because their run no longer runs here.
+Written = tuple[Mapping[Create, StoreError], Collection[str]]
 
-def _consume(future: asyncio.Future[None]) -> None:
+
+class _Workflow(msgspec.Struct):
+    workflow_id: str = ""
+
+
+_workflow_of = msgspec.msgpack.Decoder(_Workflow)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
     # A caller may stop awaiting its future (a deadline, a cancel, a run abandoned);
     # read the outcome so asyncio does not report "exception was never retrieved".
     if not future.cancelled():
         future.exception()
+
+
+_NO_OUTCOME = Outcome()
 
 
 class StoreBase(abc.ABC):
@@ -51,7 +76,10 @@ class StoreBase(abc.ABC):
     backend: ClassVar[str]
 
     def __init__(self, *, server_id: str | None = None, options: StoreOptions | None = None):
-        self._server_id = server_id or uuid.uuid4().hex
+        self._server_id = check_server_id(server_id) if server_id else uuid.uuid4().hex
+        #: This incarnation of the server id: the runs it creates carry it, and only its
+        #: own runs take its writes. A restart with the same id is another owner.
+        self._epoch = secrets.randbits(62)
         self._options = options or StoreOptions()
         self._health = Health(self.backend)
         self._waiters = Waiters()
@@ -59,7 +87,10 @@ class StoreBase(abc.ABC):
         #: Runs created here and not finished yet: the ones cancels can target.
         self._active: set[str] = set()
         self._committer = GroupCommitter(
-            self._commit, health=self._health, options=self._options, on_committed=self._committed
+            self._commit_fenced,
+            health=self._health,
+            options=self._options,
+            on_committed=self._committed,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._state = "new"
@@ -187,9 +218,14 @@ class StoreBase(abc.ABC):
         error: str | None,
         *,
         patient: bool = False,
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[StoredFrame | None]:
         """Queue the terminal frame and status, committed after every earlier append of
         the run; the future resolves once committed.
+
+        It resolves to ``None`` when this terminal is the run's, or to the terminal the
+        store holds when the run was no longer this server's to finish (its lease lapsed
+        and another server failed it as interrupted): the one to publish instead, so a
+        client is never told a different outcome than the store's (PROTOCOL.md §5).
 
         The future fails with :class:`StoreUnavailable` if that is not done within
         ``options.finish_timeout`` (with ``patient``, it waits however long it takes).
@@ -200,7 +236,7 @@ class StoreBase(abc.ABC):
             raise ValueError(f"finish() needs a terminal status, got {status!r}")
         self._check_open()
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[StoredFrame | None] = loop.create_future()
         if not patient:  # a caller may stop waiting after its deadline
             done.add_done_callback(_consume)
         expires = math.inf if patient else loop.time() + self._options.finish_timeout
@@ -308,6 +344,66 @@ class StoreBase(abc.ABC):
         if self._waiters:
             self._waiters.wake({item.job_id for item in batch})
 
+    async def _commit_fenced(self, batch: Sequence[Item]) -> Outcome:
+        """The backend's commit, and what to do about writes of runs lost meanwhile.
+
+        A run stops running here behind its owner's back only when the owner's lease
+        lapsed (it could not reach the store) and another server failed the run as
+        interrupted. Its finish gets the stored terminal to publish instead of its own;
+        a run still executing has its node work cancelled (its terminal then takes the
+        same path). Both are rare, so the extra read costs the hot path nothing.
+        """
+        refused, not_here = await self._commit(batch)
+        if not not_here:
+            return Outcome(refused) if refused else _NO_OUTCOME
+        finishes = {
+            item.job_id: item
+            for item in batch
+            if isinstance(item, Finish) and item.job_id in not_here
+        }
+        fenced: dict[str, StoredFrame] = {}
+        if finishes:
+            stored = await self._stored_terminals(list(finishes))
+            for job_id, finish in finishes.items():
+                held = stored.get(job_id)
+                if held is None:
+                    # No terminal of this run any more (deleted, or its id reused by a
+                    # newer run): it was failed as interrupted, or it would still run.
+                    workflow_id = _workflow_of.decode(finish.frame).workflow_id
+                    held = StoredFrame(
+                        finish.seq, interrupted_frame(job_id, workflow_id, finish.seq)
+                    )
+                fenced[job_id] = held
+                log.warning("store.finish_fenced", job_id=job_id, server_id=self._server_id)
+        lost = [job_id for job_id in not_here if job_id in self._active and job_id not in finishes]
+        if lost:
+            self._lose(lost)
+        return Outcome(refused, fenced)
+
+    async def _stored_terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
+        """``_terminals``, retried until it succeeds: the batch is committed already, and
+        committing it again would refuse its creates (their rows exist now)."""
+        delay = self._options.retry_initial
+        while True:
+            try:
+                return await self._guard("fenced finish", self._terminals(job_ids))
+            except StoreUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._options.retry_max)
+
+    def _lose(self, job_ids: Collection[str]) -> None:
+        """Runs of this server that another server failed: stop their node work."""
+        lost = [job_id for job_id in job_ids if job_id in self._active]
+        if not lost:
+            return
+        log.warning(
+            "store.runs_lost", count=len(lost), job_ids=lost[:20], server_id=self._server_id
+        )
+        self._active.difference_update(lost)
+        loop = asyncio.get_running_loop()
+        for job_id in lost:
+            loop.call_soon(self._deliver_cancel, job_id)
+
     def _finish_orphan(self, record: RunRecord) -> None:
         """A run whose creator gave up was committed anyway: nobody will run it, so
         fail it as interrupted, like a run of a server that stopped.
@@ -349,6 +445,16 @@ class StoreBase(abc.ABC):
             if swept:
                 log.warning("store.runs_interrupted", count=len(swept), job_ids=swept[:20])
                 self._waiters.wake(swept)
+            if self._active:
+                # A run that emits nothing for a while learns here, not at its next
+                # write, that another server failed it while this one was cut off.
+                try:
+                    lost = await self._guard(
+                        "heartbeat", self._not_running_here(list(self._active))
+                    )
+                except StoreError:
+                    continue
+                self._lose(lost)
 
     def _background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """Hook: extra long-lived tasks of the backend, as ``(name, coroutine)``."""
@@ -362,7 +468,8 @@ class StoreBase(abc.ABC):
 
     @abc.abstractmethod
     async def _open(self) -> None:
-        """Connect and create or migrate the schema; raise StoreUnavailable fast."""
+        """Connect, create or migrate the schema, and claim this server id (raise
+        ServerIdInUse while another live server holds it); raise StoreUnavailable fast."""
 
     @abc.abstractmethod
     async def _close_backend(self) -> None:
@@ -385,13 +492,23 @@ class StoreBase(abc.ABC):
         """Interrupt this server's runs that are still running; drop its lease row."""
 
     @abc.abstractmethod
-    async def _commit(self, batch: Sequence[Item]) -> Refusals:
+    async def _commit(self, batch: Sequence[Item]) -> Written:
         """Commit a batch in one transaction (see groupcommit for the error contract).
 
         Creates come first: each inserts its row, replacing a finished run of that id
         and its frames; a create whose id is running (or created earlier in the batch)
-        is refused with ``RunExists`` in the returned mapping, not raised.
+        is refused with ``RunExists`` in the returned mapping, not raised. Appends and
+        finishes of runs that are not running here are dropped; their job ids are
+        returned.
         """
+
+    @abc.abstractmethod
+    async def _not_running_here(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of these runs that are not running here (any more)."""
+
+    @abc.abstractmethod
+    async def _terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
+        """The stored terminal frames of those of these runs that have one."""
 
     @abc.abstractmethod
     async def _get_run(self, job_id: str) -> RunRecord | None: ...

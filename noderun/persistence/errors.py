@@ -9,6 +9,7 @@ Every exception carries its facts as fields; ``str()`` is derived from them::
     ├── StoreConfigError            bad URL, bad option, missing driver (also ValueError)
     ├── SchemaTooNew                the database was migrated by a newer noderun
     ├── RunExists                   create_run for a job_id that is still running
+    ├── ServerIdInUse               another live server uses this server id on the store
     ├── WriteRejected               the database refused the data (constraint, bad value);
     │                               retrying cannot help, the writer drops it and goes on
     └── StoreUnavailable            the database cannot be reached or cannot commit now;
@@ -25,6 +26,7 @@ from noderun.contract import RunExists, StoreError, StoreUnavailable
 __all__ = [
     "RunExists",
     "SchemaTooNew",
+    "ServerIdInUse",
     "StoreConfigError",
     "StoreError",
     "StoreFull",
@@ -63,3 +65,20 @@ class WriteRejected(StoreError):
 
 class StoreFull(StoreUnavailable):
     """The store's disk or quota is full; writes are retried until space frees up."""
+
+
+class ServerIdInUse(StoreError):
+    """Another live server uses this server id on the same store.
+
+    A server's id names the owner of its runs; a server starting with an id fails the
+    runs that id left running (they are its own, from before a crash), so two live
+    servers must never share one.
+    """
+
+    def __init__(self, backend: str, server_id: str) -> None:
+        self.backend = backend
+        self.server_id = server_id
+        super().__init__(
+            f"server id {server_id!r} is in use by another live server on this {backend}"
+            " store: give each server its own --server-id (NODERUN_SERVER_ID)"
+        )

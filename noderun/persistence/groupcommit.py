@@ -22,8 +22,9 @@ batch, and so does every later item of that run.
 
 A create that is refused (``RunExists``) fails only its own caller: the backend
 returns the refusals instead of raising, and the rest of the batch commits. A create
-that meets an unavailable store fails at once with ``StoreUnavailable`` (and so does
-every create queued until a commit succeeds again). A create whose future is done
+already queued when the store becomes unavailable is retried with its batch until its
+deadline; a create queued while the store is failing fails at once with
+``StoreUnavailable``, until a commit succeeds again. A create whose future is done
 (it failed, or its caller timed out or was cancelled) is left out of
 the batches formed after that; if it was already in the transaction that committed,
 ``on_committed`` sees it with ``abandoned`` true, so the store can fail that orphan run.
@@ -47,12 +48,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from noderun.contract import RunRecord
+from noderun.contract import RunRecord, StoredFrame
 from noderun.persistence.errors import StoreError, StoreUnavailable, WriteRejected
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
 
-__all__ = ["Append", "Create", "Finish", "GroupCommitter", "Item", "Refusals"]
+__all__ = ["Append", "Create", "Finish", "GroupCommitter", "Item", "Outcome"]
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +69,9 @@ class Append:
 
 @dataclass(slots=True)
 class Finish:
-    """The terminal message and status of a run; ``done`` resolves once committed.
+    """The terminal message and status of a run; ``done`` resolves once committed: to
+    ``None`` when this terminal is the run's, or to the terminal the store holds when
+    the run no longer ran here (its lease lapsed and another server failed it).
 
     Past ``expires`` (loop time) ``done`` fails with ``StoreUnavailable``; the finish
     stays queued all the same.
@@ -80,7 +83,7 @@ class Finish:
     frame: bytes
     error: str | None
     finished_at: float
-    done: asyncio.Future[None]
+    done: asyncio.Future[StoredFrame | None]
     expires: float = math.inf
 
 
@@ -103,8 +106,20 @@ class Create:
 
 
 Item = Create | Append | Finish
-#: What a backend's commit returns: the creates it refused, and why.
-Refusals = Mapping[Create, StoreError]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a backend's commit reports besides "committed"; empty in the common case."""
+
+    #: Creates refused, and why (the rest of the batch committed).
+    refused: Mapping[Create, StoreError] = field(default_factory=dict)
+    #: Finishes that did not apply because their run no longer ran here, by job id,
+    #: with the terminal the store holds: what the run must publish instead.
+    fenced: Mapping[str, StoredFrame] = field(default_factory=dict)
+
+
+_NOTHING = Outcome()
 
 
 class GroupCommitter:
@@ -118,7 +133,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        commit: Callable[[Sequence[Item]], Awaitable[Refusals | None]],
+        commit: Callable[[Sequence[Item]], Awaitable[Outcome | None]],
         *,
         health: Health,
         options: StoreOptions,
@@ -349,15 +364,13 @@ class GroupCommitter:
             if not batch:
                 return
             try:
-                refusals = await self._commit(batch) or {}
+                outcome = await self._commit(batch) or _NOTHING
             except StoreUnavailable as exc:
                 self._health.failed(exc, during="group commit")
-                # Creates are not retried: their callers learn at once that the store
-                # is down, as they would from a transaction of their own.
+                # The creates already queued are retried with the rest, within their
+                # deadline (a blip must not refuse the runs that were starting); new
+                # ones are refused at once until a commit succeeds again.
                 self._failing = exc
-                for pending in (*batch, *self._queue):
-                    if isinstance(pending, Create) and not pending.done.done():
-                        pending.done.set_exception(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._options.retry_max)
                 continue
@@ -375,7 +388,7 @@ class GroupCommitter:
             committed: list[Item] = []
             for item in batch:
                 if isinstance(item, Create):
-                    refusal = refusals.get(item)
+                    refusal = outcome.refused.get(item)
                     if refusal is not None:
                         if not item.done.done():
                             item.done.set_exception(refusal)
@@ -385,7 +398,7 @@ class GroupCommitter:
                     else:
                         item.done.set_result(None)
                 elif isinstance(item, Finish) and not item.done.done():
-                    item.done.set_result(None)
+                    item.done.set_result(outcome.fenced.get(item.job_id))
                 committed.append(item)
             self._on_committed(committed)
             return

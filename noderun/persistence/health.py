@@ -34,8 +34,14 @@ class Health:
         self.last_error = error
         if self._down_since is None:
             self._down_since = time.monotonic()
+            # The driver's own words go to the log only (clients get ``reason``).
+            cause = error.__cause__
             log.warning(
-                "store.unavailable", backend=self.backend, during=during, reason=error.reason
+                "store.unavailable",
+                backend=self.backend,
+                during=during,
+                reason=error.reason,
+                detail=None if cause is None else f"{type(cause).__name__}: {cause}",
             )
 
     def succeeded(self) -> None:

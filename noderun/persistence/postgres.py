@@ -4,18 +4,8 @@ Group commits go through writer connections of the store's own, not the pool: ea
 one call of the ``noderun_commit`` function (see :mod:`postgres_schema`), so one round
 trip with no BEGIN/COMMIT and no reset on release. A pool serves reads, sweeps, cancels
 and retention; its size, command timeout and idle lifetime come from
-:class:`StoreOptions`. A separate, dedicated connection LISTENs on two channels, so
-nothing polls the database:
-
-* ``noderun_frames``: every group commit (and every recovery sweep) sends the job ids it
-  touched, as JSON arrays, with ``pg_notify`` inside its transaction, so the
-  notification arrives only once the frames are visible; followers in every server
-  wake on it.
-* ``noderun_cancel``: ``request_cancel`` notifies the owning server.
-
-When the listener connection drops, it is re-established with backoff; then every
-follower is woken and pending cancel flags are re-read, since notifications sent
-meanwhile are lost. Cancel callbacks are therefore at-least-once.
+:class:`StoreOptions`. A dedicated connection LISTENs for commits and cancels, and holds
+this server's claim on its id (:mod:`postgres_listener`).
 
 Leases use the database clock (``now()``), so servers on different hosts agree on who
 is dead.
@@ -27,24 +17,25 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeAlias
 
 import asyncpg
 import structlog
 
 from noderun.contract import RunRecord, StoredFrame
-from noderun.persistence.base import StoreBase
+from noderun.persistence.base import StoreBase, Written
 from noderun.persistence.errors import (
     RunExists,
     StoreError,
-    StoreFull,
     StoreUnavailable,
     WriteRejected,
 )
-from noderun.persistence.groupcommit import Create, Item, Refusals
+from noderun.persistence.groupcommit import Create, Item
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.postgres_batch import encode_batch
+from noderun.persistence.postgres_errors import connecting, translated
+from noderun.persistence.postgres_listener import Listener
 from noderun.persistence.postgres_schema import CANCEL_CHANNEL, FRAMES_CHANNEL, migrate
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 
@@ -62,59 +53,12 @@ _RUN_COLUMNS = (
 )
 _DELETE_CHUNK = 1000
 _COMMIT = """SELECT refused, ignored
-    FROM noderun_commit($1::text, $2::json, $3::json, $4::json, $5::json)"""
-# A run's terminal frame lives in its row (schema version 2; version 1 rows also have
-# it among the frames, hence the NOT EXISTS: never twice).
+    FROM noderun_commit($1::text, $2::bigint, $3::json, $4::json, $5::json, $6::json)"""
+# A run's terminal frame lives in its row only, never among its frames.
 _FRAMES_AFTER = """SELECT seq, frame FROM noderun_frames WHERE job_id = $1 AND seq > $2
     UNION ALL SELECT r.last_seq, r.terminal_frame FROM noderun_runs r
         WHERE r.job_id = $1 AND r.terminal_frame IS NOT NULL AND r.last_seq > $2
-        AND NOT EXISTS (SELECT 1 FROM noderun_frames f
-            WHERE f.job_id = $1 AND f.seq = r.last_seq)
     ORDER BY seq"""
-_TRANSIENT = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now, …
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, out of memory
-    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
-)
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Map asyncpg and socket errors to the store's error classes."""
-    try:
-        yield
-    except asyncpg.exceptions.DiskFullError as exc:
-        raise StoreFull("postgres", str(exc)) from exc
-    except _TRANSIENT as exc:
-        raise StoreUnavailable("postgres", str(exc) or type(exc).__name__) from exc
-    except asyncpg.PostgresError as exc:
-        raise WriteRejected("postgres", str(exc)) from exc
-    except asyncpg.InterfaceError as exc:
-        if isinstance(exc, ValueError):  # an argument that cannot be encoded: our bug
-            raise WriteRejected("postgres", str(exc)) from exc
-        # "connection is closed", "connection was released", …
-        raise StoreUnavailable("postgres", str(exc)) from exc
-    except asyncpg.exceptions.InternalClientError as exc:
-        # Seen when the server kills a connection mid-operation ("cannot switch to
-        # state …; another operation is in progress"): that connection is unusable
-        # (its release terminates it) and the batch is retried on a fresh one.
-        raise StoreUnavailable("postgres", str(exc)) from exc
-
-
-@contextlib.contextmanager
-def _connecting() -> Iterator[None]:
-    """Map any failure to open a connection to StoreUnavailable.
-
-    While connecting, even a server-side refusal (database not accepting connections,
-    too many clients, bad password) means "cannot reach the store now".
-    """
-    try:
-        yield
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise StoreUnavailable("postgres", str(exc) or type(exc).__name__) from exc
 
 
 def _record(row: asyncpg.Record) -> RunRecord:
@@ -152,8 +96,15 @@ class PostgresStore(StoreBase):
         super().__init__(server_id=server_id, options=options)
         self.dsn = dsn
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._listener: Connection | None = None
-        self._listener_lost = asyncio.Event()
+        self._listener = Listener(
+            dsn,
+            self._server_id,
+            options=self._options,
+            health=self._health,
+            on_frames=self._waiters.wake,
+            on_cancel=self._deliver_cancel,
+            on_reconnected=self._listener_reconnected,
+        )
         #: Idle writer connections; None once closed. A commit takes one (or opens one
         #: when none is idle) and gives it back, so commits in flight together never
         #: share one; the list is as long as the most commits ever in flight at once.
@@ -164,10 +115,10 @@ class PostgresStore(StoreBase):
         pool = self._pool
         if pool is None:
             raise StoreUnavailable(self.backend, "store not started")
-        with _connecting():
+        with connecting():
             conn = await pool.acquire(timeout=self._options.connect_timeout)
         try:
-            with _translated():
+            with translated():
                 yield conn
         finally:
             try:
@@ -183,7 +134,7 @@ class PostgresStore(StoreBase):
     async def _open(self) -> None:
         options = self._options
         try:
-            with _connecting():
+            with connecting():
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
                     min_size=options.pg_pool_min,
@@ -194,9 +145,9 @@ class PostgresStore(StoreBase):
                 )
             async with self._connection() as conn:
                 await migrate(conn)
+            await self._listener.open()
             # Opened now so that the first commit does not wait for a connection.
             self._writers = [await self._connect_writer()]
-            self._listener = await self._connect_listener()
         except WriteRejected as exc:
             # E.g. no right to create the tables: the store cannot be used at all.
             await self._close_backend()
@@ -207,24 +158,12 @@ class PostgresStore(StoreBase):
 
     async def _connect_writer(self) -> Connection:
         options = self._options
-        with _connecting():
+        with connecting():
             return await asyncpg.connect(
                 self.dsn,
                 timeout=options.connect_timeout,
                 command_timeout=options.pg_command_timeout,
             )
-
-    async def _connect_listener(self) -> Connection:
-        with _connecting():
-            conn = await asyncpg.connect(self.dsn, timeout=self._options.connect_timeout)
-            try:
-                await conn.add_listener(FRAMES_CHANNEL, self._on_notify)
-                await conn.add_listener(CANCEL_CHANNEL, self._on_notify)
-            except BaseException:
-                conn.terminate()
-                raise
-        conn.add_termination_listener(self._on_listener_terminated)
-        return conn
 
     async def _close_backend(self) -> None:
         writers, self._writers = self._writers or [], None
@@ -233,13 +172,7 @@ class PostgresStore(StoreBase):
                 await asyncio.wait_for(writer.close(), self._options.connect_timeout)
             except Exception:
                 writer.terminate()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.remove_termination_listener(self._on_listener_terminated)
-            try:
-                await asyncio.wait_for(listener.close(), self._options.connect_timeout)
-            except Exception:
-                listener.terminate()
+        await self._listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -249,61 +182,15 @@ class PostgresStore(StoreBase):
 
     # -- notifications --------------------------------------------------------------
 
-    def _on_notify(
-        self,
-        connection: asyncpg.Connection[Any] | Conn,
-        pid: int,
-        channel: str,
-        payload: object,
-    ) -> None:
-        if not isinstance(payload, str):
-            return
-        if channel == FRAMES_CHANNEL:
-            job_ids = json.loads(payload)
-            if isinstance(job_ids, list):
-                self._waiters.wake(job_id for job_id in job_ids if isinstance(job_id, str))
-        elif channel == CANCEL_CHANNEL:
-            owner, job_id = json.loads(payload)
-            if owner == self._server_id:
-                self._deliver_cancel(job_id)
-
-    def _on_listener_terminated(self, connection: asyncpg.Connection[Any] | Conn) -> None:
-        self._listener_lost.set()
-
     def _background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-        return [("listener", self._listener_loop())]
+        return [("listener", self._listener.run())]
 
-    async def _listener_loop(self) -> None:
-        """Keep the LISTEN connection alive; after a reconnect, catch up on what was missed."""
-        delay = self._options.retry_initial
-        while True:
-            listener = self._listener
-            self._listener_lost.clear()  # before the check, so a loss after it still wakes us
-            if listener is not None and not listener.is_closed():
-                # Termination callbacks are the fast path; the timeout also catches a
-                # connection that died without one.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._listener_lost.wait(), self._options.heartbeat_interval
-                    )
-                continue
-            if listener is not None:
-                listener.terminate()
-                self._listener = None
-            try:
-                self._listener = await self._connect_listener()
-            except StoreUnavailable as exc:
-                self._health.failed(exc, during="listen")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._options.retry_max)
-                continue
-            delay = self._options.retry_initial
-            self._health.succeeded()
-            log.info("store.listener_reconnected", server_id=self._server_id)
-            self._waiters.wake_all()
-            with contextlib.suppress(StoreError):
-                for job_id in await self._pending_cancels():
-                    self._deliver_cancel(job_id)
+    async def _listener_reconnected(self) -> None:
+        """Notifications sent while the listener was away are lost: catch up."""
+        self._waiters.wake_all()
+        with contextlib.suppress(StoreError):
+            for job_id in await self._pending_cancels():
+                self._deliver_cancel(job_id)
 
     async def _pending_cancels(self) -> list[str]:
         async with self._connection() as conn:
@@ -392,18 +279,24 @@ class PostgresStore(StoreBase):
     async def _interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
         async with self._connection() as conn, conn.transaction():
             return await self._interrupt(
-                conn, "r.job_id = ANY($1::text[]) AND r.server_id = $2", job_ids, self._server_id
+                conn,
+                "r.job_id = ANY($1::text[]) AND r.server_id = $2 AND r.epoch = $3",
+                job_ids,
+                self._server_id,
+                self._epoch,
             )
 
     async def _retire(self) -> list[str]:
         async with self._connection() as conn, conn.transaction():
-            interrupted = await self._interrupt(conn, "r.server_id = $1", self._server_id)
+            interrupted = await self._interrupt(
+                conn, "r.server_id = $1 AND r.epoch = $2", self._server_id, self._epoch
+            )
             await conn.execute("DELETE FROM noderun_servers WHERE server_id = $1", self._server_id)
         return interrupted
 
     # -- runs and frames ------------------------------------------------------------
 
-    async def _commit(self, batch: Sequence[Item]) -> Refusals:
+    async def _commit(self, batch: Sequence[Item]) -> Written:
         """Commit ``batch`` with one call of ``noderun_commit`` on a writer connection.
 
         Of two creates of one id, the first is kept and the second refused here; the
@@ -411,46 +304,61 @@ class PostgresStore(StoreBase):
         of runs not running here.
         """
         encoded = encode_batch(batch)
-        row = await self._call_commit(self._server_id, *encoded.arguments)
+        row = await self._call_commit(self._server_id, self._epoch, *encoded.arguments)
         refused: dict[Create, StoreError] = {
             create: RunExists(create.job_id, "running") for create in encoded.duplicates
         }
         for job_id in row["refused"] or ():
             refused[encoded.creates[job_id]] = RunExists(job_id, "running")
-        for job_id in row["ignored"] or ():
-            if job_id in encoded.finishes:
-                log.warning("store.finish_ignored", job_id=job_id, reason="not running here")
-        return refused
+        return refused, row["ignored"] or ()
 
     async def _call_commit(self, *args: object) -> asyncpg.Record:
         """Run the commit statement on an idle writer connection, or a new one.
 
         A connection that failed for any reason but a rejected statement (the server
-        went away, a timeout, a cancelled caller) is in an unknown state: it is dropped,
-        and the next commit opens a fresh one.
+        went away, a timeout, a cancelled caller) is in an unknown state: it is dropped.
+        When an idle connection died under the commit (its backend was terminated, a
+        proxy restarted), the commit is replayed at once on a fresh one, so a blip
+        costs the batch a reconnect, not a refusal of its runs; replaying is safe, as
+        the commit function recognises a create that the lost attempt committed. A
+        fresh connection that fails, or a timeout, is an outage: the group committer
+        retries with backoff.
         """
+        conn = self._idle_writer()
+        fresh = conn is None
+        if conn is None:
+            conn = await self._connect_writer()
+        while True:
+            try:
+                with translated():
+                    row = await conn.fetchrow(_COMMIT, *args)
+            except WriteRejected:
+                self._give_back(conn)  # the server rolled the statement back; still usable
+                raise
+            except StoreUnavailable as exc:
+                conn.terminate()
+                if fresh or isinstance(exc.__cause__, TimeoutError):
+                    raise
+                log.info("store.commit_replayed", reason=exc.reason)
+                conn = await self._connect_writer()
+                fresh = True
+                continue
+            except BaseException:
+                conn.terminate()
+                raise
+            self._give_back(conn)
+            assert row is not None  # the function returns exactly one row
+            return row
+
+    def _idle_writer(self) -> Connection | None:
         writers = self._writers
         if writers is None:
             raise StoreUnavailable(self.backend, "store not open")
-        conn = None
-        while writers and conn is None:
+        while writers:
             conn = writers.pop()
-            if conn.is_closed():  # the server ended it while it was idle
-                conn = None
-        if conn is None:
-            conn = await self._connect_writer()
-        try:
-            with _translated():
-                row = await conn.fetchrow(_COMMIT, *args)
-        except WriteRejected:
-            self._give_back(conn)  # the server rolled the statement back; still usable
-            raise
-        except BaseException:
-            conn.terminate()
-            raise
-        self._give_back(conn)
-        assert row is not None  # the function returns exactly one row
-        return row
+            if not conn.is_closed():  # else the server ended it while it was idle
+                return conn
+        return None
 
     def _give_back(self, conn: Connection) -> None:
         writers = self._writers
@@ -458,6 +366,28 @@ class PostgresStore(StoreBase):
             conn.terminate()
         else:
             writers.append(conn)
+
+    async def _terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                """SELECT job_id, last_seq, terminal_frame FROM noderun_runs
+                    WHERE job_id = ANY($1::text[]) AND status <> 'running'
+                    AND terminal_frame IS NOT NULL""",
+                job_ids,
+            )
+        return {row["job_id"]: StoredFrame(row["last_seq"], row["terminal_frame"]) for row in rows}
+
+    async def _not_running_here(self, job_ids: Sequence[str]) -> list[str]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                """SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
+                    AND status = 'running' AND server_id = $2 AND epoch = $3""",
+                job_ids,
+                self._server_id,
+                self._epoch,
+            )
+        here = {row["job_id"] for row in rows}
+        return [job_id for job_id in job_ids if job_id not in here]
 
     async def _get_run(self, job_id: str) -> RunRecord | None:
         async with self._connection() as conn:

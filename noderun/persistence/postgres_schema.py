@@ -1,9 +1,9 @@
 """Schema of the PostgreSQL store and its migration.
 
-``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1``. Migration runs in one
-transaction that first takes a transaction-scoped advisory lock, so servers starting at
-the same moment migrate one after the other (``CREATE TABLE IF NOT EXISTS`` alone races
-on the catalog).
+``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1``; there is one version
+so far (the first release ships it). Migration runs in one transaction that first takes
+a transaction-scoped advisory lock, so servers starting at the same moment migrate one
+after the other (``CREATE TABLE IF NOT EXISTS`` alone races on the catalog).
 """
 
 from __future__ import annotations
@@ -50,16 +50,22 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 # 1. Upsert the created runs, in job_id order, replacing only finished rows: a running
 #    row makes its create a no-op, not returned, so refused; a replaced row
 #    (``xmax <> 0``) loses its frames. Then insert the frames of the runs created.
-# 2. Lock the other written runs still running here, FOR SHARE in job_id order (as
-#    every writer locks them: no deadlock between servers); a concurrent sweep waits
-#    for (or skips) them. Only they take frames: a run a sweep failed as interrupted
-#    must not grow after its terminal frame. Their frames and state are written.
+#    A running row of this server (id and epoch) with the create's ``created_at`` is
+#    this create itself, committed by an attempt whose reply was lost (the connection
+#    died): it is written again, so a commit replayed on a fresh connection has the
+#    same effect.
+# 2. Lock the other written runs still running here (this server id and epoch: a run
+#    another server failed, or one of an earlier start of this id, is not), FOR SHARE
+#    in job_id order (as every writer locks them: no deadlock between servers); a
+#    concurrent sweep waits for (or skips) them. Only they take frames: a run a sweep
+#    failed as interrupted must not grow after its terminal frame. Their frames and
+#    state are written.
 # 3. Notify followers of the runs of step 2, a JSON array of job ids per notification
 #    (one per job id would cost every listener a message per run), in chunks under
 #    the 8000-byte payload limit (a chunk holds < 6000 bytes of ids plus at most one
 #    more id, whose JSON form is at most 6 x 256 + 2 bytes: job ids are capped at 256
 #    characters); delivered at commit, once frames are visible. Runs created by this
-#    call are not notified (schema version 3): nobody can follow a run before its row
+#    call are not notified: nobody can follow a run before its row
 #    is visible (a reconnect to it is "job not found"), and a follower that finds it
 #    afterwards reads everything this call wrote. So a short run, created and ended
 #    in one batch, costs no notification: no queue lock at commit, no wake-up of
@@ -69,7 +75,7 @@ _MIGRATION_LOCK = 0x6E6F646572756E
 # the common case, so the reply is short). The ``p_``/``v_`` prefixes keep parameters
 # and variables apart from column names.
 _COMMIT_FUNCTION = f"""CREATE OR REPLACE FUNCTION noderun_commit(p_server_id text,
-    p_created json, p_new_frames json, p_written json, p_frames json,
+    p_epoch bigint, p_created json, p_new_frames json, p_written json, p_frames json,
     OUT refused text[], OUT ignored text[])
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -83,17 +89,19 @@ BEGIN
                 t double precision, a bigint, s text, e text, x double precision, f text)
         ), upserted AS (
             INSERT INTO noderun_runs AS r (job_id, workflow_id, user_id, status, server_id,
-                created_at, finished_at, last_seq, error, terminal_frame)
+                created_at, finished_at, last_seq, error, terminal_frame, epoch)
             SELECT wanted.j, wanted.w, wanted.u, COALESCE(wanted.s, 'running'), p_server_id,
-                wanted.t, wanted.x, COALESCE(wanted.a, 0), wanted.e, decode(wanted.f, 'base64')
+                wanted.t, wanted.x, COALESCE(wanted.a, 0), wanted.e, decode(wanted.f, 'base64'),
+                p_epoch
             FROM wanted ORDER BY wanted.j
             ON CONFLICT (job_id) DO UPDATE SET workflow_id = excluded.workflow_id,
                 user_id = excluded.user_id, status = excluded.status,
                 server_id = excluded.server_id, created_at = excluded.created_at,
                 finished_at = excluded.finished_at, last_seq = excluded.last_seq,
                 error = excluded.error, terminal_frame = excluded.terminal_frame,
-                cancel_requested = false
-            WHERE r.status <> 'running'
+                cancel_requested = false, epoch = excluded.epoch
+            WHERE r.status <> 'running' OR (r.server_id = p_server_id
+                AND r.epoch = p_epoch AND r.created_at = excluded.created_at)
             RETURNING r.job_id, r.xmax <> 0 AS replaced
         ), old_frames AS (
             DELETE FROM noderun_frames f USING upserted u
@@ -118,7 +126,7 @@ BEGIN
                 e text, x double precision, f text)
         ), locked AS (
             SELECT r.job_id FROM noderun_runs r WHERE r.job_id IN (SELECT runs.j FROM runs)
-                AND r.status = 'running' AND r.server_id = p_server_id
+                AND r.status = 'running' AND r.server_id = p_server_id AND r.epoch = p_epoch
             ORDER BY r.job_id FOR SHARE
         ), inserted AS (
             INSERT INTO noderun_frames (job_id, seq, frame)
@@ -167,7 +175,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_seq bigint NOT NULL DEFAULT 0,
             error text,
             terminal_frame bytea,
-            cancel_requested boolean NOT NULL DEFAULT false
+            cancel_requested boolean NOT NULL DEFAULT false,
+            -- the incarnation of server_id that owns the run (a random number per start)
+            epoch bigint NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX noderun_runs_running ON noderun_runs (server_id) WHERE status = 'running'",
         """CREATE INDEX noderun_runs_finished ON noderun_runs (finished_at)
@@ -178,11 +188,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             frame bytea NOT NULL,
             PRIMARY KEY (job_id, seq)
         )""",
+        _COMMIT_FUNCTION,
     ),
-    (_COMMIT_FUNCTION,),
-    # Version 3 changed only the function (no notification for runs it creates); a
-    # fresh database creates it twice, the second a no-op replacement.
-    (_COMMIT_FUNCTION,),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,6 +6,11 @@ mode with ``synchronous=FULL`` (a commit survives power loss); writes use
 ``BEGIN IMMEDIATE`` and a busy timeout, so several server processes on one machine can
 share it.
 
+Two live servers never share a server id (a server fails the runs its id left running
+when it starts): each holds an exclusive ``flock`` on a file named after its id beside
+the database, which the operating system releases when the process dies, however it
+dies.
+
 Cross-process signals are polled, which sqlite cannot avoid: followers look for new
 frames every ``sqlite_poll_interval`` (followers in this process are woken right after
 each commit), and the owner of running runs looks for cancel requests every
@@ -17,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -27,15 +34,16 @@ from typing import Any, TypeVar
 import structlog
 
 from noderun.contract import RunRecord, StoredFrame
-from noderun.persistence.base import StoreBase
+from noderun.persistence.base import StoreBase, Written
 from noderun.persistence.errors import (
     RunExists,
+    ServerIdInUse,
     StoreError,
     StoreFull,
     StoreUnavailable,
     WriteRejected,
 )
-from noderun.persistence.groupcommit import Append, Create, Finish, Item, Refusals
+from noderun.persistence.groupcommit import Append, Create, Finish, Item
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 from noderun.persistence.sqlite_schema import migrate
@@ -43,6 +51,11 @@ from noderun.persistence.sqlite_schema import migrate
 __all__ = ["SqliteStore"]
 
 log = structlog.get_logger(__name__)
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no liveness lock (one server per file there)
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -110,6 +123,8 @@ class SqliteStore(StoreBase):
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used only on the store thread
+        #: The open lock file that says this server id is alive (see the module doc).
+        self._id_lock: int | None = None
         self._cancel_kick = asyncio.Event()
 
     # -- thread plumbing ------------------------------------------------------------
@@ -151,7 +166,40 @@ class SqliteStore(StoreBase):
             await self._close_backend()
             raise
 
+    def _claim_server_id(self) -> None:
+        if fcntl is None or self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        digest = hashlib.sha256(self._server_id.encode()).hexdigest()[:16]
+        try:
+            fd = os.open(f"{self.path}-server-{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreUnavailable(self.backend, f"cannot open the server lock: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ServerIdInUse(self.backend, self._server_id) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreUnavailable(self.backend, f"cannot lock the server lock: {exc}") from exc
+        # The file stays: removing it would let a server that opened it meanwhile lock a
+        # file no one else can see.
+        self._id_lock = fd
+
+    def _release_server_id(self) -> None:
+        fd, self._id_lock = self._id_lock, None
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
     def _open_sync(self) -> None:
+        self._claim_server_id()
+        try:
+            self._connect_sync()
+        except BaseException:
+            self._release_server_id()
+            raise
+
+    def _connect_sync(self) -> None:
         busy_ms = int(self._options.sqlite_busy_timeout * 1000)
         conn = sqlite3.connect(
             self.path, timeout=self._options.sqlite_busy_timeout, isolation_level=None
@@ -197,8 +245,11 @@ class SqliteStore(StoreBase):
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        try:
+            if conn is not None:
+                conn.close()
+        finally:
+            self._release_server_id()
 
     # -- leases and recovery --------------------------------------------------------
 
@@ -259,7 +310,9 @@ class SqliteStore(StoreBase):
 
     def _retire_sync(self) -> list[str]:
         def work(conn: sqlite3.Connection) -> list[str]:
-            interrupted = self._interrupt(conn, "r.server_id = ?", (self._server_id,))
+            interrupted = self._interrupt(
+                conn, "r.server_id = ? AND r.epoch = ?", (self._server_id, self._epoch)
+            )
             conn.execute("DELETE FROM noderun_servers WHERE server_id = ?", (self._server_id,))
             return interrupted
 
@@ -270,8 +323,10 @@ class SqliteStore(StoreBase):
 
     def _interrupt_runs_sync(self, job_ids: Sequence[str]) -> list[str]:
         def work(conn: sqlite3.Connection) -> list[str]:
-            where = "r.server_id = ? AND r.job_id IN (SELECT value FROM json_each(?))"
-            return self._interrupt(conn, where, (self._server_id, _id_list(job_ids)))
+            where = (
+                "r.server_id = ? AND r.epoch = ? AND r.job_id IN (SELECT value FROM json_each(?))"
+            )
+            return self._interrupt(conn, where, (self._server_id, self._epoch, _id_list(job_ids)))
 
         return self._write(work)
 
@@ -280,12 +335,12 @@ class SqliteStore(StoreBase):
 
     # -- runs and frames ------------------------------------------------------------
 
-    @staticmethod
     def _create_runs(
+        self,
         conn: sqlite3.Connection,
         creates: Sequence[Create],
         ends: dict[str, tuple[int, Finish | None]],
-    ) -> tuple[Refusals, set[str]]:
+    ) -> tuple[dict[Create, StoreError], set[str]]:
         """Insert the batch's new rows, replacing finished runs of the same ids.
 
         ``ends`` holds, per job id, the highest seq of its appends in this batch and
@@ -312,7 +367,8 @@ class SqliteStore(StoreBase):
                 conn.execute("DELETE FROM noderun_runs WHERE job_id = ?", (job_id,))
             last_seq, finish = ends.get(job_id, (0, None))
             conn.execute(
-                f"INSERT INTO noderun_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"""INSERT INTO noderun_runs ({_RUN_COLUMNS}, epoch)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     job_id,
                     record.workflow_id,
@@ -324,14 +380,15 @@ class SqliteStore(StoreBase):
                     last_seq if finish is None else finish.seq,
                     None if finish is None else finish.error,
                     None if finish is None else finish.frame,
+                    self._epoch,
                 ),
             )
             created.add(job_id)
         return refused, created
 
-    def _commit_sync(self, items: Sequence[Item]) -> tuple[Refusals, list[str]]:
+    def _commit_sync(self, items: Sequence[Item]) -> Written:
         """Commit a batch, creates first; returns the refused creates and the job ids
-        of finishes that no longer applied."""
+        of appends and finishes that no longer applied."""
         creates = [item for item in items if isinstance(item, Create)]
         batch = [item for item in items if not isinstance(item, Create)]
         # The items of runs created in this batch all follow their create (the group
@@ -346,7 +403,7 @@ class SqliteStore(StoreBase):
                 else:
                     ends[item.job_id] = (max(seq, item.seq), finish)
 
-        def work(conn: sqlite3.Connection) -> tuple[Refusals, list[str]]:
+        def work(conn: sqlite3.Connection) -> Written:
             refused, created = self._create_runs(conn, creates, ends) if creates else ({}, set())
             if not batch:
                 return refused, []
@@ -359,8 +416,9 @@ class SqliteStore(StoreBase):
                     row[0]
                     for row in conn.execute(
                         """SELECT job_id FROM noderun_runs WHERE status = 'running'
-                        AND server_id = ? AND job_id IN (SELECT value FROM json_each(?))""",
-                        (self._server_id, _id_list(others)),
+                        AND server_id = ? AND epoch = ?
+                        AND job_id IN (SELECT value FROM json_each(?))""",
+                        (self._server_id, self._epoch, _id_list(others)),
                     )
                 }
                 if others
@@ -391,15 +449,38 @@ class SqliteStore(StoreBase):
                         last_seq = ?, terminal_frame = ? WHERE job_id = ?""",
                     updates,
                 )
-            return refused, [f.job_id for f in finishes if f.job_id not in owned]
+            return refused, {item.job_id for item in batch if item.job_id not in owned}
 
         return self._write(work)
 
-    async def _commit(self, batch: Sequence[Item]) -> Refusals:
-        refused, ignored = await self._call(self._commit_sync, batch)
-        for job_id in ignored:
-            log.warning("store.finish_ignored", job_id=job_id, reason="run not running here")
-        return refused
+    async def _commit(self, batch: Sequence[Item]) -> Written:
+        return await self._call(self._commit_sync, batch)
+
+    def _terminals_sync(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
+        rows = self._db().execute(
+            """SELECT job_id, last_seq, terminal_frame FROM noderun_runs
+                WHERE job_id IN (SELECT value FROM json_each(?))
+                AND status <> 'running' AND terminal_frame IS NOT NULL""",
+            (_id_list(job_ids),),
+        )
+        return {job_id: StoredFrame(seq, frame) for job_id, seq, frame in rows}
+
+    async def _terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
+        return await self._call(self._terminals_sync, job_ids)
+
+    def _not_running_here_sync(self, job_ids: Sequence[str]) -> list[str]:
+        here = {
+            row[0]
+            for row in self._db().execute(
+                """SELECT job_id FROM noderun_runs WHERE status = 'running' AND server_id = ?
+                    AND epoch = ? AND job_id IN (SELECT value FROM json_each(?))""",
+                (self._server_id, self._epoch, _id_list(job_ids)),
+            )
+        }
+        return [job_id for job_id in job_ids if job_id not in here]
+
+    async def _not_running_here(self, job_ids: Sequence[str]) -> list[str]:
+        return await self._call(self._not_running_here_sync, job_ids)
 
     def _get_run_sync(self, job_id: str) -> RunRecord | None:
         row = (

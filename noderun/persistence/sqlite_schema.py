@@ -33,7 +33,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error TEXT,
             terminal_frame BLOB,
             -- 0 none, 1 requested by another process, 2 delivered to the owner
-            cancel_requested INTEGER NOT NULL DEFAULT 0
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            -- the incarnation of server_id that owns the run (a random number per start)
+            epoch INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX noderun_runs_running ON noderun_runs (server_id) WHERE status = 'running'",
         """CREATE INDEX noderun_runs_finished ON noderun_runs (finished_at)

@@ -433,6 +433,10 @@ class Run:
         if self._state is _ABANDONED:
             return
         self._move(_FINISHED)
+        message = item.message
+        if isinstance(message, JobUpdate) and message.status != self._outcome:
+            # The store's terminal, not the run's own (see sink.DurableSink).
+            self._outcome = RunStatus(message.status)
         self.terminal = item
         self._buffer.append(item)
         if self._grace_timer is not None:

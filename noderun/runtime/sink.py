@@ -8,7 +8,9 @@ run may publish that terminal to its subscribers:
 * :data:`EPHEMERAL` keeps nothing and lets the run publish at once.
 * :class:`DurableSink` queues each message for the store's group commit and commits
   the terminal before it lets the run publish (PROTOCOL.md §5: exactly one
-  terminal, committed before anyone sees it).
+  terminal, committed before anyone sees it). When the run was no longer this
+  server's to finish (another server failed it while this one could not reach the
+  store), the store answers with the terminal it holds, and that one is published.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import asyncio
 import functools
 from typing import Protocol
 
+import msgspec
 import structlog
 
-from noderun.contract import RunStore
+from noderun.contract import RunStore, StoredFrame
 from noderun.protocol.codec import Outbound
 from noderun.protocol.server import JobUpdate
 
@@ -46,7 +49,9 @@ class OutputSink(Protocol):
         """Take one numbered message of the run (never blocks)."""
         ...
 
-    def conclude(self, run: Concluding, item: Outbound) -> asyncio.Future[None] | None:
+    def conclude(
+        self, run: Concluding, item: Outbound
+    ) -> asyncio.Future[StoredFrame | None] | None:
         """Take the run's terminal; make the run publish it once that is allowed.
 
         Returns the future the publication waits for (a commit), or ``None`` when
@@ -82,7 +87,7 @@ class DurableSink:
     def keep(self, job_id: str, item: Outbound) -> None:
         self.store.append(job_id, item.seq, item.msgpack())
 
-    def conclude(self, run: Concluding, item: Outbound) -> asyncio.Future[None]:
+    def conclude(self, run: Concluding, item: Outbound) -> asyncio.Future[StoredFrame | None]:
         """Commit the terminal state, then publish it.
 
         Patient: if the store is down the run waits (the store logs the outage and
@@ -104,10 +109,21 @@ class DurableSink:
         return committed
 
 
-def _committed(run: Concluding, item: Outbound, committed: asyncio.Future[None]) -> None:
+def _committed(
+    run: Concluding, item: Outbound, committed: asyncio.Future[StoredFrame | None]
+) -> None:
     if committed.cancelled() or committed.exception() is not None:
         # Only a store closing under the run fails a patient finish: the server is
         # stopping, crash recovery will report the run as interrupted.
         log.warning("run.terminal_not_committed", job_id=run.job_id)
         return
-    run.publish(item)
+    stored = committed.result()
+    run.publish(item if stored is None else _stored_terminal(stored))
+
+
+def _stored_terminal(stored: StoredFrame) -> Outbound:
+    """The terminal the store holds for a run this server no longer owned: published
+    instead of the run's own (PROTOCOL.md §5, one truth per run)."""
+    published = Outbound.from_msgpack(stored.seq, stored.frame)
+    published.message = msgspec.msgpack.decode(stored.frame, type=JobUpdate)
+    return published

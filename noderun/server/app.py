@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 sdk.reload_nodes()
                 reload_workflows()
             if settings.store.lower() != "none":
-                store = await _open_store(settings.store)
+                store = await _open_store(settings.store, _server_id(settings))
             hub = Hub(
                 registry,
                 pool,
@@ -244,11 +244,17 @@ async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:
         raise
 
 
-async def _open_store(url: str) -> RunStore:
+def _server_id(settings: Settings) -> str:
+    from noderun.persistence import default_server_id
+
+    return settings.server_id or default_server_id(settings.port)
+
+
+async def _open_store(url: str, server_id: str) -> RunStore:
     from noderun.persistence import StoreError, StoreOptions, open_store
 
-    store = open_store(url, options=StoreOptions.from_env())
     try:
+        store = open_store(url, server_id=server_id, options=StoreOptions.from_env())
         await store.start()
     except StoreError as exc:
         # One clear line before uvicorn's start-up traceback: why the server stops.

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(NODERUN_NODETOOL_NAMESPACES, comma-separated)",
     )
     serve.add_argument(
+        "--server-id",
+        help="owner id of this server's durable runs, unique among live servers and the same"
+        " across restarts (NODERUN_SERVER_ID, default: from host, directory and port)",
+    )
+    serve.add_argument(
         "--debug", action="store_true", default=None, help="debug mode (NODERUN_DEBUG)"
     )
     return parser

@@ -25,6 +25,9 @@ class Settings:
     outbound_limit: int = 4096
     ping_interval: float = 25.0
     retention: float = 7 * 24 * 3600.0
+    #: Owner id of this server's durable runs; stable across restarts, unique among
+    #: live servers. Empty: derived from host, working directory and port.
+    server_id: str = ""
     debug: bool = False
     #: Directory of NodeTool workflow JSON files, run by id; empty = none.
     workflows: str = ""
@@ -77,6 +80,7 @@ _FIELD_TYPES: dict[str, type] = {
     "outbound_limit": int,
     "ping_interval": float,
     "retention": float,
+    "server_id": str,
     "debug": bool,
     "workflows": str,
     "nodetool_workers": int,

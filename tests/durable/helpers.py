@@ -154,9 +154,10 @@ class ServerProcess:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_level: str = "warning",
+        port: int | None = None,
     ) -> None:
         self.store_url = store_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = log_dir / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
         self.command = [
             sys.executable,
@@ -245,12 +246,13 @@ async def serving(
     env: Mapping[str, str] | None = None,
     log_level: str = "warning",
     clean: bool = True,
+    port: int | None = None,
 ) -> AsyncIterator[ServerProcess]:
-    """A started server, stopped (or killed) on exit.
+    """A started server (on ``port``, else a free one), stopped (or killed) on exit.
 
     With ``clean``, a test that passed also asserts the server logged no traceback.
     """
-    server = ServerProcess(store_url, log_dir, args=args, env=env, log_level=log_level)
+    server = ServerProcess(store_url, log_dir, args=args, env=env, log_level=log_level, port=port)
     try:
         await server.start()
         yield server
@@ -483,6 +485,20 @@ class StoreDb:
             f"""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                 WHERE datname = '{self.database}' AND pid <> pg_backend_pid()""",
         )
+
+    async def terminate_connections(self) -> int:
+        """Kill every session on the database (it keeps accepting new ones); how many."""
+        assert self.admin_dsn is not None, "outages are for PostgreSQL databases"
+        conn = await asyncpg.connect(self.admin_dsn, timeout=WAIT * 5)
+        try:
+            killed: int = await conn.fetchval(
+                """SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE datname = $1 AND pid <> pg_backend_pid()) AS t""",
+                self.database,
+            )
+        finally:
+            await conn.close()
+        return killed
 
     async def allow_connections(self) -> None:
         await self._admin(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true')

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.durable.helpers import (
     INTERRUPTED,
     WAIT,
     Received,
+    ServerProcess,
     StoreDb,
     as_stored,
     connect,
@@ -127,3 +130,76 @@ async def test_graceful_stop_cancels_durable_runs_and_stores_that(
     terminal = replayed[-1].frame
     assert (terminal["status"], terminal["message"]) == ("cancelled", "server shutting down")
     assert await store.frames(job_id) == as_stored(replayed)
+
+
+#: Leases far longer than any test: a run failed soon after a restart was failed by the
+#: restarted server's own recovery, not by a lease expiring.
+_NO_LEASE_EXPIRY = {
+    "NODERUN_STORE_HEARTBEAT": str(WAIT * 300),
+    "NODERUN_STORE_LEASE_TIMEOUT": str(WAIT * 600),
+}
+
+
+@pytest.mark.parametrize("identity", ["same port", "same --server-id"])
+async def test_a_restarted_server_fails_its_runs_before_it_reports_ready(
+    store: StoreDb, tmp_path: Path, identity: str
+) -> None:
+    """A server restarted after ``kill -9`` on the same store, with the same identity (by
+    default host, directory and port; or an explicit server id on another port), reports
+    its runs that were in flight ``failed: interrupted`` as soon as it is ready."""
+    args = ("--server-id", "worker-7") if identity == "same --server-id" else ()
+    async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY, args=args) as first:
+        async with connect(first) as client:
+            job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+            await client.until(lambda frame: frame.get("type") == "node_progress")
+        await first.kill()
+    run = await store.run(job_id)
+    assert run is not None and run.status == "running"
+    port = first.port if identity == "same port" else None
+    async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY, args=args, port=port) as second:
+        # Ready: the run was failed during start-up, no lease had to expire.
+        run = await store.run(job_id)
+        assert run is not None
+        assert (run.status, run.error) == ("failed", INTERRUPTED)
+        async with connect(second) as client:
+            await client.reconnect(job_id)
+            received = await client.until_terminal(job_id)
+    assert received[0].frame["status"] == "failed"
+    terminal = received[-1].frame
+    assert (terminal["status"], terminal["error"]) == ("failed", INTERRUPTED)
+
+
+async def test_a_restart_under_another_identity_leaves_the_run_to_its_lease(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    """The control of the test above: on another port, without a server id, the new
+    server is not the killed one and must wait for its lease (here: never)."""
+    async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY) as first:
+        async with connect(first) as client:
+            job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+            await client.until(lambda frame: frame.get("type") == "node_progress")
+        await first.kill()
+    async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY):
+        run = await store.run(job_id)
+        assert run is not None and run.status == "running"
+
+
+async def test_a_second_live_server_with_the_same_id_refuses_to_start(
+    store: StoreDb, tmp_path: Path
+) -> None:
+    args = ("--server-id", "twin")
+    async with serving(store.url, tmp_path, args=args) as live, connect(live) as client:
+        job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+        await client.until(lambda frame: frame.get("type") == "node_progress")
+        twin = ServerProcess(store.url, tmp_path, args=args)
+        twin.spawn()
+        try:
+            code = await twin.wait_exit(WAIT * 15)
+        finally:
+            await twin.kill()
+        assert code != 0
+        assert "server id 'twin' is in use by another live server" in twin.log()
+        # The live server's run was not touched, and it goes on.
+        run = await store.run(job_id)
+        assert run is not None and run.status == "running"
+        await client.until(lambda frame: frame.get("type") == "node_progress")

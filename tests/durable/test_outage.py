@@ -5,6 +5,7 @@ server whose store cannot be reached at start exits at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from tests.durable.helpers import (
@@ -109,3 +110,60 @@ async def test_serve_exits_at_once_when_postgres_is_unreachable(tmp_path: Path) 
         await server.kill()
     assert code != 0
     assert "store unavailable" in server.log(), server.log()
+
+
+async def test_a_burst_of_durable_runs_rides_out_terminated_database_connections(
+    pg_store: StoreDb, tmp_path: Path
+) -> None:
+    """PostgreSQL stays up but kills the server's connections (``pg_terminate_backend``)
+    again and again in the middle of a burst of durable runs: commits are replayed on
+    fresh connections and retried within each run's deadline, so runs complete; one
+    that cannot within its deadline fails with "store unavailable", never with the
+    driver's own words. (tests/persistence/test_postgres_commit.py kills a commit in
+    flight deterministically.)"""
+    runs, clients = 1000, 4
+    async with (
+        serving(pg_store.url, tmp_path, log_level="info", clean=False) as server,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        connections = [await stack.enter_async_context(connect(server)) for _ in range(clients)]
+        terminals: dict[str, dict[str, object]] = {}
+        job_ids: list[str] = []
+        some_done = asyncio.Event()
+
+        async def burst(client: Client) -> None:
+            sent = [await client.run_job(progress_graph(2, 0)) for _ in range(runs // clients)]
+            job_ids.extend(sent)
+            while not all(job_id in terminals for job_id in sent):
+                frame = (await client.recv(WAIT * 20)).frame
+                if is_terminal(frame, str(frame.get("job_id"))):
+                    terminals[str(frame["job_id"])] = frame
+                    if len(terminals) >= runs // 10:
+                        some_done.set()
+
+        bursts = asyncio.gather(*(burst(client) for client in connections))
+        await some_done.wait()
+        terminated = 0
+        # Blips while runs are being created and finished: some land mid-commit.
+        for _ in range(20):
+            if len(terminals) >= runs * 3 // 4:
+                break
+            terminated += await pg_store.terminate_connections()
+            await asyncio.sleep(WAIT / 50)
+        await bursts
+    assert terminated >= 3
+    assert set(terminals) == set(job_ids)
+    failed = [frame for frame in terminals.values() if frame["status"] != "completed"]
+    for frame in failed:
+        assert frame["status"] == "failed"
+        assert str(frame["error"]).startswith("store unavailable"), frame
+    for frame in terminals.values():
+        for internal in ("switch to state", "another operation", "asyncpg", "Errno"):
+            assert internal not in str(frame.get("error")), frame
+    # The store says what the clients were told.
+    for job_id in job_ids[:: runs // 20]:
+        run = await pg_store.run(job_id)
+        if terminals[job_id]["status"] == "completed":
+            assert run is not None and run.status == "completed"
+        else:
+            assert run is None or run.status == "failed"

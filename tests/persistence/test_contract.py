@@ -17,6 +17,7 @@ from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import (
     INTERRUPTED_ERROR,
     RunExists,
+    ServerIdInUse,
     StoreUnavailable,
     open_store,
     run_retention,
@@ -219,15 +220,29 @@ async def test_heartbeat_sweep_fails_runs_of_a_server_that_dies_later(store_url:
             assert run is not None and run.error == INTERRUPTED_ERROR
 
 
-async def test_restart_with_same_server_id_fails_its_previous_runs(store_url: str) -> None:
+async def test_a_second_live_store_with_the_same_server_id_refuses_to_start(
+    store_url: str,
+) -> None:
+    """A server fails the runs its id left running when it starts, so a second live one
+    with that id must not start: it fails, touching nothing. (A restart after a crash,
+    which must fail them, is tested with real processes in tests/durable/test_crash.py.)"""
     async with started(
         store_url, server_id="srv-1", heartbeat_interval=WAIT * 60, lease_timeout=WAIT * 120
-    ) as before:
-        await before.create_run(record("j1"))
-        async with started(store_url, server_id="srv-1") as after:
-            run = await after.get_run("j1")
-            assert run is not None
-            assert (run.status, run.error) == ("failed", INTERRUPTED_ERROR)
+    ) as live:
+        await live.create_run(record("j1"))
+        twin = open_store(store_url, server_id="srv-1", options=fast_options())
+        with pytest.raises(ServerIdInUse) as raised:
+            await twin.start()
+        assert raised.value.server_id == "srv-1"
+        assert "srv-1" in str(raised.value)
+        with pytest.raises(StoreUnavailable):
+            twin.create_run(record("j2"))
+        run = await live.get_run("j1")
+        assert run is not None and run.status == "running"
+        assert await live.finish("j1", "completed", 1, terminal("j1", 1), None) is None
+    async with started(store_url, server_id="srv-1") as after:  # free again once closed
+        run = await after.get_run("j1")
+        assert run is not None and run.status == "completed"
 
 
 async def test_close_fails_runs_still_running(store_url: str) -> None:

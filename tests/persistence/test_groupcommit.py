@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from noderun.contract import StoredFrame
 from noderun.persistence import StoreOptions, StoreUnavailable, WriteRejected
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item
 from noderun.persistence.health import Health
@@ -52,7 +53,7 @@ def _committer(backend: FakeBackend, **options: float) -> GroupCommitter:
 
 
 def _finish(job_id: str, seq: int) -> Finish:
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[StoredFrame | None] = asyncio.get_running_loop().create_future()
     return Finish(job_id, "completed", seq, b"end", None, 0.0, done)
 
 

@@ -18,15 +18,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from noderun.contract import RunStore, StoredFrame
-from noderun.persistence import RunExists
+from noderun.persistence import SchemaTooNew, open_store
 from noderun.persistence.base import StoreBase
-from noderun.persistence.groupcommit import Append, Finish
+from noderun.persistence.groupcommit import Append, Create, Finish, Item
 from noderun.persistence.postgres import PostgresStore
 from noderun.persistence.postgres_schema import FRAMES_CHANNEL, MIGRATIONS, SCHEMA_VERSION
 
-from .helpers import WAIT, frame, record, started, terminal
+from .helpers import WAIT, eventually, fast_options, frame, record, started, terminal
 
 # Startup-phase requests after which the client sends another untyped message.
 _SSL_REQUEST = 80877103
@@ -179,9 +180,10 @@ async def test_concurrent_commits_each_take_a_writer_connection(pg_url: str) -> 
         loop = asyncio.get_running_loop()
 
         async def commit(job_id: str) -> None:
-            done: asyncio.Future[None] = loop.create_future()
+            done: asyncio.Future[StoredFrame | None] = loop.create_future()
             finish = Finish(job_id, "completed", 2, terminal(job_id, 2), None, 1.0, done)
-            assert await store._commit([Append(job_id, 1, frame(job_id, 1)), finish]) == {}
+            refused, not_here = await store._commit([Append(job_id, 1, frame(job_id, 1)), finish])
+            assert (refused, not_here) == ({}, ())
 
         connections = len(wire.round_trips)
         await asyncio.gather(*(commit(job_id) for job_id in rounds[0]))
@@ -196,60 +198,24 @@ async def test_concurrent_commits_each_take_a_writer_connection(pg_url: str) -> 
             assert [f.seq for f in await store.read_frames(job_id, 0)] == [1, 2]
 
 
-async def test_a_version_1_database_is_migrated_and_its_runs_kept(pg_url: str) -> None:
-    """A database a version-1 server created gets the commit function; its finished
-    runs can be replaced and its running runs of another server are still refused."""
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(
-            """CREATE TABLE noderun_schema_version (
-                version integer PRIMARY KEY,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )"""
-        )
-        for statement in MIGRATIONS[0]:
-            await conn.execute(statement)
-        await conn.execute("INSERT INTO noderun_schema_version (version) VALUES (1)")
-        await conn.execute(
-            """INSERT INTO noderun_servers (server_id) VALUES ('other');
-            INSERT INTO noderun_runs (job_id, workflow_id, user_id, status, server_id,
-                created_at, finished_at, last_seq)
-            VALUES ('old', 'wf', 'u1', 'completed', 'other', 1, 2, 1),
-                   ('busy', 'wf', 'u1', 'running', 'other', 1, NULL, 0);
-            INSERT INTO noderun_frames VALUES ('old', 1, 'x')"""
-        )
-        # Version 1 kept a terminal frame both in its row and among the frames.
-        await conn.execute(
-            """INSERT INTO noderun_runs (job_id, workflow_id, user_id, status, server_id,
-                created_at, finished_at, last_seq, terminal_frame)
-            VALUES ('done', 'wf', 'u1', 'completed', 'other', 1, 2, 2, 'end');
-            INSERT INTO noderun_frames VALUES ('done', 1, 'a'), ('done', 2, 'end')"""
-        )
-    finally:
-        await conn.close()
-
+async def test_one_schema_version_and_a_newer_database_is_left_alone(pg_url: str) -> None:
+    """A fresh database gets the one schema version; a database a newer noderun
+    migrated is refused at start, untouched."""
     async with started(pg_url) as store:
-        assert await store.read_frames("done", 0) == [StoredFrame(1, b"a"), StoredFrame(2, b"end")]
-        assert await store.read_frames("done", 1) == [StoredFrame(2, b"end")]
-        await store.create_run(record("old", workflow_id="new"))
-        with pytest.raises(RunExists):
-            await store.create_run(record("busy"))
-        assert await store.read_frames("old", 0) == []
-        store.append("old", 1, frame("old", 1))
-        await store.finish("old", "completed", 2, terminal("old", 2), None)
-        run = await store.get_run("old")
-        assert run is not None
-        assert (run.workflow_id, run.status, run.last_seq) == ("new", "completed", 2)
-
+        await store.create_run(record("j1"))
     conn = await asyncpg.connect(pg_url)
     try:
         versions = await conn.fetch("SELECT version FROM noderun_schema_version ORDER BY 1")
-        busy = await conn.fetchval("SELECT server_id FROM noderun_runs WHERE job_id = 'busy'")
+        assert [row["version"] for row in versions] == [SCHEMA_VERSION] == [len(MIGRATIONS)]
+        await conn.execute(
+            "INSERT INTO noderun_schema_version (version) VALUES ($1)", SCHEMA_VERSION + 1
+        )
     finally:
         await conn.close()
-    assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
-    assert SCHEMA_VERSION >= 2
-    assert busy == "other"
+    store = open_store(pg_url, options=fast_options())
+    with pytest.raises(SchemaTooNew) as raised:
+        await store.start()
+    assert (raised.value.found, raised.value.supported) == (SCHEMA_VERSION + 1, SCHEMA_VERSION)
 
 
 async def test_followers_on_another_server_wake_for_any_job_id(pg_url: str) -> None:
@@ -305,3 +271,90 @@ async def test_a_run_created_in_the_commit_is_not_notified(pg_url: str) -> None:
         await listener.close()
     assert json.loads(first) == ["earlier"]
     assert notified.empty()
+
+
+_IN_COMMIT = """SELECT pid FROM pg_stat_activity
+    WHERE wait_event_type = 'Lock' AND query LIKE '%FROM noderun_commit(%'"""
+
+
+async def test_a_commit_whose_connection_dies_in_flight_is_replayed_on_a_fresh_one(
+    pg_url: str,
+) -> None:
+    """The writer's backend is terminated while its commit waits (for a row lock the
+    test holds): the commit is replayed on a fresh connection, nobody sees an outage,
+    and a create queued meanwhile is not refused."""
+    with capture_logs() as logs:
+        async with started(pg_url) as store:
+            await store.create_run(record("j1"))
+            blocker = await asyncpg.connect(pg_url)
+            # Outside the blocker's transaction, which would see one snapshot of
+            # pg_stat_activity throughout.
+            observer = await asyncpg.connect(pg_url)
+            try:
+                async with blocker.transaction():
+                    await blocker.execute(
+                        "SELECT 1 FROM noderun_runs WHERE job_id = 'j1' FOR UPDATE"
+                    )
+                    store.append("j1", 1, frame("j1", 1))
+                    ended = store.finish("j1", "completed", 2, terminal("j1", 2), None)
+                    first = await _waiting_commit(observer)
+                    created = store.create_run(record("j2"))
+                    await observer.execute("SELECT pg_terminate_backend($1)", first)
+                    # The replay waits for the same lock, on another backend.
+                    await _waiting_commit(observer, other_than=first)
+            finally:
+                await blocker.close()
+                await observer.close()
+            assert await ended is None
+            await created
+            run = await store.get_run("j1")
+            assert run is not None and (run.status, run.last_seq) == ("completed", 2)
+            assert [f.seq for f in await store.read_frames("j1", 0)] == [1, 2]
+    events = [entry["event"] for entry in logs]
+    assert "store.commit_replayed" in events
+    assert "store.unavailable" not in events
+
+
+async def _waiting_commit(conn: asyncpg.Connection[Any], other_than: int = 0) -> int:
+    """The pid of a backend whose commit waits for a lock (other than ``other_than``)."""
+    found: list[int] = []
+
+    async def waiting() -> bool:
+        found[:] = [pid for (pid,) in await conn.fetch(_IN_COMMIT) if pid != other_than]
+        return bool(found)
+
+    await eventually(waiting)
+    return found[0]
+
+
+async def test_a_commit_replayed_after_its_reply_was_lost_has_the_same_effect(
+    pg_url: str,
+) -> None:
+    """The commit of an attempt whose reply was lost, sent again: its creates are
+    recognised (not refused as already running), its frames are not doubled."""
+    async with started(pg_url) as store:
+        assert isinstance(store, PostgresStore)
+        loop = asyncio.get_running_loop()
+        running = Create(record("running"), loop.create_future())
+        short = Create(record("short"), loop.create_future())
+        done: asyncio.Future[StoredFrame | None] = loop.create_future()
+        batch: list[Item] = [
+            running,
+            Append("running", 1, frame("running", 1)),
+            short,
+            Append("short", 1, frame("short", 1)),
+            Finish("short", "completed", 2, terminal("short", 2), None, 1.0, done),
+        ]
+        for _attempt in range(2):
+            refused, not_here = await store._commit(batch)
+            assert (refused, not_here) == ({}, ())
+        for job_id, status in (("running", "running"), ("short", "completed")):
+            run = await store.get_run(job_id)
+            assert run is not None and run.status == status
+        assert [f.seq for f in await store.read_frames("running", 0)] == [1]
+        assert [f.seq for f in await store.read_frames("short", 0)] == [1, 2]
+        # Another server's create of a running id is still refused.
+        async with started(pg_url) as other:
+            again = Create(record("running"), loop.create_future())
+            refused, _ = await other._commit([again])  # type: ignore[attr-defined]
+            assert list(refused) == [again]
