@@ -10,7 +10,7 @@ from typing import Any
 
 from noderun.persistence.errors import StoreConfigError
 
-__all__ = ["StoreOptions"]
+__all__ = ["ENV_VARIABLES", "StoreOptions"]
 
 # env variable -> (field, converter); only what operators are expected to tune.
 _ENV: dict[str, tuple[str, type[int] | type[float]]] = {
@@ -24,6 +24,9 @@ _ENV: dict[str, tuple[str, type[int] | type[float]]] = {
     "NODERUN_STORE_FINISH_TIMEOUT": ("finish_timeout", float),
     "NODERUN_STORE_COMMIT_CONCURRENCY": ("commit_concurrency", int),
 }
+
+#: The variables :meth:`StoreOptions.from_env` reads → the option each sets.
+ENV_VARIABLES: dict[str, str] = {name: field for name, (field, _) in _ENV.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ Hierarchy::
     ├── PropertyError             a property value has the wrong type (client's fault)
     ├── NodeFailed                a node raised: the run fails, naming the node
     └── RegistryError             a node definition is invalid (the node author's bug)
+        ├── DuplicateNodeType     two definitions claim one node type name
+        └── NodeSourceError       a node module or entry point cannot be loaded
 
 Anything else escaping the runtime is our bug and is logged with a traceback.
 """
@@ -15,8 +17,10 @@ Anything else escaping the runtime is our bug and is logged with a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "DuplicateNodeType",
     "GraphError",
     "NodeFailed",
+    "NodeSourceError",
     "PropertyError",
     "RegistryError",
     "RuntimeFault",
@@ -83,6 +87,27 @@ class NodeFailed(RuntimeFault):
 
 class RegistryError(RuntimeFault):
     """A node definition is invalid or its type name is taken."""
+
+
+class DuplicateNodeType(RegistryError):
+    """Two definitions, from ``first`` and ``second`` (module names), share ``node_type``."""
+
+    def __init__(self, node_type: str, first: str, second: str) -> None:
+        super().__init__(
+            f"node type {node_type!r} is already registered (defined in {first} and in {second})"
+        )
+        self.node_type = node_type
+        self.first = first
+        self.second = second
+
+
+class NodeSourceError(RegistryError):
+    """A node source (``--nodes`` module or ``noderun.nodes`` entry point) failed to load."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"cannot load nodes from {source}: {detail}")
+        self.source = source
+        self.detail = detail
 
 
 def _describe(exc: BaseException) -> str:

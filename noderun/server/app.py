@@ -1,75 +1,54 @@
-"""The Starlette application: ``/ws`` (raw ASGI, for speed), ``/health`` and the SDK's
+"""The Starlette application: ``/ws`` (raw ASGI), the probes, ``/health`` and the SDK's
 HTTP API under ``/api`` (:mod:`noderun.server.http_api`).
 
-Start-up (lifespan) starts the runner pool, the NodeTool workers (if any) and
-the run store and fails loudly if one cannot start; shutdown cancels active
-runs with a reason, waits for their terminal frames, then closes the pools and
-the store.
+``create_app()`` without arguments reads the settings from the environment
+(``NODERUN_*``, ``NODERUN_CONFIG``), so plain uvicorn serves the same server as
+``noderun serve``::
+
+    uvicorn --factory noderun.server.app:create_app --host 0.0.0.0 --port 7777
+
+Its ASGI lifespan runs the :class:`~noderun.server.lifecycle.Lifecycle`: start-up
+fails loudly when the store cannot start; SIGINT/SIGTERM drain the runs before
+uvicorn closes the sockets.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Scope
+from starlette.types import Receive as ASGIReceive
+from starlette.types import Send as ASGISend
 
-from noderun.contract import RunStore
-from noderun.nodetool import NodeToolError, PoolOptions, WorkerPool, start_nodetool
-from noderun.persistence.retention import run_retention
-from noderun.runtime.hub import Hub, RuntimeConfig
-from noderun.runtime.pool import RunnerPool
-from noderun.runtime.registry import Registry, default_registry
+from noderun.assets import AssetStoreUnavailable
+from noderun.runtime.registry import Registry, load_registry
 from noderun.runtime.workflows import WorkflowCatalog, load_workflows
 from noderun.server.assets_api import AssetsApi
 from noderun.server.auth import Authenticator
 from noderun.server.connection import Connection, Receive, Send
-from noderun.server.heap import settle_heap
 from noderun.server.http_api import HttpApi
+from noderun.server.lifecycle import CONFIG_ERROR, Lifecycle, Phase, StartupError
+from noderun.server.probes import probe_routes
 from noderun.server.sdk import SdkService
-from noderun.server.settings import Settings
+from noderun.server.settings import Settings, load_settings
 
-__all__ = ["create_app"]
+__all__ = ["WebSocketEndpoint", "create_app", "registry_for"]
 
 log = structlog.get_logger(__name__)
 
 
-class _State:
-    def __init__(self) -> None:
-        self.hub: Hub | None = None
-        self.store: RunStore | None = None
-        self.connections: set[Connection] = set()
-
-    async def drain(self, deadline: float = 10.0) -> None:
-        """Before sockets close: end every active run and let its terminal frame go out.
-
-        The server calls this after it stops accepting and before it closes
-        connections, so clients see ``job_update cancelled`` rather than a bare close.
-        """
-        hub = self.hub
-        if hub is None:
-            return
-        await hub.close(deadline)
-        flushes = [connection.flushed() for connection in self.connections]
-        if flushes:
-            try:
-                await asyncio.wait_for(asyncio.gather(*flushes), deadline)
-            except TimeoutError:
-                log.warning("server.drain_timeout", connections=len(flushes))
-
-
 class WebSocketEndpoint:
-    """Raw ASGI ``/ws``: Starlette's ``WebSocket`` wrapper adds a layer per frame."""
+    """``/ws`` as a raw ASGI app: Starlette's ``WebSocket`` wrapper would add a layer
+    per frame (a ``WebSocketRoute`` whose endpoint is not a function calls it as is)."""
 
-    def __init__(self, state: _State, settings: Settings, sdk: SdkService) -> None:
-        self._state = state
+    def __init__(self, lifecycle: Lifecycle, sdk: SdkService) -> None:
+        self._lifecycle = lifecycle
+        settings = lifecycle.settings
         self._settings = settings
         self._auth = Authenticator(settings.tokens)
         self._sdk = sdk
@@ -83,8 +62,12 @@ class WebSocketEndpoint:
         if user_id is None:
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
             return
-        hub = self._state.hub
-        if hub is None:
+        lifecycle = self._lifecycle
+        hub = lifecycle.hub
+        if lifecycle.phase is Phase.DRAINING:
+            await send({"type": "websocket.close", "code": 1012, "reason": "server shutting down"})
+            return
+        if hub is None or lifecycle.phase is not Phase.READY:
             await send({"type": "websocket.close", "code": 1013, "reason": "server not ready"})
             return
         settings = self._settings
@@ -97,120 +80,89 @@ class WebSocketEndpoint:
             ping_interval=settings.ping_interval,
             sdk=self._sdk,
         )
-        self._state.connections.add(connection)
+        lifecycle.connections.add(connection)
         try:
             await connection.serve()
         finally:
-            self._state.connections.discard(connection)
+            lifecycle.connections.discard(connection)
 
 
 class _App(Starlette):
-    """Starlette, with ``/ws`` handed straight to its endpoint.
+    """Starlette, except that WebSocket connections go from the route table straight to
+    their route: Starlette's exception middleware wraps every ``send`` of a
+    connection, which on ``/ws`` costs ≈ 1.4k instructions per frame sent (callgrind)
+    for an endpoint that handles its own errors. HTTP requests and the lifespan keep
+    the full middleware stack."""
 
-    Starlette's middleware stack wraps every ``send`` of a WebSocket route in
-    its exception handler; on the hot path that wrapper cost more per run than
-    it is worth for an endpoint that handles its own errors. The route stays
-    registered so ``url_path_for`` and routing tables still show it.
-    """
+    def build_middleware_stack(self) -> ASGIApp:
+        http = super().build_middleware_stack()
+        router = self.router
 
-    def __init__(self, websocket: WebSocketEndpoint, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._websocket = websocket
+        async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+            if scope["type"] == "websocket":
+                await router(scope, receive, send)
+            else:
+                await http(scope, receive, send)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
-            await self._websocket(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+        return app
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The nodes ``settings`` ask for: built-ins, debug nodes, entry points, ``--nodes``."""
+    return load_registry(settings.nodes, debug_nodes=settings.debug_nodes)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Starlette:
-    """The application; reads the stored workflows (``settings.workflows``) now, once.
+    """The application; ``app.state.lifecycle`` is its :class:`Lifecycle`.
 
-    Raises :class:`ValueError` when the workflows directory does not exist.
+    Without ``settings``, they are read from the environment (flags' variables and
+    ``NODERUN_CONFIG``); without ``registry``, :func:`registry_for` those settings.
+    Building the app changes nothing process-wide (signals and the collector are
+    touched only by the lifespan and :func:`noderun.server.serve.serve`). Reads the
+    stored workflows (``settings.workflows``) now, once; raises :class:`ValueError`
+    when that directory does not exist. ``app.state.reload_workflows()`` reads it again.
     """
-    settings = settings or Settings()
-    registry = registry or default_registry()
-    state = _State()
+    settings = settings or load_settings()
+    registry = registry or registry_for(settings)
     workflows = (
         load_workflows(settings.workflows, registry) if settings.workflows else WorkflowCatalog()
     )
     sdk = SdkService(settings, registry, workflows)
+    lifecycle = Lifecycle(settings, registry, workflows)
     assets = AssetsApi(settings)
+
+    async def start_assets() -> None:
+        try:
+            await assets.start()
+        except AssetStoreUnavailable as exc:
+            raise StartupError(
+                "--assets-dir", exc.path, exc.reason, "choose a writable directory", CONFIG_ERROR
+            ) from None
+
+    lifecycle.add_part(start_assets, assets.close)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        pool = RunnerPool(settings.runners)
-        await pool.start()
-        store: RunStore | None = None
-        retention: asyncio.Task[None] | None = None
-        workers: WorkerPool | None = None
+        await lifecycle.start()
+        lifecycle.install_signal_handlers()
         try:
-            await assets.start()
-            if settings.nodetool_workers > 0:
-                workers = await _start_workers(settings, registry)
-                # The workers' nodes joined the registry: the catalog and the stored
-                # workflows (which may use them) are read again.
-                sdk.reload_nodes()
-                reload_workflows()
-            if settings.store.lower() != "none":
-                store = await _open_store(settings.store, _server_id(settings))
-            hub = Hub(
-                registry,
-                pool,
-                RuntimeConfig(
-                    replay_limit=settings.replay_limit,
-                    detach_grace=settings.detach_grace,
-                    finished_ttl=settings.finished_ttl,
-                    max_active_runs=settings.max_active_runs,
-                ),
-                store,
-                workflows,
-            )
-            if store is not None:
-                store.on_cancel_request(lambda job_id: _cancel_local(hub, job_id))
-                if settings.retention > 0:
-                    retention = asyncio.get_running_loop().create_task(
-                        run_retention(store, settings.retention, _retention_interval(settings))
-                    )
-            state.hub, state.store = hub, store
-            settle_heap()
-            log.info("server.ready", store=_redact(settings.store), runners=settings.runners)
             yield
-            log.info("server.stopping", active_runs=len(hub.active))
-            await hub.close()
         finally:
-            state.hub = None
-            if retention is not None:
-                retention.cancel()
-            await pool.close()
-            if workers is not None:
-                await workers.close()
-            await assets.close()
-            if store is not None:
-                await store.close()
+            lifecycle.restore_signal_handlers()
+            await lifecycle.stop()
 
-    async def health(_request: Request) -> JSONResponse:
-        hub = state.hub
-        if hub is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok", "active_runs": len(hub.active)})
-
-    websocket = WebSocketEndpoint(state, settings, sdk)
-    api = HttpApi(sdk, Authenticator(settings.tokens), lambda: state.hub)
     app = _App(
-        websocket,
         debug=settings.debug,
-        # Assets before the API, whose catch-all answers any other /api/ path.
         routes=[
-            Route("/health", health),
-            WebSocketRoute("/ws", websocket),
+            *probe_routes(lifecycle),
+            WebSocketRoute("/ws", WebSocketEndpoint(lifecycle, sdk), name="ws"),
+            # Assets before the API, whose catch-all answers any other /api/ path.
             *assets.routes,
-            *api.routes(),
+            *HttpApi(sdk, Authenticator(settings.tokens), lambda: lifecycle.hub).routes(),
         ],
         lifespan=lifespan,
     )
-    app.state.drain = state.drain
+    app.state.lifecycle = lifecycle
     app.state.assets = assets
 
     def reload_workflows() -> None:
@@ -223,59 +175,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             log.error("workflows.reload_failed", error=str(exc))
 
     app.state.reload_workflows = reload_workflows
+    # The workers' nodes joined the registry: the catalog and the stored workflows (which
+    # may use them) are read again.
+    lifecycle.on_nodes_added(sdk.reload_nodes)
+    lifecycle.on_nodes_added(reload_workflows)
     return app
-
-
-async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:
-    options = PoolOptions(
-        workers=settings.nodetool_workers,
-        python=settings.nodetool_python or sys.executable,
-        namespaces=settings.nodetool_namespaces,
-        concurrency=settings.nodetool_concurrency,
-        queue_limit=settings.nodetool_queue,
-        start_timeout=settings.nodetool_start_timeout,
-        cancel_grace=settings.nodetool_cancel_grace,
-        hang_timeout=settings.nodetool_hang_timeout,
-    )
-    try:
-        return await start_nodetool(options, registry)
-    except NodeToolError as exc:
-        log.error("server.nodetool_unavailable", error=str(exc))
-        raise
-
-
-def _server_id(settings: Settings) -> str:
-    from noderun.persistence import default_server_id
-
-    return settings.server_id or default_server_id(settings.port)
-
-
-async def _open_store(url: str, server_id: str) -> RunStore:
-    from noderun.persistence import StoreError, StoreOptions, open_store
-
-    try:
-        store = open_store(url, server_id=server_id, options=StoreOptions.from_env())
-        await store.start()
-    except StoreError as exc:
-        # One clear line before uvicorn's start-up traceback: why the server stops.
-        log.error("server.store_unavailable", store=_redact(url), error=str(exc))
-        raise
-    return store
-
-
-def _cancel_local(hub: Hub, job_id: str) -> None:
-    run = hub.get(job_id)
-    if run is not None:
-        run.cancel("cancelled by client")
-
-
-def _retention_interval(settings: Settings) -> float:
-    """A tenth of the retention period, between 1 s and an hour."""
-    return min(max(settings.retention / 10, 1.0), 3600.0)
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return scheme + sep + rest

@@ -26,7 +26,11 @@ YOUNG_THRESHOLD = 10_000
 def settle_heap() -> None:
     """Call once start-up is over: everything built so far lives for the whole process,
     so it leaves the collector's generations (``gc.freeze``), and young collections
-    become rarer (:data:`YOUNG_THRESHOLD`)."""
+    become rarer (:data:`YOUNG_THRESHOLD`).
+
+    Process-wide, so only the owner of the process calls it
+    (:func:`noderun.server.serve.serve`), never the app: an app embedded in another
+    program must not retune that program's collector."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

@@ -28,12 +28,18 @@ def uvicorn_config(
     port: int,
     log_level: str = "warning",
     lifespan: Literal["auto", "on", "off"] = "on",
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    proxy_headers: bool = False,
+    forwarded_allow_ips: str | None = None,
 ) -> uvicorn.Config:
     """uvicorn settings for the hot path.
 
     ``websockets-sansio`` writes each frame straight to the transport (no
     per-connection task or queue of its own); per-message deflate is off because
-    it costs ~70 KiB per connection and CPU per frame (PROTOCOL.md §1).
+    it costs ~70 KiB per connection and CPU per frame (PROTOCOL.md §1). Proxy
+    headers are off unless asked for (uvicorn trusts them from localhost by default):
+    a client address should not come from a header nobody vouched for.
     """
     config = uvicorn.Config(
         app,
@@ -51,6 +57,10 @@ def uvicorn_config(
         access_log=False,
         server_header=False,
         date_header=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     # After uvicorn configured its loggers: it logs a client's bad UTF-8 as a traceback.
     quiet_invalid_utf8()

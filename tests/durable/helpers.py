@@ -174,6 +174,10 @@ class ServerProcess:
             log_level,
             "--ping-interval",
             "0",  # server pings would interleave with the frames a test expects
+            "--debug-nodes",
+            # A stop cancels runs in flight at once (the tests of the drain set their own).
+            "--drain-timeout",
+            "0",
             *args,
         ]
         self.env = server_env(env)

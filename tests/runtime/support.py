@@ -93,7 +93,7 @@ async def make_hub(
 ) -> tuple[Hub, RunnerPool]:
     pool = RunnerPool(runners)
     await pool.start()
-    return Hub(registry or default_registry(), pool, config), pool
+    return Hub(registry or default_registry(debug_nodes=True), pool, config), pool
 
 
 def start(hub: Hub, frame: RunJob, collector: Collector) -> Run:

@@ -86,7 +86,7 @@ class Unreachable(StoreError):
 
 async def test_a_refused_row_abandons_the_run_without_a_trace() -> None:
     store = SlowCreateStore(refuse=Exists)
-    hub = Hub(default_registry(), None, store=cast(RunStore, store))
+    hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     run, refusal = await start(hub, "dup")
     assert refusal is not None and refusal.code is Refusal.JOB_ALREADY_RUNNING
     assert hub.get("dup") is None
@@ -96,7 +96,7 @@ async def test_a_refused_row_abandons_the_run_without_a_trace() -> None:
 
 async def test_any_other_store_error_refuses_the_start_as_store_unavailable() -> None:
     store = SlowCreateStore(refuse=Unreachable)
-    hub = Hub(default_registry(), None, store=cast(RunStore, store))
+    hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     _run, refusal = await start(hub, "down")
     assert refusal is not None and refusal.code is Refusal.STORE_UNAVAILABLE
     assert "cannot create down" in refusal.message
@@ -105,7 +105,7 @@ async def test_any_other_store_error_refuses_the_start_as_store_unavailable() ->
 
 async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
     store = SlowCreateStore(refuse=None)
-    hub = Hub(default_registry(), None, store=cast(RunStore, store))
+    hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     run, refusal = await start(hub, "ok")
     assert refusal is None
     await asyncio.sleep(0)  # the terminal's commit callback
@@ -140,7 +140,7 @@ async def test_a_cancel_while_the_terminal_commits_is_too_late() -> None:
     """The terminal being committed is the run's outcome: a cancel then neither
     interrupts the wait nor leaves the run without its terminal."""
     store = HeldFinishStore()
-    hub = Hub(default_registry(), None, store=cast(RunStore, store))
+    hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     frame = request([node("s", "noderun.debug.Sleep", seconds=0)], job_id="slow")
     frame.execution_options = ExecutionOptions(persistence="job", event_detail="terminal")
     outcome: asyncio.Future[StartRefused | None] = asyncio.get_running_loop().create_future()

@@ -11,7 +11,7 @@ from noderun.runtime.node import node as define
 from noderun.runtime.registry import Registry, default_registry
 from tests.runtime.support import edge, node
 
-REGISTRY = default_registry()
+REGISTRY = default_registry(debug_nodes=True)
 
 
 def plan(nodes: list, edges: list | None = None, params: dict[str, object] | None = None):  # type: ignore[no-untyped-def,type-arg]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.server.helpers import ServerHandle, running_server
+from tests.server.process import Process
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +20,12 @@ def server() -> Iterator[ServerHandle]:
     """An ephemeral-only server (``store="none"``), shared by the tests of one module."""
     with running_server() as handle:
         yield handle
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    """Append every started server :class:`Process`; any still running at the end is killed."""
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.kill()

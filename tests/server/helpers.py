@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from noderun.runtime.context import NodeContext
 from noderun.runtime.node import node
-from noderun.runtime.nodes import BUILTIN_NODES
+from noderun.runtime.nodes import BUILTIN_NODES, DEBUG_NODES
 from noderun.runtime.registry import Registry
 from noderun.server.app import create_app
 from noderun.server.settings import Settings
@@ -156,8 +156,8 @@ def amplify(text: str = "", gain: float = 1.0, enabled: bool = False) -> str:
 
 
 def registry_with_test_nodes() -> Registry:
-    """Every built-in node, plus ``noderun.test.Chatter`` and ``noderun.test.Amplify``."""
-    return Registry([*BUILTIN_NODES, chatter, amplify])
+    """The built-in and debug nodes, ``noderun.test.Chatter`` and ``noderun.test.Amplify``."""
+    return Registry([*BUILTIN_NODES, *DEBUG_NODES, chatter, amplify])
 
 
 # -- the server --------------------------------------------------------------------
@@ -187,7 +187,12 @@ def running_server(
     frames a test expects), :func:`registry_with_test_nodes`, assets in a temporary
     directory; ``overrides`` are :class:`Settings` fields.
     """
-    values: dict[str, Any] = {"store": "none", "ping_interval": 0.0, "runners": 4}
+    values: dict[str, Any] = {
+        "store": "none",
+        "ping_interval": 0.0,
+        "runners": 4,
+        "debug_nodes": True,
+    }
     values.update(overrides)
     assets_dir = None
     if "assets_dir" not in values:

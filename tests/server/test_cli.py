@@ -126,10 +126,11 @@ def test_bad_environment_value_exits_2_with_a_message(serve: list[Serve], tmp_pa
 def test_sigterm_ends_active_runs_with_a_terminal_frame_before_closing(
     serve: list[Serve], tmp_path: Path
 ) -> None:
-    """A graceful stop cancels in-flight runs and their clients get ``job_update cancelled``
-    before the socket closes (not a bare 1012 close)."""
+    """A graceful stop with no drain time cancels in-flight runs and their clients get
+    ``job_update cancelled`` before the socket closes (not a bare 1012 close)."""
     port = free_port()
-    server = start(serve, tmp_path, ["--port", str(port), "--store", "none"], {})
+    args = ["--port", str(port), "--store", "none", "--debug-nodes", "--drain-timeout", "0"]
+    server = start(serve, tmp_path, args, {})
     server.wait_healthy(port)
 
     async def scenario() -> list[dict[str, object]]:

@@ -1,4 +1,7 @@
-"""The built-in nodes: NodeTool's common nodes under their names, and debug nodes."""
+"""The built-in nodes: NodeTool's common nodes under their names, and debug nodes.
+
+A module of built-in nodes adds its ``NODES`` to :data:`BUILTIN_NODES`.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from noderun.runtime.nodes import (
     uuid,
 )
 
+#: Registered by every server.
 BUILTIN_NODES: list[NodeSpec] = [
     spec_of(fn)
     for fn in (
@@ -36,8 +40,11 @@ BUILTIN_NODES: list[NodeSpec] = [
         *dictionary.NODES,
         *json_nodes.NODES,
         *control.NODES,
-        *debug.NODES,
     )
 ]
 
-__all__ = ["BUILTIN_NODES"]
+#: ``noderun.debug.*`` (sleep, block, fail on demand): registered only with
+#: ``--debug-nodes``, since any client could use them to tie up the server.
+DEBUG_NODES: list[NodeSpec] = [spec_of(fn) for fn in debug.NODES]
+
+__all__ = ["BUILTIN_NODES", "DEBUG_NODES"]
