@@ -14,7 +14,7 @@ from noderun.runtime.context import NodeContext
 from noderun.runtime.hub import MAX_JOB_ID, RuntimeConfig, StartRefused
 from noderun.runtime.node import node as define
 from noderun.runtime.node import spec_of
-from noderun.runtime.nodes import BUILTIN_NODES
+from noderun.runtime.nodes import BUILTIN_NODES, DEBUG_NODES
 from noderun.runtime.registry import Registry
 from tests.runtime.support import WAIT, Collector, edge, make_hub, node, request, start
 
@@ -462,7 +462,7 @@ async def test_cancelled_blocking_runs_do_not_hold_the_runners() -> None:
         release.wait(WAIT * 4)  # a real blocking call, as a time.sleep(3600) would be
         return seconds
 
-    hub, pool = await make_hub(Registry([*BUILTIN_NODES, stuck]), runners=4)
+    hub, pool = await make_hub(Registry([*BUILTIN_NODES, *DEBUG_NODES, stuck]), runners=4)
     try:
         sinks = [Collector() for _ in range(4)]
         runs = [start(hub, request([node("b", "test.Stuck")]), sink) for sink in sinks]
