@@ -22,7 +22,7 @@ import pytest
 from noderun.assets import AssetResolver, AssetStore, AssetStoreUnavailable
 from noderun.server.assets_api import AssetsApi
 from noderun.server.auth import Authenticator
-from noderun.server.settings import Settings
+from noderun.server.settings import Settings, load_settings
 from tests.server.helpers import TIMEOUT, ServerHandle, running_server
 
 ALICE, BOB = "alice-token", "bob-token"
@@ -474,10 +474,10 @@ def test_the_assets_dir_is_created_at_start(tmp_path: Path) -> None:
         assert {p.name for p in target.iterdir()} == {"data", "meta", "incoming", "temporary"}
 
 
-def test_settings_come_from_the_environment() -> None:
-    found = Settings.from_env(
-        {"NODERUN_ASSETS_DIR": "/x", "NODERUN_ASSET_TTL": "2.5", "NODERUN_MAX_ASSET_BYTES": "7"}
-    )
-    assert found == {"assets_dir": "/x", "asset_ttl": 2.5, "max_asset_bytes": 7}
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    where = str(tmp_path / "x")
+    env = {"NODERUN_ASSETS_DIR": where, "NODERUN_ASSET_TTL": "2.5", "NODERUN_MAX_ASSET_BYTES": "7"}
+    found = load_settings({}, env)
+    assert (found.assets_dir, found.asset_ttl, found.max_asset_bytes) == (where, 2.5, 7)
     assert Settings().assets_dir == "./noderun-assets"
     assert (Settings().asset_ttl, Settings().max_asset_bytes) == (3600.0, 100 * MiB)
