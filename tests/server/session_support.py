@@ -19,7 +19,7 @@ __all__ = ["CLOCK", "Frame", "Peer", "Wire"]
 
 Frame = dict[str, Any]
 CLOCK = 1234.5
-_REGISTRY = default_registry()
+_REGISTRY = default_registry(debug_nodes=True)
 _SDK = SdkService(Settings(), _REGISTRY, WorkflowCatalog())
 
 

@@ -42,7 +42,7 @@ def sleep(seconds: float = 60.0) -> Frame:
 
 def fake_store_hub() -> Hub:
     """A hub with a store, for the session's decisions only: the transport does the I/O."""
-    return Hub(default_registry(), None, store=cast(RunStore, object()))
+    return Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, object()))
 
 
 # -- §1 connection -------------------------------------------------------------------------
@@ -202,7 +202,7 @@ async def test_explicit_types_wrap_the_terminal_result() -> None:
 
 
 async def test_a_busy_server_refuses_with_a_terminal_failed_without_job_seq() -> None:
-    hub = Hub(default_registry(), None, RuntimeConfig(max_active_runs=1))
+    hub = Hub(default_registry(debug_nodes=True), None, RuntimeConfig(max_active_runs=1))
     peer = Peer(hub)
     peer.run_job([sleep()], "first")
     (refusal,) = peer.run_job([concat()], "second")
