@@ -10,22 +10,38 @@ Inline nodes are called directly by the scheduler (no task); async and
 streaming nodes get a task per firing; blocking nodes run on the runner pool.
 A single inline node therefore completes with no task switch at all: the hot
 path.
+
+A large graph must not hold the event loop (other clients' runs and handshakes
+wait meanwhile): the scheduler works in slices of at most :data:`SLICE` seconds
+and then lets the loop run before it goes on, and a graph handed over unplanned
+(:class:`~.graph.Unplanned`) is validated in slices the same way before it executes.
+Node state is let go as soon as a node is retired, so what a run holds while it
+executes is what is still in flight, not everything that flowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, Final, Protocol
 
 from noderun.protocol.values import RANGE_FREE, out_of_range
 from noderun.runtime.context import NodeContext
-from noderun.runtime.errors import NodeFailed, PropertyError
-from noderun.runtime.graph import Plan, PlannedNode
+from noderun.runtime.errors import GraphError, NodeFailed, PropertyError
+from noderun.runtime.graph import STEP, Plan, PlannedNode, PlanSteps, Unplanned
 from noderun.runtime.pool import RunnerPool
 
-__all__ = ["Execution", "ExecutionEvents", "execute_single_inline"]
+__all__ = ["SLICE", "Execution", "ExecutionEvents", "execute_single_inline"]
+
+#: Longest stretch (seconds) the scheduler or the planner holds the event loop before
+#: it lets other work run.
+SLICE: Final = 0.002
+#: Work items between two looks at the clock (a power of two).
+_CLOCK_EVERY: Final = 32
+
+_perf_counter = time.perf_counter
 
 
 class ExecutionEvents(Protocol):
@@ -48,7 +64,9 @@ class _State:
 
     def __init__(self, node: PlannedNode) -> None:
         self.latest: dict[str, object] = {}
-        self.inbox: deque[tuple[str, object]] = deque()
+        # Made on the first value that arrives: most nodes of a large graph never queue
+        # more than one, and an empty deque is the largest part of a node's state.
+        self.inbox: deque[tuple[str, object]] | None = None
         self.busy = False
         self.open_in = node.fan_in
         # Sources fire once at start, except an input kept open for streaming.
@@ -64,37 +82,137 @@ class _State:
         if gather:
             self.pending_fire = False
 
+    @classmethod
+    def retired(cls) -> _State:
+        """The state of every retired node: nothing more arrives, nothing fires."""
+        state = cls.__new__(cls)
+        state.latest = {}
+        state.inbox = None
+        state.busy = False
+        state.open_in = -1
+        state.pending_fire = False
+        state.closed = True
+        state.gathered = None
+        return state
+
+
+#: Shared by every retired node of every execution; never changed (a retired node is
+#: neither fed nor fired, and its sources are retired before it).
+_RETIRED: Final = _State.retired()
+
 
 class Execution:
     """One run of one plan that can wait (never a :attr:`Plan.synchronous` one: the
-    run calls :func:`execute_single_inline` for those). Not reusable."""
+    run calls :func:`execute_single_inline` for those). Not reusable.
 
-    def __init__(self, plan: Plan, events: ExecutionEvents, pool: RunnerPool | None) -> None:
-        self.plan = plan
+    Given an :class:`~.graph.Unplanned` graph instead of a plan, it validates the graph first
+    (:meth:`validate`, in slices); a command that arrives meanwhile finishes the
+    validation at once, so it is answered as if the plan had been there all along.
+    """
+
+    def __init__(
+        self, plan: Plan | Unplanned, events: ExecutionEvents, pool: RunnerPool | None
+    ) -> None:
         self.outputs: dict[str, object] = {}
-        # §3.3: every Output node is in result.outputs, with [] if it received no value.
-        for planned in plan.nodes:
-            if planned.spec.is_output:
-                self.outputs[str(planned.properties.get("name") or planned.id)] = []
         self._events = events
         self._pool = pool
-        self._states = [_State(node) for node in plan.nodes]
-        self._remaining = len(plan.nodes)
+        self._states: list[_State] = []
+        self._remaining = 0
         self._work: deque[int] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Future[None] | None = None
+        self._resume: asyncio.Handle | None = None
+        self._steps: Generator[None, None, None] | None = None
+        self._invalid: GraphError | None = None
+        self._sources: list[int] = []
+        if isinstance(plan, Plan):
+            for _ in self._setup(plan):
+                pass
+        else:
+            self._steps = self._planning(plan.steps)
+
+    def _planning(self, steps: PlanSteps) -> Generator[None, None, None]:
+        plan = yield from steps
+        yield from self._setup(plan)
+
+    def _setup(self, plan: Plan) -> Generator[None, None, None]:
+        """Make the per-run state of ``plan``'s nodes, in steps."""
+        self.plan = plan
+        outputs = self.outputs
+        states = self._states
+        sources = self._sources
+        for node in plan.nodes:
+            if not node.index % STEP:
+                yield
+            states.append(_State(node))
+            if not node.fan_in:
+                # Only a node with no incoming edge has anything to do before a value
+                # arrives.
+                sources.append(node.index)
+            if node.spec.is_output:
+                # §3.3: every Output node is in result.outputs, with [] if it received
+                # no value.
+                outputs[str(node.properties.get("name") or node.id)] = []
+        self._remaining = len(plan.nodes)
+
+    @property
+    def planned(self) -> bool:
+        """Whether the graph is validated (or found invalid): :meth:`validate` has nothing
+        to do."""
+        return self._steps is None
+
+    async def validate(self) -> None:
+        """Validate the graph handed over unplanned, a slice at a time; raises
+        :class:`GraphError` (also when a command found it invalid meanwhile)."""
+        deadline = _perf_counter() + SLICE
+        try:
+            while self._steps is not None:
+                self._plan_step()
+                if _perf_counter() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = _perf_counter() + SLICE
+        finally:
+            if self._steps is not None:  # cancelled: the half-made plan goes now
+                self._steps.close()
+                self._steps = None
+        if self._invalid is not None:
+            raise self._invalid
+
+    def _plan_step(self) -> None:
+        steps = self._steps
+        assert steps is not None
+        try:
+            next(steps)
+        except StopIteration:
+            self._steps = None
+        except GraphError as exc:
+            self._steps = None
+            self._invalid = exc
+
+    def _plan_now(self) -> str | None:
+        """Finish validating at once (a command needs the plan); an error text if the
+        graph is invalid (the run fails with it)."""
+        while self._steps is not None:
+            self._plan_step()
+        invalid = self._invalid
+        return None if invalid is None else f"the run's graph is invalid: {invalid.detail}"
 
     async def execute(self) -> dict[str, object]:
-        """Run every node; return ``result.outputs``. Raises :class:`NodeFailed`."""
+        """Run every node of the planned graph; return ``result.outputs``. Raises
+        :class:`NodeFailed`."""
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
-        self._work.extend(range(len(self.plan.nodes)))
+        self._work.extend(self._sources)
+        self._sources = []
         try:
             self._pump()
             await self._finished
         finally:
             for task in self._tasks:
                 task.cancel()
+            if self._resume is not None:
+                self._resume.cancel()
+                self._resume = None
             self._finished = None
         return self.outputs
 
@@ -106,6 +224,8 @@ class Execution:
         ``handle`` is the input node's output to send on (NodeTool's
         ``source_handle``); ``None`` means its only one, ``output``.
         """
+        if self._steps is not None and (invalid := self._plan_now()) is not None:
+            return invalid
         nodes = self.plan.inputs.get(name, ())
         if not nodes:
             return f"no input named {name!r}"
@@ -152,6 +272,8 @@ class Execution:
 
     def update_properties(self, node_id: str, properties: Mapping[str, object]) -> str | None:
         """Apply new property values to the node's next firings; an error text, or ``None``."""
+        if self._steps is not None and (invalid := self._plan_now()) is not None:
+            return invalid
         node = self.plan.by_id.get(node_id)
         if node is None:
             return f"no node {node_id!r} in this run"
@@ -170,13 +292,21 @@ class Execution:
     # -- scheduling ---------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Fire or retire every node on the work list until nothing changes."""
+        """Fire or retire every node on the work list until nothing changes, or until
+        :data:`SLICE` has passed: then the loop runs other work and this goes on."""
         work = self._work
         states = self._states
         nodes = self.plan.nodes
+        deadline = _perf_counter() + SLICE
+        count = 0
         while work:
             if self._finished is None or self._finished.done():
                 work.clear()
+                return
+            count += 1
+            if not count % _CLOCK_EVERY and _perf_counter() >= deadline:
+                if self._resume is None:
+                    self._resume = asyncio.get_running_loop().call_soon(self._resumed)
                 return
             index = work.popleft()
             state = states[index]
@@ -186,29 +316,32 @@ class Execution:
             if state.pending_fire:
                 state.pending_fire = False
                 self._fire(node, state, dict(node.properties))
-                continue
-            gathered = state.gathered
-            if gathered is not None:
-                self._gather(node, state, gathered)
-                continue
-            fired = False
-            while state.inbox:
-                handle, value = state.inbox.popleft()
-                state.latest[handle] = value
-                if len(state.latest) == len(node.connected):
-                    self._fire(node, state, {**node.properties, **state.latest})
-                    fired = True
-                    break
-            if fired:
-                continue
-            if state.open_in == 0 and state.closed:
-                state.open_in = -1  # retired: never again
+            elif state.gathered is not None:
+                self._gather(node, state, state.gathered)
+            else:
+                inbox = state.inbox
+                while inbox:
+                    handle, value = inbox.popleft()
+                    state.latest[handle] = value
+                    if len(state.latest) == len(node.connected):
+                        self._fire(node, state, {**node.properties, **state.latest})
+                        break
+            # Retire a node as soon as it has nothing more to do, right after its last
+            # firing: what it kept (its latest inputs) goes now, before its targets
+            # fire, not at the end of the run (a chain would hold every value at once).
+            if not state.busy and not state.inbox and state.open_in == 0 and state.closed:
+                states[index] = _RETIRED
                 self._retire(node)
+
+    def _resumed(self) -> None:
+        self._resume = None
+        self._pump()
 
     def _gather(self, node: PlannedNode, state: _State, gathered: dict[str, list[object]]) -> None:
         """Take what arrived; at the end of every input stream, fire with the lists."""
-        while state.inbox:
-            handle, value = state.inbox.popleft()
+        inbox = state.inbox
+        while inbox:
+            handle, value = inbox.popleft()
             if handle in gathered:
                 gathered[handle].append(value)
             else:
@@ -307,7 +440,11 @@ class Execution:
                 except PropertyError as exc:
                     self._fail(target_node, exc)
                     return
-                states[target.node].inbox.append((target.handle, checked))
+                state = states[target.node]
+                inbox = state.inbox
+                if inbox is None:
+                    inbox = state.inbox = deque()
+                inbox.append((target.handle, checked))
                 self._work.append(target.node)
 
     def _retire(self, node: PlannedNode) -> None:

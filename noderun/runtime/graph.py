@@ -5,13 +5,18 @@
 unknown handle, a cycle, a wrong property type, a required property with no
 value and no edge). The plan is immutable; an execution keeps its per-run state
 elsewhere, so one plan could serve many runs.
+
+:func:`plan_steps` is the same validation in steps: a generator that yields every
+few nodes or edges, so that a large graph can be planned a slice at a time between
+other work of the event loop (:class:`~.execution.Execution` does that).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from noderun.protocol.client import Graph
 from noderun.protocol.codec import encode_msgpack as _encode
@@ -19,7 +24,21 @@ from noderun.runtime.errors import GraphError, PropertyError
 from noderun.runtime.node import NodeSpec
 from noderun.runtime.registry import Registry
 
-__all__ = ["Plan", "PlannedNode", "Target", "plan_graph"]
+__all__ = [
+    "Plan",
+    "PlanSteps",
+    "PlannedNode",
+    "Target",
+    "Unplanned",
+    "plan_graph",
+    "plan_steps",
+]
+
+#: Nodes or edges validated between two steps of :func:`plan_steps`.
+STEP = 64
+
+#: A graph being planned: yields between steps, returns the plan (see :func:`plan_steps`).
+PlanSteps = Generator[None, None, "Plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +90,30 @@ class Plan:
         return len(self.nodes) == 1 and self.nodes[0].fan_in == 0 and not self.nodes[0].targets
 
 
+@dataclass(frozen=True, slots=True)
+class Unplanned:
+    """A large graph handed to its run unvalidated: its execution validates it in
+    slices (:func:`plan_steps`) before running it, so that the frame handler does not
+    hold the event loop for it. The run treats it as a plan that has to wait."""
+
+    steps: PlanSteps
+    synchronous: ClassVar[bool] = False
+
+
 def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Registry) -> Plan:
     """Validate ``graph`` against ``registry`` and return its execution plan."""
+    steps = plan_steps(graph, params, registry)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan: Plan = done.value
+            return plan
+
+
+def plan_steps(graph: Graph, params: Mapping[str, object] | None, registry: Registry) -> PlanSteps:
+    """:func:`plan_graph` in steps of :data:`STEP` nodes or edges; raises
+    :class:`GraphError` from the step that finds the graph invalid."""
     if not graph.nodes:
         raise GraphError("the graph has no nodes")
     params = params or {}
@@ -80,6 +121,8 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
     by_id: dict[str, PlannedNode] = {}
     inputs: dict[str, tuple[PlannedNode, ...]] = {}
     for raw in graph.nodes:
+        if not len(nodes) % STEP:
+            yield
         spec = registry.get(raw.type)
         if spec is None:
             raise GraphError(f"node {raw.id!r}: unknown node type {raw.type!r}", node_id=raw.id)
@@ -104,7 +147,9 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         nodes.append(planned)
         by_id[raw.id] = planned
     connected: dict[int, set[str]] = {}
-    for edge in graph.edges:
+    for count, edge in enumerate(graph.edges, 1):
+        if not count % STEP:
+            yield
         source = by_id.get(edge.source)
         target = by_id.get(edge.target)
         label = edge.id or f"{edge.source}->{edge.target}"
@@ -128,9 +173,17 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         )
         target.fan_in += 1
         connected.setdefault(target.index, set()).add(edge.target_handle)
-    for index, handles in connected.items():
-        nodes[index].connected = frozenset(handles)
+    # Most nodes are fed on the same few handles: one frozenset for each set of them.
+    shared: dict[frozenset[str], frozenset[str]] = {}
+    for count, (index, handles) in enumerate(connected.items(), 1):
+        if not count % STEP:
+            yield
+        fed = frozenset(handles)
+        nodes[index].connected = shared.setdefault(fed, fed)
+    del connected
     for planned, raw in zip(nodes, graph.nodes, strict=True):
+        if not planned.index % STEP:
+            yield
         # NodeTool's rule (its kernel runner's ``_dispatchInputs``): an input node
         # given neither a ``value`` nor a param sends nothing at start and stays
         # open for ``stream_input`` until ``end_input_stream``; one that feeds no
@@ -142,6 +195,8 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
             and bool(planned.targets)
         )
     for planned in nodes:
+        if not planned.index % STEP:
+            yield
         if not planned.spec.required:
             continue
         required = [
@@ -156,7 +211,7 @@ def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Regi
                 node_id=planned.id,
             )
     if graph.edges:
-        _check_acyclic(nodes)
+        yield from _check_acyclic(nodes)
     only = nodes[0]
     synchronous = (
         len(nodes) == 1
@@ -179,14 +234,16 @@ def _apply_param(planned: PlannedNode, params: Mapping[str, object]) -> None:
         planned.has_param = True
 
 
-def _check_acyclic(nodes: list[PlannedNode]) -> None:
-    """Kahn's algorithm; names the nodes left on a cycle."""
+def _check_acyclic(nodes: list[PlannedNode]) -> Generator[None, None, None]:
+    """Kahn's algorithm, in steps; names the nodes left on a cycle."""
     indegree = [n.fan_in for n in nodes]
     ready = deque(n.index for n in nodes if indegree[n.index] == 0)
     seen = 0
     while ready:
         index = ready.popleft()
         seen += 1
+        if not seen % STEP:
+            yield
         for targets in nodes[index].targets.values():
             for target in targets:
                 indegree[target.node] -= 1

@@ -4,6 +4,11 @@ Active runs live until they finish; finished runs stay reachable for
 ``reconnect_job`` for ``finished_ttl`` seconds, at most ``finished_limit`` of
 them (oldest evicted first). At most ``max_active_runs`` run at once: past that,
 ``run_job`` is refused with ``server_busy`` (named overflow policy: reject).
+
+A graph of more than ``max_graph_nodes`` nodes fails before anything runs, like
+any invalid graph. A graph of more than :data:`PLAN_AT_ONCE` nodes is not validated
+in the frame handler but by its run's task, in slices (:class:`~.graph.Unplanned`):
+the ack does not wait for it, and an invalid one ends ``failed`` all the same.
 """
 
 from __future__ import annotations
@@ -21,20 +26,23 @@ import structlog
 from noderun.contract import Refusal, RunExists, RunRecord, RunStatus, RunStore
 from noderun.protocol.client import ExecutionOptions, RunJob
 from noderun.runtime.errors import GraphError
-from noderun.runtime.graph import Plan, PlanCache
+from noderun.runtime.graph import Plan, PlanCache, Unplanned, plan_steps
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
 from noderun.runtime.sink import EPHEMERAL, DurableSink, OutputSink
 from noderun.runtime.workflows import WorkflowCatalog, run_error
 
-__all__ = ["MAX_JOB_ID", "Hub", "RuntimeConfig", "StartRefused"]
+__all__ = ["MAX_JOB_ID", "PLAN_AT_ONCE", "Hub", "RuntimeConfig", "StartRefused"]
 
 log = structlog.get_logger(__name__)
 
 _DEFAULT_OPTIONS = ExecutionOptions()
 #: Longest ``job_id`` a run may have.
 MAX_JOB_ID = 256
+#: Largest graph validated right in the frame handler; a larger one is validated by
+#: its run's task, a slice at a time.
+PLAN_AT_ONCE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,10 @@ class RuntimeConfig:
     finished_ttl: float = 600.0
     finished_limit: int = 10_000
     max_active_runs: int = 10_000
+    #: Most nodes a graph may have; a larger one fails before anything runs.
+    max_graph_nodes: int = 10_000
+    #: Seconds after which a run still going ends ``failed`` (timeout); 0: never.
+    run_timeout: float = 0.0
 
 
 class StartRefused(Exception):
@@ -93,6 +105,7 @@ class Hub:
         limit = self.config.finished_limit
         self._prune_at = limit + min(64, max(1, limit // 16))
         self._plans = PlanCache(registry)
+        self._plan_at_once = min(PLAN_AT_ONCE, self.config.max_graph_nodes)
 
     def get(self, job_id: str) -> Run | None:
         run = self.active.get(job_id)
@@ -210,12 +223,21 @@ class Hub:
         """Plan the graph and register a ``PREPARED`` run (one that fails at start if
         the graph is missing or invalid)."""
         error: str | None = None
-        plan: Plan | None = None
+        plan: Plan | Unplanned | None = None
         try:
             graph = frame.graph
             if graph is None:
                 graph = self.workflows.graph_for(frame.workflow_id, frame.params)
-            plan = self._plans.plan(graph, frame.params)
+            if len(graph.nodes) > self._plan_at_once:
+                limit = self.config.max_graph_nodes
+                if len(graph.nodes) > limit:
+                    raise GraphError(
+                        f"the graph has {len(graph.nodes)} nodes; this server runs graphs "
+                        f"of at most {limit} (max_graph_nodes)"
+                    )
+                plan = Unplanned(plan_steps(graph, frame.params, self.registry))
+            else:
+                plan = self._plans.plan(graph, frame.params)
         except GraphError as exc:
             error = run_error(exc)
         options = frame.execution_options or _DEFAULT_OPTIONS
@@ -235,6 +257,7 @@ class Hub:
             error=error,
             subscriber=subscriber,
             on_finished=self._finished_run,
+            timeout=config.run_timeout,
         )
         self.active[job_id] = run
         self._finished.pop(job_id, None)

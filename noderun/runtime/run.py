@@ -10,7 +10,8 @@ changes the state and it refuses any move not drawn here (a bug)::
 
                    start(): one inline node (or an invalid graph), executed in start()
     PREPARED ─────────────────────────────────> RUNNING ───────────────┐
-        │ start(): anything else, in a task        ^  │ cancel()       │ outcome decided
+        │ start(): anything else, in a task        ^  │ cancel(),      │ outcome decided
+        │                                          │  │ timeout        │
         v                                          │  v                v
     STARTING ───── the task's first step ──────────┘ CANCELLING ──> FINISHING ──> FINISHED
         │ cancel()                                    ^     the sink: at once (ephemeral),
@@ -22,7 +23,8 @@ changes the state and it refuses any move not drawn here (a bug)::
 * ``STARTING``: its task exists but has not taken its first step; a cancel now is
   seen by that first step (cancelling a task that never started would run nothing).
 * ``RUNNING``: executing, inline inside :meth:`Run.start` or in its task.
-* ``CANCELLING``: a cancel was requested; the task ends the run with ``cancelled``.
+* ``CANCELLING``: a stop was requested; the task ends the run with ``cancelled`` (a
+  cancel) or ``failed`` (the run's timeout).
 * ``FINISHING``: the terminal is decided and with the sink; nothing more is emitted and
   a cancel is too late. An ephemeral sink publishes at once; a durable one after the
   terminal's commit.
@@ -52,11 +54,12 @@ from noderun.protocol.server import (
     RunMessage,
 )
 from noderun.protocol.values import wrap_explicit
-from noderun.runtime.errors import NodeFailed
+from noderun.runtime.errors import GraphError, NodeFailed
 from noderun.runtime.execution import Execution, execute_single_inline
-from noderun.runtime.graph import Plan, PlannedNode
+from noderun.runtime.graph import Plan, PlannedNode, Unplanned
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.sink import OutputSink
+from noderun.runtime.workflows import run_error
 
 __all__ = ["Detail", "Run", "RunState", "Subscriber"]
 
@@ -129,6 +132,7 @@ class Run:
     __slots__ = (
         "_buffer",
         "_cancel_reason",
+        "_deadline",
         "_detach_grace",
         "_error",
         "_full",
@@ -142,6 +146,8 @@ class Run:
         "_sink",
         "_started",
         "_state",
+        "_stop_status",
+        "_timeout",
         "detail",
         "execution",
         "explicit_types",
@@ -167,14 +173,16 @@ class Run:
         replay_limit: int,
         detach_grace: float,
         sink: OutputSink,
-        plan: Plan | None,
+        plan: Plan | Unplanned | None,
         pool: RunnerPool | None,
         error: str | None = None,
         subscriber: Subscriber | None = None,
         on_finished: Callable[[Run], None] | None = None,
+        timeout: float = 0.0,
     ) -> None:
         """A ``PREPARED`` run of ``plan``; with ``plan=None`` it fails with ``error``
-        when started, nothing executed. ``subscriber``: attached from the start."""
+        when started, nothing executed. ``subscriber``: attached from the start.
+        ``timeout``: seconds after which a run that waits ends ``failed`` (0: never)."""
         self.job_id = job_id
         self.workflow_id = workflow_id
         self.user_id = user_id
@@ -198,6 +206,9 @@ class Run:
         self._on_finished = on_finished
         self._started = time.perf_counter()
         self._cancel_reason = ""
+        self._stop_status = _CANCELLED
+        self._timeout = timeout
+        self._deadline: asyncio.TimerHandle | None = None
         self._outcome = _FAILED
         self._full = detail == "full"
         self._outputs = detail != "terminal"
@@ -370,7 +381,10 @@ class Run:
         if plan is not None and not plan.synchronous:
             self._move(_STARTING)
             execution = self.execution = Execution(plan, self, self._pool)
-            self.task = asyncio.get_running_loop().create_task(self._main(execution))
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self._main(execution))
+            if self._timeout > 0:
+                self._deadline = loop.call_later(self._timeout, self._timed_out)
             return
         self._move(_RUNNING)
         if plan is None:
@@ -380,7 +394,10 @@ class Run:
             if full:
                 self._announce()
             try:
-                outputs = execute_single_inline(plan.nodes[0], self, report_nodes=full)
+                # Only a Plan is synchronous (Unplanned.synchronous is False); no
+                # isinstance here, on the hot path, to tell mypy so.
+                node = plan.nodes[0]  # type: ignore[union-attr]
+                outputs = execute_single_inline(node, self, report_nodes=full)
             except NodeFailed as exc:
                 item = self._terminal(_FAILED, error=str(exc))
             except Exception as exc:
@@ -395,17 +412,30 @@ class Run:
         """Request cancellation; the run ends with a terminal ``cancelled``.
 
         ``False`` when there is nothing to cancel: not started, ending already (a
-        durable run's terminal being committed is its outcome), or executing inline
-        (no await there, so only a re-entrant call can get here).
+        durable run's terminal being committed is its outcome; a timeout already
+        stopping it), or executing inline (no await there, so only a re-entrant call
+        can get here).
         """
+        return self._stop(_CANCELLED, reason)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self._stop(_FAILED, f"timeout: the run did not finish within {self._timeout:g} s"):
+            log.info("run.timeout", job_id=self.job_id, timeout=self._timeout)
+
+    def _stop(self, status: RunStatus, reason: str) -> bool:
+        """Stop the run's task; its terminal has ``status`` and ``reason`` (the error of
+        a ``failed`` one, the message of a ``cancelled`` one)."""
         state = self._state
         if state is _STARTING:
             # Its task has not begun: cancelling it would skip _main and with it the
             # terminal; the first step sees the state instead.
             self._cancel_reason = reason
+            self._stop_status = status
             self._move(_CANCELLING)
         elif state is _RUNNING and self.task is not None:
             self._cancel_reason = reason
+            self._stop_status = status
             self._move(_CANCELLING)
             self.task.cancel()
         else:
@@ -420,6 +450,7 @@ class Run:
         executing = self._state in (_STARTING, _RUNNING, _CANCELLING)
         self._move(_ABANDONED)
         self._on_finished = None
+        self._end_deadline()
         if executing and self.task is not None:
             self.task.cancel()
         # A run that is FINISHING lets its terminal commit (a no-op without its row)
@@ -442,6 +473,7 @@ class Run:
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
+        self._end_deadline()
         subscribers, self.subscribers = self.subscribers, []
         job_id = self.job_id
         for subscriber in subscribers:
@@ -456,6 +488,17 @@ class Run:
         if on_finished is not None:
             on_finished(self)
 
+    def _end_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _stopped(self) -> Outbound:
+        """The terminal of a run stopped by :meth:`_stop`."""
+        if self._stop_status is _FAILED:
+            return self._terminal(_FAILED, error=self._cancel_reason)
+        return self._terminal(_CANCELLED, message=self._cancel_reason)
+
     def _announce(self) -> None:
         self.emit(
             JobUpdate(
@@ -469,8 +512,8 @@ class Run:
     async def _main(self, execution: Execution) -> None:
         # Never entered by a task abandoned before its first step: that task was
         # cancelled, so its coroutine does not run at all.
-        if self._state is _CANCELLING:  # cancelled before this first step
-            item = self._terminal(_CANCELLED, message=self._cancel_reason)
+        if self._state is _CANCELLING:  # stopped before this first step
+            item = self._stopped()
         else:
             self._move(_RUNNING)
             item = await self._execute(execution)
@@ -481,17 +524,22 @@ class Run:
             await committed
 
     async def _execute(self, execution: Execution) -> Outbound:
-        """Run the execution to its end; the terminal item."""
-        if self._full:
-            self._announce()
+        """Validate the graph if it came unplanned, run the execution to its end; the
+        terminal item."""
         try:
+            if not execution.planned:
+                await execution.validate()
+            if self._full:
+                self._announce()
             outputs = await execution.execute()
+        except GraphError as exc:
+            return self._terminal(_FAILED, error=run_error(exc))
         except NodeFailed as exc:
             return self._terminal(_FAILED, error=str(exc))
         except asyncio.CancelledError:
             if self._state is not _CANCELLING:
-                raise  # not a client's cancel: shutdown, or an abandoned run
-            return self._terminal(_CANCELLED, message=self._cancel_reason)
+                raise  # not a stop of ours: shutdown, or an abandoned run
+            return self._stopped()
         except Exception as exc:
             log.exception("run.internal_error", job_id=self.job_id)
             return self._terminal(_FAILED, error=_internal(exc))
