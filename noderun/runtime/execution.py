@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 from noderun.protocol.values import RANGE_FREE, out_of_range
 from noderun.runtime.context import NodeContext
 from noderun.runtime.errors import GraphError, NodeFailed, PropertyError
-from noderun.runtime.graph import STEP, Plan, PlannedNode, PlanSteps, Unplanned
+from noderun.runtime.graph import STEP, Plan, PlannedNode, PlanSteps, Unplanned, dismantle
 from noderun.runtime.pool import RunnerPool
 
 __all__ = ["SLICE", "Execution", "ExecutionEvents", "execute_single_inline"]
@@ -125,6 +125,8 @@ class Execution:
         self._steps: Generator[None, None, None] | None = None
         self._invalid: GraphError | None = None
         self._sources: list[int] = []
+        #: A plan made for this execution alone (:meth:`release` empties it).
+        self._owned: Plan | None = None
         if isinstance(plan, Plan):
             for _ in self._setup(plan):
                 pass
@@ -132,7 +134,7 @@ class Execution:
             self._steps = self._planning(plan.steps)
 
     def _planning(self, steps: PlanSteps) -> Generator[None, None, None]:
-        plan = yield from steps
+        plan = self._owned = yield from steps
         yield from self._setup(plan)
 
     def _setup(self, plan: Plan) -> Generator[None, None, None]:
@@ -196,6 +198,21 @@ class Execution:
             self._plan_step()
         invalid = self._invalid
         return None if invalid is None else f"the run's graph is invalid: {invalid.detail}"
+
+    async def release(self) -> None:
+        """Let go of the node states and of a plan made for this execution alone, a
+        slice at a time (a large graph's objects take as long to free as to make)."""
+        states = self._states
+        owned = dismantle(self._owned) if self._owned is not None else None
+        self._owned = None
+        deadline = _perf_counter() + SLICE
+        while states or owned is not None:
+            del states[-STEP:]
+            if owned is not None and next(owned, True):
+                owned = None
+            if _perf_counter() >= deadline:
+                await asyncio.sleep(0)
+                deadline = _perf_counter() + SLICE
 
     async def execute(self) -> dict[str, object]:
         """Run every node of the planned graph; return ``result.outputs``. Raises

@@ -30,6 +30,7 @@ __all__ = [
     "PlannedNode",
     "Target",
     "Unplanned",
+    "dismantle",
     "plan_graph",
     "plan_steps",
 ]
@@ -221,6 +222,24 @@ def plan_steps(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         and not only.spec.gather
     )
     return Plan(nodes=nodes, by_id=by_id, inputs=inputs, synchronous=synchronous)
+
+
+def dismantle(plan: Plan) -> Generator[None, None, None]:
+    """Empty ``plan`` in steps of :data:`STEP` nodes, for a run that made it for itself
+    and is done with it: freeing a large plan's objects all at once would hold the
+    event loop as long as making them did."""
+    nodes = plan.nodes
+    by_id = plan.by_id
+    assert isinstance(by_id, dict)
+    inputs = plan.inputs
+    assert isinstance(inputs, dict)
+    inputs.clear()
+    while nodes:
+        # by_id holds the nodes in the list's order: both let go of the same ones.
+        for _ in range(min(STEP, len(by_id))):
+            by_id.popitem()
+        del nodes[-STEP:]
+        yield
 
 
 def _apply_param(planned: PlannedNode, params: Mapping[str, object]) -> None:

@@ -519,6 +519,8 @@ class Run:
             item = await self._execute(execution)
         self._move(_FINISHING)
         committed = self._sink.conclude(self, item)
+        # While a durable terminal commits; a large graph's objects are freed in slices.
+        await execution.release()
         if committed is not None:
             # The task lasts until the terminal is published: Hub.close waits for it.
             await committed
