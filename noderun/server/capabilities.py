@@ -73,5 +73,9 @@ def capabilities(settings: Settings, registry_revision: int, version: str) -> di
             # The one server-side wait a client's run is subject to: how long it
             # goes on with no client attached.
             "request_timeout_seconds": settings.detach_grace,
+            # Not in NodeTool's SdkCapabilitiesResponse (extra keys are ignored):
+            # PROTOCOL.md §7's nodes per graph and run timeout (0 = none).
+            "max_graph_nodes": settings.max_graph_nodes,
+            "run_timeout_seconds": settings.run_timeout,
         },
     }

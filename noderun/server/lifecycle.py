@@ -195,6 +195,8 @@ class Lifecycle:
                     detach_grace=settings.detach_grace,
                     finished_ttl=settings.finished_ttl,
                     max_active_runs=settings.max_active_runs,
+                    max_graph_nodes=settings.max_graph_nodes,
+                    run_timeout=settings.run_timeout,
                 ),
                 self.store,
                 self.workflows,

@@ -335,6 +335,18 @@ class Settings:
         metavar="N",
         shown_default="`104857600` (100 MiB)",
     )
+    max_graph_nodes: int = setting(
+        10_000,
+        "most nodes a graph may have; a larger one's run fails before anything runs",
+        check=_positive,
+        metavar="N",
+    )
+    run_timeout: float = setting(
+        0.0,
+        "seconds after which a run still going fails with `timeout`; `0` = never",
+        check=_not_negative,
+        metavar="SECONDS",
+    )
     debug: bool = setting(False, "Starlette debug mode (tracebacks in HTTP errors)", metavar=None)
     #: The ``NODERUN_PG_*``/``NODERUN_STORE_*`` tuning of the store (environment only).
     store_options: StoreOptions = field(default_factory=StoreOptions)
