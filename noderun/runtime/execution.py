@@ -159,9 +159,9 @@ class Execution:
 
     @property
     def planned(self) -> bool:
-        """Whether the graph is validated (or found invalid): :meth:`validate` has nothing
-        to do."""
-        return self._steps is None
+        """Whether the graph is validated and valid; if not, :meth:`validate` validates it
+        or raises the error found."""
+        return self._steps is None and self._invalid is None
 
     async def validate(self) -> None:
         """Validate the graph handed over unplanned, a slice at a time; raises
