@@ -274,7 +274,8 @@ def _check_acyclic(nodes: list[PlannedNode]) -> Generator[None, None, None]:
 
 
 class PlanCache:
-    """Validated plans of single-node graphs, reused across runs.
+    """Plans runs' graphs: validated plans of single-node graphs reused across runs,
+    large graphs handed over :class:`Unplanned`, graphs over the node limit refused.
 
     NodeTool's SDK sends the same single-node graph for every call of a node;
     validating it again each time was a fifth of a trivial run's cost. Only
@@ -282,18 +283,32 @@ class PlanCache:
     input node (whose value comes from the run's params) — such a run completes
     synchronously, so nothing (``update_node_properties``) can reach its plan.
     Bounded: emptied when it holds ``size`` plans.
+
+    A graph of more than ``at_once`` nodes is not validated here but by its run, in
+    slices; one of more than ``max_nodes`` nodes is refused (:class:`GraphError`).
+    Both are looked at only off the single-node path.
     """
 
-    def __init__(self, registry: Registry, size: int = 1024) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        size: int = 1024,
+        *,
+        at_once: int = 256,
+        max_nodes: int = 10_000,
+    ) -> None:
         self._registry = registry
         self._size = size
         self._plans: dict[bytes, Plan] = {}
+        self._at_once = min(at_once, max_nodes)
+        self._max_nodes = max_nodes
 
-    def plan(self, graph: Graph, params: Mapping[str, object] | None) -> Plan:
-        """Like :func:`plan_graph`; raises :class:`GraphError` the same way."""
+    def plan(self, graph: Graph, params: Mapping[str, object] | None) -> Plan | Unplanned:
+        """Like :func:`plan_graph` (raises :class:`GraphError` the same way), or the
+        graph :class:`Unplanned` when it is large."""
         nodes = graph.nodes
         if len(nodes) != 1 or graph.edges:
-            return plan_graph(graph, params, self._registry)
+            return self._plan_graph(graph, params)
         # The node's own MessagePack bytes: exact (True, 1 and 1.0 differ, unlike
         # in a tuple key) and hashable whatever the property values are.
         key = _encode(nodes[0])
@@ -306,3 +321,14 @@ class PlanCache:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
+
+    def _plan_graph(self, graph: Graph, params: Mapping[str, object] | None) -> Plan | Unplanned:
+        count = len(graph.nodes)
+        if count <= self._at_once:
+            return plan_graph(graph, params, self._registry)
+        if count > self._max_nodes:
+            raise GraphError(
+                f"the graph has {count} nodes; this server runs graphs of at most "
+                f"{self._max_nodes} (max_graph_nodes)"
+            )
+        return Unplanned(plan_steps(graph, params, self._registry))

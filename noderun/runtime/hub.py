@@ -26,7 +26,7 @@ import structlog
 from noderun.contract import Refusal, RunExists, RunRecord, RunStatus, RunStore
 from noderun.protocol.client import ExecutionOptions, RunJob
 from noderun.runtime.errors import GraphError
-from noderun.runtime.graph import Plan, PlanCache, Unplanned, plan_steps
+from noderun.runtime.graph import Plan, PlanCache, Unplanned
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, Subscriber
@@ -104,8 +104,9 @@ class Hub:
         self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
         limit = self.config.finished_limit
         self._prune_at = limit + min(64, max(1, limit // 16))
-        self._plans = PlanCache(registry)
-        self._plan_at_once = min(PLAN_AT_ONCE, self.config.max_graph_nodes)
+        self._plans = PlanCache(
+            registry, at_once=PLAN_AT_ONCE, max_nodes=self.config.max_graph_nodes
+        )
 
     def get(self, job_id: str) -> Run | None:
         run = self.active.get(job_id)
@@ -228,16 +229,7 @@ class Hub:
             graph = frame.graph
             if graph is None:
                 graph = self.workflows.graph_for(frame.workflow_id, frame.params)
-            if len(graph.nodes) > self._plan_at_once:
-                limit = self.config.max_graph_nodes
-                if len(graph.nodes) > limit:
-                    raise GraphError(
-                        f"the graph has {len(graph.nodes)} nodes; this server runs graphs "
-                        f"of at most {limit} (max_graph_nodes)"
-                    )
-                plan = Unplanned(plan_steps(graph, frame.params, self.registry))
-            else:
-                plan = self._plans.plan(graph, frame.params)
+            plan = self._plans.plan(graph, frame.params)
         except GraphError as exc:
             error = run_error(exc)
         options = frame.execution_options or _DEFAULT_OPTIONS

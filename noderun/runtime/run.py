@@ -206,7 +206,7 @@ class Run:
         self._on_finished = on_finished
         self._started = time.perf_counter()
         self._cancel_reason = ""
-        self._stop_status = _CANCELLED
+        # _stop_status is set by _stop, the one place that moves to CANCELLING.
         self._timeout = timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._outcome = _FAILED
@@ -396,8 +396,11 @@ class Run:
             try:
                 # Only a Plan is synchronous (Unplanned.synchronous is False); no
                 # isinstance here, on the hot path, to tell mypy so.
-                node = plan.nodes[0]  # type: ignore[union-attr]
-                outputs = execute_single_inline(node, self, report_nodes=full)
+                outputs = execute_single_inline(
+                    plan.nodes[0],  # type: ignore[union-attr]
+                    self,
+                    report_nodes=full,
+                )
             except NodeFailed as exc:
                 item = self._terminal(_FAILED, error=str(exc))
             except Exception as exc:
@@ -450,7 +453,9 @@ class Run:
         executing = self._state in (_STARTING, _RUNNING, _CANCELLING)
         self._move(_ABANDONED)
         self._on_finished = None
-        self._end_deadline()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if executing and self.task is not None:
             self.task.cancel()
         # A run that is FINISHING lets its terminal commit (a no-op without its row)
@@ -473,7 +478,9 @@ class Run:
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
-        self._end_deadline()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         subscribers, self.subscribers = self.subscribers, []
         job_id = self.job_id
         for subscriber in subscribers:
@@ -487,11 +494,6 @@ class Run:
         on_finished, self._on_finished = self._on_finished, None
         if on_finished is not None:
             on_finished(self)
-
-    def _end_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
 
     def _stopped(self) -> Outbound:
         """The terminal of a run stopped by :meth:`_stop`."""

@@ -6,7 +6,7 @@ import pytest
 
 from noderun.protocol.client import Graph
 from noderun.runtime.errors import GraphError
-from noderun.runtime.graph import plan_graph
+from noderun.runtime.graph import Plan, plan_graph
 from noderun.runtime.node import node as define
 from noderun.runtime.registry import Registry, default_registry
 from tests.runtime.support import edge, node
@@ -123,8 +123,32 @@ def test_plan_cache_reuses_single_inline_node_plans_only() -> None:
     blocking = Graph(nodes=[node("s", "noderun.debug.BlockingSleep", seconds=0.0)])
     assert cache.plan(blocking, None) is not cache.plan(blocking, None)
     inputs = Graph(nodes=[node("i", "nodetool.input.IntegerInput", name="n")])
-    assert cache.plan(inputs, {"n": 1}).nodes[0].properties["value"] == 1
-    assert cache.plan(inputs, {"n": 2}).nodes[0].properties["value"] == 2
+    for value in (1, 2):
+        planned = cache.plan(inputs, {"n": value})
+        assert isinstance(planned, Plan)
+        assert planned.nodes[0].properties["value"] == value
+
+
+def test_plan_cache_hands_large_graphs_over_unplanned_and_refuses_those_over_the_limit() -> None:
+    from noderun.runtime.graph import PlanCache, Unplanned
+
+    cache = PlanCache(REGISTRY, at_once=2, max_nodes=3)
+
+    def concat_chain(length: int) -> Graph:
+        return Graph(
+            nodes=[node(f"n{i}", "nodetool.text.Concat") for i in range(length)],
+            edges=[edge(f"n{i - 1}", f"n{i}", "a") for i in range(1, length)],
+        )
+
+    assert isinstance(cache.plan(concat_chain(2), None), Plan)
+    large = cache.plan(concat_chain(3), None)
+    assert isinstance(large, Unplanned)
+    with pytest.raises(StopIteration) as done:  # its steps make the same plan
+        while True:
+            next(large.steps)
+    assert [n.id for n in done.value.value.nodes] == ["n0", "n1", "n2"]
+    with pytest.raises(GraphError, match=r"4 nodes; .* at most 3 \(max_graph_nodes\)"):
+        cache.plan(concat_chain(4), None)
 
 
 def test_plan_cache_tells_true_from_one() -> None:
