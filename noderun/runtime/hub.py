@@ -29,7 +29,7 @@ from noderun.runtime.errors import GraphError
 from noderun.runtime.graph import Plan, PlanCache, Unplanned
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
-from noderun.runtime.run import Run, Subscriber
+from noderun.runtime.run import Run, RunLimits, Subscriber
 from noderun.runtime.sink import EPHEMERAL, DurableSink, OutputSink
 from noderun.runtime.workflows import WorkflowCatalog, run_error
 
@@ -104,6 +104,9 @@ class Hub:
         self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
         limit = self.config.finished_limit
         self._prune_at = limit + min(64, max(1, limit // 16))
+        self._limits = RunLimits(
+            self.config.replay_limit, self.config.detach_grace, self.config.run_timeout
+        )
         self._plans = PlanCache(
             registry, at_once=PLAN_AT_ONCE, max_nodes=self.config.max_graph_nodes
         )
@@ -233,7 +236,6 @@ class Hub:
         except GraphError as exc:
             error = run_error(exc)
         options = frame.execution_options or _DEFAULT_OPTIONS
-        config = self.config
         run = Run(
             job_id=job_id,
             workflow_id=frame.workflow_id,
@@ -241,15 +243,13 @@ class Hub:
             detail=options.event_detail,
             explicit_types=frame.explicit_types,
             require_terminal_result=frame.require_terminal_result,
-            replay_limit=config.replay_limit,
-            detach_grace=config.detach_grace,
+            limits=self._limits,
             sink=sink,
             plan=plan,
             pool=self.pool,
             error=error,
             subscriber=subscriber,
             on_finished=self._finished_run,
-            timeout=config.run_timeout,
         )
         self.active[job_id] = run
         self._finished.pop(job_id, None)

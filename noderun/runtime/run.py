@@ -40,6 +40,7 @@ import enum
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 import structlog
@@ -61,7 +62,7 @@ from noderun.runtime.pool import RunnerPool
 from noderun.runtime.sink import OutputSink
 from noderun.runtime.workflows import run_error
 
-__all__ = ["Detail", "Run", "RunState", "Subscriber"]
+__all__ = ["Detail", "Run", "RunLimits", "RunState", "Subscriber"]
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +127,18 @@ class Subscriber(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """What every run of a hub shares (one object, not a field each per run)."""
+
+    #: Messages kept for replay (oldest dropped first).
+    replay_limit: int = 2000
+    #: Seconds a run with no subscriber goes on before it is cancelled.
+    detach_grace: float = 600.0
+    #: Seconds after which a run that waits ends ``failed`` (timeout); 0: never.
+    timeout: float = 0.0
+
+
 class Run:
     """A run's state and message stream. Created and driven by the :class:`~.hub.Hub`."""
 
@@ -133,11 +146,11 @@ class Run:
         "_buffer",
         "_cancel_reason",
         "_deadline",
-        "_detach_grace",
         "_error",
         "_full",
         "_grace_timer",
         "_keeps",
+        "_limits",
         "_on_finished",
         "_outcome",
         "_outputs",
@@ -147,7 +160,6 @@ class Run:
         "_started",
         "_state",
         "_stop_status",
-        "_timeout",
         "detail",
         "execution",
         "explicit_types",
@@ -170,19 +182,16 @@ class Run:
         detail: Detail,
         explicit_types: bool,
         require_terminal_result: bool,
-        replay_limit: int,
-        detach_grace: float,
+        limits: RunLimits,
         sink: OutputSink,
         plan: Plan | Unplanned | None,
         pool: RunnerPool | None,
         error: str | None = None,
         subscriber: Subscriber | None = None,
         on_finished: Callable[[Run], None] | None = None,
-        timeout: float = 0.0,
     ) -> None:
         """A ``PREPARED`` run of ``plan``; with ``plan=None`` it fails with ``error``
-        when started, nothing executed. ``subscriber``: attached from the start.
-        ``timeout``: seconds after which a run that waits ends ``failed`` (0: never)."""
+        when started, nothing executed. ``subscriber``: attached from the start."""
         self.job_id = job_id
         self.workflow_id = workflow_id
         self.user_id = user_id
@@ -200,14 +209,13 @@ class Run:
         self.task: asyncio.Task[None] | None = None
         self.terminal: Outbound | None = None
         self.subscribers: list[Subscriber] = [subscriber] if subscriber is not None else []
-        self._buffer: deque[Outbound] = deque(maxlen=replay_limit)
-        self._detach_grace = detach_grace
+        self._buffer: deque[Outbound] = deque(maxlen=limits.replay_limit)
+        self._limits = limits
         self._grace_timer: asyncio.TimerHandle | None = None
         self._on_finished = on_finished
         self._started = time.perf_counter()
         self._cancel_reason = ""
         # _stop_status is set by _stop, the one place that moves to CANCELLING.
-        self._timeout = timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._outcome = _FAILED
         self._full = detail == "full"
@@ -272,7 +280,7 @@ class Run:
             return False
         if not self.subscribers and not self.finished and self._grace_timer is None:
             loop = asyncio.get_running_loop()
-            self._grace_timer = loop.call_later(self._detach_grace, self._grace_expired)
+            self._grace_timer = loop.call_later(self._limits.detach_grace, self._grace_expired)
         return True
 
     def _grace_expired(self) -> None:
@@ -383,8 +391,9 @@ class Run:
             execution = self.execution = Execution(plan, self, self._pool)
             loop = asyncio.get_running_loop()
             self.task = loop.create_task(self._main(execution))
-            if self._timeout > 0:
-                self._deadline = loop.call_later(self._timeout, self._timed_out)
+            timeout = self._limits.timeout
+            if timeout > 0:
+                self._deadline = loop.call_later(timeout, self._timed_out)
             return
         self._move(_RUNNING)
         if plan is None:
@@ -423,8 +432,9 @@ class Run:
 
     def _timed_out(self) -> None:
         self._deadline = None
-        if self._stop(_FAILED, f"timeout: the run did not finish within {self._timeout:g} s"):
-            log.info("run.timeout", job_id=self.job_id, timeout=self._timeout)
+        timeout = self._limits.timeout
+        if self._stop(_FAILED, f"timeout: the run did not finish within {timeout:g} s"):
+            log.info("run.timeout", job_id=self.job_id, timeout=timeout)
 
     def _stop(self, status: RunStatus, reason: str) -> bool:
         """Stop the run's task; its terminal has ``status`` and ``reason`` (the error of
