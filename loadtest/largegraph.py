@@ -131,7 +131,14 @@ class Outcome:
     handshakes: list[float]
 
 
-async def measure(uri: str, nodes: int, detail: str, idle_seconds: float) -> Outcome:
+async def _nothing(stop: asyncio.Event) -> list[float]:
+    await stop.wait()
+    return []
+
+
+async def measure(
+    uri: str, nodes: int, detail: str, idle_seconds: float, handshakes: bool
+) -> Outcome:
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(idle_seconds, stop.set)
     idle = await _trivial_runs(uri, stop, "idle")
@@ -140,14 +147,14 @@ async def measure(uri: str, nodes: int, detail: str, idle_seconds: float) -> Out
     stop = asyncio.Event()
     async with connect(uri, compression=None, ping_interval=None, max_size=None) as big:
         trivial = asyncio.create_task(_trivial_runs(uri, stop, "during"))
-        handshakes = asyncio.create_task(_handshakes(uri, stop))
+        shaking = asyncio.create_task(_handshakes(uri, stop) if handshakes else _nothing(stop))
         await asyncio.sleep(0.2)  # both running before the chain arrives
         started = time.perf_counter()
         await big.send(payload)
         terminal = await _until_terminal(big, "chain")
         elapsed = time.perf_counter() - started
         stop.set()
-        during, shakes = await trivial, await handshakes
+        during, shakes = await trivial, await shaking
     return Outcome(elapsed, terminal.status or "?", idle, during, shakes)
 
 
@@ -181,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         help="event_detail of the chain's run (terminal)",
     )
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle trivial runs")
+    parser.add_argument(
+        "--no-handshakes", action="store_true", help="do not open connections meanwhile"
+    )
     parser.add_argument("--goal-ms", type=float, default=50.0, help="p99 goal during the chain")
     args = parser.parse_args(argv)
     command = python_module(
@@ -197,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with spawn_servers({"noderun": command}, plan_cpus()) as servers:
         server = servers["noderun"]
-        outcome = asyncio.run(measure(server.ws_uri, args.nodes, args.detail, args.idle))
+        outcome = asyncio.run(
+            measure(server.ws_uri, args.nodes, args.detail, args.idle, not args.no_handshakes)
+        )
         rss = _peak_rss_kib(server.process.pid)
     print(
         f"chain of {args.nodes} ({args.detail}): {outcome.chain_status} in "

@@ -37,7 +37,7 @@ __all__ = ["SLICE", "Execution", "ExecutionEvents", "execute_single_inline"]
 
 #: Longest stretch (seconds) the scheduler or the planner holds the event loop before
 #: it lets other work run.
-SLICE: Final = 0.002
+SLICE: Final = 0.001
 #: Work items between two looks at the clock (a power of two).
 _CLOCK_EVERY: Final = 32
 
