@@ -441,6 +441,10 @@ class Execution:
     def _record_sink(self, node: PlannedNode, produced: dict[str, object]) -> None:
         if node.is_sink and not node.spec.is_output:
             self.outputs[node.id] = produced
+            # §3.2: a sink that is not an Output node reports each output handle (vvvv
+            # reads a node's value from these in ``outputs`` mode).
+            for handle, value in produced.items():
+                self._events.output_value(node, handle, value)
 
     def _route(self, node: PlannedNode, produced: Mapping[str, object]) -> None:
         states = self._states
@@ -496,14 +500,15 @@ class Execution:
 
 
 def execute_single_inline(
-    node: PlannedNode, events: ExecutionEvents, *, report_nodes: bool
+    node: PlannedNode, events: ExecutionEvents, *, report_nodes: bool, report_outputs: bool
 ) -> dict[str, object]:
     """Run a :attr:`Plan.synchronous` plan's node now; ``result.outputs``.
 
     The SDK's single-node call of a cheap node: the same events and outputs as
     :class:`Execution`, with none of its scheduling state. ``report_nodes``: whether
     the run wants ``node_started``/``node_completed`` (on the hot path a call the run
-    would ignore is not made). Raises :class:`NodeFailed`.
+    would ignore is not made); ``report_outputs``: whether it wants ``output_value``
+    for the node's outputs (``full`` and ``outputs``). Raises :class:`NodeFailed`.
     """
     spec = node.spec
     args = dict(node.properties)
@@ -529,6 +534,9 @@ def execute_single_inline(
         if report_nodes:
             events.node_completed(node, produced)
         return {name: [produced["output"]]}
+    if report_outputs:
+        for handle, output in produced.items():
+            events.output_value(node, handle, output)
     if report_nodes:
         events.node_completed(node, produced)
     return {node.id: produced}

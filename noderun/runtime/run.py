@@ -409,6 +409,7 @@ class Run:
                     plan.nodes[0],  # type: ignore[union-attr]
                     self,
                     report_nodes=full,
+                    report_outputs=self._outputs,
                 )
             except NodeFailed as exc:
                 item = self._terminal(_FAILED, error=str(exc))
