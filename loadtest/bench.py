@@ -106,7 +106,7 @@ class Target:
 TARGETS = (
     Target("floor", "floor", "floor", RunSpec("terminal"), 2),
     Target("terminal", "noderun terminal", "noderun", RunSpec("terminal"), 2),
-    Target("full", "noderun full", "noderun", RunSpec("full"), 5),
+    Target("full", "noderun full", "noderun", RunSpec("full"), 6),
     Target(
         "durable-sqlite",
         "durable-sqlite",

@@ -197,7 +197,7 @@ def test_floor_only_quick_bench_reports_numbers(tmp_path: Path) -> None:
 
 def test_quick_bench_against_noderun_verifies_every_run(tmp_path: Path) -> None:
     """The real servers answer every run correctly, ephemeral and durable on sqlite,
-    with 2 frames per run for ``event_detail=terminal`` and 5 for ``full``
+    with 2 frames per run for ``event_detail=terminal`` and 6 for ``full``
     (PROTOCOL.md §3.2); durable-sqlite is compared with ephemeral ``terminal``."""
     out = tmp_path / "bench.json"
     proc = _bench("--only", "ephemeral,durable-sqlite", "--json", str(out))
@@ -209,7 +209,7 @@ def test_quick_bench_against_noderun_verifies_every_run(tmp_path: Path) -> None:
         assert summary[name]["failures"] == 0, summary[name]["first_failure"]
         assert summary[name]["runs_per_s"] > 0
     assert set(summary["terminal"]["frames_per_run"]) == {"2"}
-    assert set(summary["full"]["frames_per_run"]) == {"5"}
+    assert set(summary["full"]["frames_per_run"]) == {"6"}
     assert set(summary["durable-sqlite"]["frames_per_run"]) == {"2"}
     assert data["vs_baseline"]["durable-sqlite"]["baseline"] == "terminal"
     assert data["vs_baseline"]["durable-sqlite"]["throughput"] > 0

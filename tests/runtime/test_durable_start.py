@@ -111,8 +111,9 @@ async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
     await asyncio.sleep(0)  # the terminal's commit callback
     items, incomplete = run.replay(0)
     assert not incomplete
-    assert [item.seq for item in items] == [1, 2, 3, 4]  # kept for the ack, then replayed
-    assert store.appended == [1, 2, 3] and store.finished == ["completed"]
+    # Job and node running, the sink's output_update (§3.2), node completed, terminal:
+    assert [item.seq for item in items] == [1, 2, 3, 4, 5]  # kept for the ack, then replayed
+    assert store.appended == [1, 2, 3, 4] and store.finished == ["completed"]
     assert hub.get("ok") is run and run.status == "completed"
 
 

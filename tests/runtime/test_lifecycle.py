@@ -51,6 +51,7 @@ async def test_a_single_inline_node_runs_inside_start_and_publishes_finished() -
         assert sink.seen == [
             ("JobUpdate", RunState.RUNNING, RunStatus.RUNNING),
             ("NodeUpdate", RunState.RUNNING, RunStatus.RUNNING),
+            ("OutputUpdate", RunState.RUNNING, RunStatus.RUNNING),
             ("NodeUpdate", RunState.RUNNING, RunStatus.RUNNING),
             ("JobUpdate", RunState.FINISHED, RunStatus.COMPLETED),
         ]

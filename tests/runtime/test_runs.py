@@ -26,15 +26,19 @@ async def test_single_node_full_profile_message_order_and_outputs() -> None:
         frame = request([node("n1", "nodetool.text.Concat", a="hello ", b="world")], job_id="j1")
         run = start(hub, frame, sink)
         terminal = await sink.terminal()
-        kinds = [(type(m).__name__, m.status) for m in sink.messages]
+        kinds = [(type(m).__name__, getattr(m, "status", None)) for m in sink.messages]
         assert kinds == [
             ("JobUpdate", "running"),
             ("NodeUpdate", "running"),
+            ("OutputUpdate", None),  # §3.2: the sink's output, before its completed
             ("NodeUpdate", "completed"),
             ("JobUpdate", "completed"),
         ]
-        assert [item.seq for item in sink.items] == [1, 2, 3, 4]
-        assert [m.job_seq for m in sink.messages] == [1, 2, 3, 4]
+        output = sink.messages[2]
+        assert isinstance(output, OutputUpdate)
+        assert (output.node_id, output.output_name, output.value) == ("n1", "output", "hello world")
+        assert [item.seq for item in sink.items] == [1, 2, 3, 4, 5]
+        assert [m.job_seq for m in sink.messages] == [1, 2, 3, 4, 5]
         assert terminal.result == {"outputs": {"n1": {"output": "hello world"}}}
         assert terminal.duration is not None and terminal.duration >= 0
         assert sink.finished == ["j1"]

@@ -18,9 +18,10 @@ from tests.server.helpers import (
 )
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="x", b="y"))
-#: Full profile: job running, node running, 8 progress, node completed, terminal = 12.
+#: Full profile: job running, node running, 8 progress, the sink's output_update (§3.2),
+#: node completed, terminal = 13.
 PROGRESS = graph(nd("p", "noderun.debug.Progress", steps=8, interval=0.15 * TIME_SCALE))
-PROGRESS_MESSAGES = 12
+PROGRESS_MESSAGES = 13
 
 
 def seqs(frames: list[Frame], job_id: str) -> list[int]:

@@ -69,7 +69,8 @@ async def run_to_end(client: Client, nodes: Frame, **options: Any) -> tuple[Fram
 
 
 async def test_single_node_full_detail_with_explicit_types(server: ServerHandle) -> None:
-    """Binary single-node run: ack, job running, node running, node completed, terminal.
+    """Binary single-node run: ack, job running, node running, the sink's output_update
+    (§3.2), node completed, terminal.
 
     With explicit_types the node result and result.outputs wrap the string.
     """
@@ -79,10 +80,11 @@ async def test_single_node_full_detail_with_explicit_types(server: ServerHandle)
     assert kinds(messages) == [
         ("job_update", "running"),
         ("node_update", "running"),
+        ("output_update",),
         ("node_update", "completed"),
         ("job_update", "completed"),
     ]
-    _running, node_running, node_done, terminal = messages
+    _running, node_running, _output, node_done, terminal = messages
     assert node_running["node_id"] == "n1"
     assert node_running["node_type"] == "nodetool.text.Concat"
     assert node_done["result"] == {"output": {"type": "string", "value": "hello world"}}
@@ -97,7 +99,8 @@ async def test_single_node_plain_values_without_explicit_types(server: ServerHan
     """explicit_types false: result.outputs = {"n1": {"output": "hello world"}}."""
     async with connect(server) as client:
         _ack, messages = await run_to_end(client, CONCAT, explicit_types=False)
-    assert messages[2]["result"] == {"output": "hello world"}
+    assert messages[2]["value"] == "hello world"
+    assert messages[3]["result"] == {"output": "hello world"}
     assert messages[-1]["result"] == {"outputs": {"n1": {"output": "hello world"}}}
 
 
@@ -448,6 +451,7 @@ async def test_log_update_and_chunks_between_node_running_and_completed(
         ("log_update",),
         ("chunk",),
         ("chunk",),
+        ("output_update",),
         ("node_update", "completed"),
         ("job_update", "completed"),
     ]
@@ -460,11 +464,18 @@ async def test_log_update_and_chunks_between_node_running_and_completed(
 
 
 async def test_outputs_profile_keeps_chunks_but_drops_logs(server: ServerHandle) -> None:
-    """event_detail outputs: chunks are outputs (kept), logs and node updates are not."""
+    """event_detail outputs: chunks and the sink's output_update (§3.2) are outputs (kept),
+    logs and node updates are not."""
     nodes = graph(nd("c", "noderun.test.Chatter", text="hey"))
     async with connect(server) as client:
         _ack, messages = await run_to_end(client, nodes, event_detail="outputs")
-    assert kinds(messages) == [("chunk",), ("chunk",), ("job_update", "completed")]
+    assert kinds(messages) == [
+        ("chunk",),
+        ("chunk",),
+        ("output_update",),
+        ("job_update", "completed"),
+    ]
+    assert messages[2]["value"] == "hey!"
 
 
 async def test_streaming_node_feeds_each_item_downstream(server: ServerHandle) -> None:
