@@ -400,8 +400,8 @@ class Execution:
                     self._route(node, produced)
                     self._pump()
                 self._states[node.index].busy = False
-                self._events.node_completed(node, merged)
                 self._record_sink(node, merged)
+                self._events.node_completed(node, merged)
                 self._work.append(node.index)
                 self._pump()
                 return
