@@ -127,12 +127,14 @@ async def test_run_job_acks_untyped_then_streams_the_run() -> None:
     ]
     run_messages = frames[1:]
     assert [f["job_seq"] for f in run_messages] == list(range(1, len(run_messages) + 1))
-    assert [(f["type"], f["status"]) for f in run_messages] == [
+    assert [(f["type"], f.get("status")) for f in run_messages] == [
         ("job_update", "running"),
         ("node_update", "running"),
+        ("output_update", None),  # the sink's output (§3.2), before its completed
         ("node_update", "completed"),
         ("job_update", "completed"),
     ]
+    assert (run_messages[2]["output_name"], run_messages[2]["value"]) == ("output", "xy")
     assert run_messages[-1]["status"] == "completed"
     assert run_messages[-1]["result"] == {"outputs": {"n1": {"output": "xy"}}}
 
@@ -626,8 +628,8 @@ async def test_reconnect_a_finished_run_replays_it_with_its_terminal(command: st
         ("job_id", "r1"),
         ("workflow_id", "wf"),
         ("status", "completed"),
-        ("last_seq", 4),
-        ("replay_count", 4),
+        ("last_seq", 5),
+        ("replay_count", 5),
         ("replay_incomplete", False),
     ]
     assert replayed == sent[1:]
@@ -638,8 +640,8 @@ async def test_reconnect_after_seq_replays_only_what_follows() -> None:
     first.run_job([concat()], "r2")
     second = Peer(first.hub)
     frames = second.command("reconnect_job", {"job_id": "r2", "after_seq": 3})
-    assert frames[0]["replay_count"] == 1
-    assert [f["job_seq"] for f in frames[1:]] == [4]
+    assert frames[0]["replay_count"] == 2  # node completed, terminal
+    assert [f["job_seq"] for f in frames[1:]] == [4, 5]
 
 
 async def test_repeated_reconnect_never_duplicates_the_live_stream() -> None:
