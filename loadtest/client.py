@@ -25,6 +25,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
 
 __all__ = [
     "RUN_TIMEOUT_S",
@@ -36,6 +37,7 @@ __all__ = [
     "RunTimeout",
     "check_terminal",
     "decode_frame",
+    "verified_run",
     "watched",
 ]
 
@@ -204,6 +206,11 @@ class BenchConnection:
     async def close(self) -> None:
         await self._ws.close()
 
+    @property
+    def is_open(self) -> bool:
+        """Neither side has started closing the WebSocket."""
+        return self._ws.state is State.OPEN
+
     async def run_once(self, spec: RunSpec) -> RunOutcome:
         """Send one run and read frames until its terminal ``job_update``.
 
@@ -252,3 +259,20 @@ async def watched(phase: Awaitable[T], conns: Sequence[BenchConnection]) -> T:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def verified_run(uri: str, spec: RunSpec) -> None:
+    """Open a connection, make one run, close; raise ``RunError`` unless it was correct.
+
+    Warms a fresh server up (imports, caches) before its footprint is measured.
+    """
+    conn = await BenchConnection.open(uri)
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            outcome = await conn.run_once(spec)
+    except TimeoutError:
+        raise RunTimeout(conn.job_id, conn.frames) from None
+    finally:
+        await conn.close()
+    if outcome.failure is not None:
+        raise RunError(f"warm-up run failed: {outcome.failure}")
