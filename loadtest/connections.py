@@ -55,6 +55,7 @@ COMMAND_TIMEOUT_S = 600.0
 #: Seconds the server has to release closed connections' descriptors.
 RELEASE_TIMEOUT_S = 60.0
 RELEASE_POLL_S = 0.1
+REPLY_LIMIT = 2**26
 
 
 class ClientFailed(Exception):
@@ -155,6 +156,8 @@ class _Client:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
+            # The ``open`` reply carries every handshake time on one line.
+            limit=REPLY_LIMIT,
         )
         client = cls(process)
         await client.reply()
