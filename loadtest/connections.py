@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from loadtest.client import RunError, RunSpec, verified_run
+from loadtest.cpu import process_tree_cpu_seconds
 from loadtest.database import DatabaseUnavailable
 from loadtest.fleet import FD_MARGIN
 from loadtest.footprint import Footprint, footprint, raise_fd_limit
@@ -75,6 +76,9 @@ class ConnectionReport:
     open_failures: int = 0
     first_open_error: str | None = None
     open_all_s: float = 0.0
+    #: CPU seconds spent while opening, by the server and by all client processes.
+    open_server_cpu_s: float | None = None
+    open_client_cpu_s: float | None = None
     handshake_p50_ms: float = 0.0
     handshake_p99_ms: float = 0.0
     handshake_max_ms: float = 0.0
@@ -95,6 +99,10 @@ class ConnectionReport:
         return (self.all_open.rss_kib - self.before.rss_kib) / self.established
 
     @property
+    def open_rate(self) -> float:
+        return self.established / self.open_all_s if self.open_all_s else 0.0
+
+    @property
     def passed(self) -> bool:
         return (
             self.established == self.requested
@@ -105,8 +113,23 @@ class ConnectionReport:
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["rss_per_connection_kib"] = self.rss_per_connection_kib
+        data["open_rate"] = self.open_rate
         data["passed"] = self.passed
         return data
+
+
+def _secs(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
+def _cpu(server: ServerProcess, clients: list[_Client]) -> tuple[float | None, float | None]:
+    client_cpu = [process_tree_cpu_seconds(c.process.pid) for c in clients]
+    total = None if None in client_cpu else sum(c or 0.0 for c in client_cpu)
+    return server.cpu_seconds(), total
+
+
+def _spent(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
 
 
 def _fp(f: Footprint | None) -> str:
@@ -119,7 +142,8 @@ def render(r: ConnectionReport) -> str:
         f"{r.clients} client process(es), at most {r.concurrency} handshakes at once, "
         f"idle {r.idle_s:g} s",
         f"established          {r.established} (failed {r.open_failures})",
-        f"time to open all     {r.open_all_s:.2f} s",
+        f"time to open all     {r.open_all_s:.2f} s ({r.open_rate:.0f} connections/s; CPU "
+        f"server {_secs(r.open_server_cpu_s)}, clients {_secs(r.open_client_cpu_s)})",
         f"handshake            p50 {r.handshake_p50_ms:.2f} ms  p99 {r.handshake_p99_ms:.2f} ms"
         f"  max {r.handshake_max_ms:.2f} ms",
         f"runs                 completed {r.runs_completed}, failed {r.runs_failed}",
@@ -219,9 +243,13 @@ async def _measure(server: ServerProcess, report: ConnectionReport) -> None:
     try:
         for count, gate in zip(counts, gates, strict=True):
             clients.append(await _Client.start(server.ws_uri, count, gate))
+        cpu_before = _cpu(server, clients)
         started = time.perf_counter()
         opened = await _all(clients, "open")
         report.open_all_s = time.perf_counter() - started
+        cpu_after = _cpu(server, clients)
+        report.open_server_cpu_s = _spent(cpu_after[0], cpu_before[0])
+        report.open_client_cpu_s = _spent(cpu_after[1], cpu_before[1])
         handshakes: list[float] = []
         for reply in opened:
             report.established += int(str(reply["opened"]))

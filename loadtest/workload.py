@@ -210,7 +210,7 @@ class Driver:
             while True:
                 last = stop.is_set()
                 kind = KINDS["single"] if last else next(self._kinds)
-                await self._run(kind)
+                await self.run(kind)
                 if last:
                     return
                 next_at = max(next_at + self._period_s, time.monotonic())
@@ -220,7 +220,8 @@ class Driver:
             if self._ws is not None:
                 await self._ws.close()
 
-    async def _run(self, kind: RunKind) -> None:
+    async def run(self, kind: RunKind) -> None:
+        """Send one run of ``kind`` and account for its terminal in the tally."""
         tally = self._tally
         self._runs += 1
         job_id = f"{self._prefix}{self._runs:016x}"
