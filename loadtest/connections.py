@@ -119,7 +119,7 @@ class ConnectionReport:
 
 
 def _secs(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} s"
+    return "n/a" if value is None else f"{value:.2f} s"
 
 
 def _cpu(server: ServerProcess, clients: list[_Client]) -> tuple[float | None, float | None]:
