@@ -266,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(samples, tally, verdicts, header))
     if args.json:
         data = {
-            "config": {k: v for k, v in vars(args).items() if k not in ("json", "store_choice")},
+            # ``store`` is the description: an admin DSN may carry a password.
+            "config": {
+                **{k: v for k, v in vars(args).items() if k not in ("json", "store_choice")},
+                "store": store,
+            },
             "samples": [asdict(s) for s in samples],
             "counts": asdict(counts),
             "by_kind": dict(tally.by_kind),
