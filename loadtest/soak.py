@@ -15,8 +15,9 @@ growth, a stable p99, no failed, lost, duplicated or stray run.
 
 The server runs with ``--debug-nodes`` when its ``serve --help`` offers the
 flag (older servers register the debug nodes by default). ``--finished-ttl``
-sets ``NODERUN_FINISHED_TTL`` for it; ``--quick`` sets it to 1 s so the
-finished-run cache reaches its steady size within a 10-second soak.
+and ``--ping-interval`` set ``NODERUN_FINISHED_TTL`` and ``NODERUN_PING_INTERVAL``
+for it; ``--quick`` sets both to 1 s, so the finished-run cache reaches its
+steady size and pings arrive between run frames within a 10-second soak.
 ``postgresql://…`` is an admin DSN: a fresh database is created and dropped.
 
 Exit status: 0 when every verdict passed, 1 when one failed, 2 when the server
@@ -57,6 +58,9 @@ from loadtest.workload import RUN_TIMEOUT_S, Driver, Tally
 __all__ = ["main", "render"]
 
 _QUICK = {"minutes": 10 / 60, "connections": 10, "rate": 200.0, "interval": 1.0, "warmup": 2.0}
+# A short finished-run TTL so the cache is at its steady size within seconds, and
+# frequent pings so a short soak still sees them between run frames.
+_QUICK_SERVER = {"finished_ttl": 1.0, "ping_interval": 1.0}
 #: ``/metrics`` gauges worth a column: asyncio tasks and runs in flight.
 _GAUGE = re.compile(r"^(\w*(?:task|in_flight|active)\w*)(?:\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
@@ -167,7 +171,10 @@ def render(
         lines.append(_series("fds", [s.fds for s in samples]))
         lines.append(_series("threads", [s.threads for s in samples]))
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(tally.by_kind.items()))
-    lines.append(f"runs: {tally.sent} sent ({kinds}); reconnects {tally.reconnects}")
+    lines.append(
+        f"runs: {tally.sent} sent ({kinds}); reconnects {tally.reconnects}; "
+        f"frames about no run (pings) {tally.other_frames}"
+    )
     for kind, times in sorted(tally.all_ms.items()):
         lines.append(
             f"  {kind:<10} p50 {percentile(times, 50):.2f} ms  p99 {percentile(times, 99):.2f} ms"
@@ -200,13 +207,16 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--finished-ttl", type=float, help="the server's NODERUN_FINISHED_TTL")
     parser.add_argument(
-        "--quick", action="store_true", help=f"{_QUICK}, finished TTL 1 s, unless given"
+        "--ping-interval", type=float, help="the server's NODERUN_PING_INTERVAL (seconds)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{_QUICK}, {_QUICK_SERVER}, unless given"
     )
     parser.add_argument("--json", help="also write samples, counts and verdicts here")
     args = parser.parse_args(argv)
     if args.quick:
         given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
-        for name, value in {**_QUICK, "finished_ttl": 1.0}.items():
+        for name, value in {**_QUICK, **_QUICK_SERVER}.items():
             if f"--{name.replace('_', '-')}" not in given:
                 setattr(args, name, value)
     if min(args.minutes, args.connections, args.rate, args.interval, args.p99_factor) <= 0:
@@ -231,7 +241,11 @@ def _run(coro: Coroutine[None, None, tuple[list[Sample], Tally]]) -> tuple[list[
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     plan = plan_cpus()
-    env = {} if args.finished_ttl is None else {"NODERUN_FINISHED_TTL": str(args.finished_ttl)}
+    env = {
+        f"NODERUN_{name.upper()}": str(value)
+        for name in _QUICK_SERVER
+        if (value := getattr(args, name)) is not None
+    }
     try:
         with server_store(args.store_choice) as (url, store):
             flags = _debug_nodes_flag()
@@ -242,11 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"noderun soak: {args.minutes * 60:g} s, {args.connections} connections, "
                 f"{args.rate:g} runs/s, store {store}, sample every {args.interval:g} s, "
                 f"warm-up {args.warmup:g} s; {plan.describe()}"
-                + (
-                    f"; finished TTL {args.finished_ttl:g} s"
-                    if args.finished_ttl is not None
-                    else ""
-                )
+                + "".join(f"; {k}={v}" for k, v in env.items())
             )
             print(header, flush=True)
             print(HEADER, flush=True)
@@ -274,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "samples": [asdict(s) for s in samples],
             "counts": asdict(counts),
             "by_kind": dict(tally.by_kind),
+            "frames_about_no_run": tally.other_frames,
+            "reconnects": tally.reconnects,
             "kind_ms": {
                 k: {"p50": percentile(v, 50), "p99": percentile(v, 99), "n": len(v)}
                 for k, v in tally.all_ms.items()

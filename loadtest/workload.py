@@ -14,7 +14,8 @@ target rate, and checks that every run it sends gets exactly one terminal
 ``job_update``: a terminal that is wrong counts as ``failed``, none within
 ``RUN_TIMEOUT_S`` (or a connection that drops mid-run) as ``lost`` (the
 connection is then replaced), a second terminal for a finished run as
-``duplicate``, any other frame for a finished run as ``stray``. When told to
+``duplicate``, any other frame for a finished or unknown run as ``stray``; frames
+about no run (no ``job_id``, like the server's ``ping``) are only counted. When told to
 stop, each driver ends with one ``single`` run, so a late frame of its previous
 run still shows up.
 """
@@ -164,6 +165,8 @@ class Tally:
     duplicates: int = 0
     strays: int = 0
     reconnects: int = 0
+    #: Frames about no run (``job_id`` missing or nil), e.g. the server's ``ping``.
+    other_frames: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     #: Round trips of non-cancelled runs since the last ``take_window``.
@@ -262,6 +265,10 @@ class Driver:
                     frame = _decode(await ws.recv(decode=False))
                     if not isinstance(frame, dict):
                         raise _RunLost(f"frame is not a map: {frame!r}"[:200])
+                    if frame.get("job_id") is None:
+                        # Not about a run: the server's keepalive ``ping`` and the like.
+                        self._tally.other_frames += 1
+                        continue
                     if frame.get("job_id") != job_id:
                         self._late(frame)
                         continue
