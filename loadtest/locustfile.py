@@ -120,10 +120,19 @@ class NoderunUser(User):
             url += "/ws"
         token = os.environ.get("NODERUN_TOKEN")
         header = [f"Authorization: Bearer {token}"] if token else []
+        started = time.perf_counter()
         try:
             self.ws = create_connection(url, header=header, timeout=RUN_TIMEOUT_S)
-        except (OSError, WebSocketException) as exc:
-            self._fire("connect", 0.0, 0, exc)
+            # The server accepts the handshake and then closes a refused token with 1008:
+            # a ping round trip tells a usable connection from a refused one.
+            self.ws.send_binary(_encode({"type": "ping"}))
+            while True:
+                data = self.ws.recv()
+                frame = _decode(data) if isinstance(data, bytes) else msgspec.json.decode(data)
+                if isinstance(frame, dict) and frame.get("type") == "pong":
+                    break
+        except (OSError, WebSocketException, msgspec.DecodeError) as exc:
+            self._fire("connect", (time.perf_counter() - started) * 1000.0, 0, exc)
             raise StopUser() from exc
 
     def on_stop(self) -> None:

@@ -75,6 +75,6 @@ def test_locust_counts_a_wrong_answer_as_a_failure(tmp_path: Path) -> None:
     # A server with auth on refuses the locust user (no token): every connect fails.
     with running_server(tokens=("secret",)) as server:
         prefix = tmp_path / "locust"
-        _locust(f"ws://127.0.0.1:{server.port}", ["SingleNodeUser"], prefix, seconds=2)
+        _locust(f"ws://127.0.0.1:{server.port}", ["SingleNodeUser"], prefix, seconds=4)
     aggregated = _stats(prefix)["Aggregated"]
     assert int(aggregated["Failure Count"]) > 0
