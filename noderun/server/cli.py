@@ -1,4 +1,5 @@
 """``noderun serve``: start the server. Flags come from the settings' own fields.
+``noderun schema [--asyncapi]``: print the protocol's published schema.
 
 Exit statuses: 0 after a clean stop (SIGINT/SIGTERM, drained); 2 when a setting is
 unusable (bad value, unknown node module, taken port, unwritable store path); 3 when
@@ -61,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--config", metavar="FILE", help=f"TOML file of settings ({CONFIG_VARIABLE})"
     )
+    schema = commands.add_parser(
+        "schema",
+        help="print the /ws protocol's schema",
+        description="Print a JSON Schema (2020-12) of every client and server frame of /ws, "
+        "generated from the protocol's types; --asyncapi prints an AsyncAPI 3 document instead.",
+    )
+    schema.add_argument(
+        "--asyncapi", action="store_true", help="an AsyncAPI 3.0 document of the /ws channel"
+    )
     return parser
 
 
@@ -72,6 +82,8 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        return _print_schema(asyncapi=args.asyncapi)
     try:
         settings = settings_from(args)
     except SettingError as exc:
@@ -87,6 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(settings)
     except StartupError as exc:
         return _fail(str(exc), exc.exit_status)
+    return 0
+
+
+def _print_schema(*, asyncapi: bool) -> int:
+    import json
+
+    from noderun.protocol import schema
+
+    document = schema.asyncapi(VERSION) if asyncapi else schema.json_schema()
+    print(json.dumps(document, indent=2, sort_keys=False))
     return 0
 
 

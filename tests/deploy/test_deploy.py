@@ -143,12 +143,28 @@ def test_dockerfile_cmd_is_a_valid_noderun_command() -> None:
     assert env["NODERUN_STORE"].startswith("sqlite:////data/")
 
 
+def healthcheck() -> list[str]:
+    """The final stage's HEALTHCHECK command (exec form)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK "))
+    command = json.loads(line.split(" CMD ", 1)[1])
+    assert isinstance(command, list)
+    return [str(part) for part in command]
+
+
 def test_dockerfile_cmd_and_env_serve(tmp_path: Path) -> None:
     cmd, env = dockerfile()
     env = {**env, "NODERUN_STORE": f"sqlite:///{tmp_path / 'noderun.db'}"}
     for url in serve(cmd, env, tmp_path):
         with urllib.request.urlopen(url + "/health", timeout=2) as response:
             assert json.loads(response.read())["status"] == "ok"
+        # The image's own healthcheck, pointed at this server's port, passes.
+        check = healthcheck()
+        assert check[0] == "python"
+        port = url.rsplit(":", 1)[1]
+        probe = [sys.executable, *[part.replace(":7777/", f":{port}/") for part in check[1:]]]
+        assert "/readyz" in probe[-1]
+        assert subprocess.run(probe, timeout=WAIT).returncode == 0
     assert (tmp_path / "noderun.db").exists()
 
 

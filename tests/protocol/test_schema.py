@@ -93,3 +93,27 @@ def _assert_refs_resolve(node: object, document: dict[str, object]) -> None:
     elif isinstance(node, list):
         for value in node:
             _assert_refs_resolve(value, document)
+
+
+def test_noderun_schema_prints_the_schema_and_asyncapi_documents() -> None:
+    import json
+    import subprocess
+    import sys
+
+    def run(*args: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-m", "noderun", "schema", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        document = json.loads(done.stdout)
+        assert isinstance(document, dict)
+        return document
+
+    printed = run()
+    assert printed == json.loads(json.dumps(json_schema()))
+    jsonschema.Draft202012Validator.check_schema(printed)
+    document = run("--asyncapi")
+    assert document["asyncapi"] == "3.0.0"
+    _assert_refs_resolve(document, document)
