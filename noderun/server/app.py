@@ -15,6 +15,7 @@ uvicorn closes the sockets.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,8 +59,13 @@ class WebSocketEndpoint:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
+        # Every line logged while serving this connection (its task and the tasks it
+        # starts) carries its id.
+        structlog.contextvars.bind_contextvars(connection_id=secrets.token_hex(6))
         user_id, reason = self._auth.check(scope.get("headers", ()), scope.get("query_string", b""))
         if user_id is None:
+            client = scope.get("client")
+            log.warning("auth.refused", reason=reason, client=client[0] if client else None)
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
             return
         lifecycle = self._lifecycle

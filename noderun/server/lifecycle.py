@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -49,6 +49,7 @@ __all__ = [
     "Phase",
     "ReadinessCheck",
     "StartupError",
+    "workers_readiness",
 ]
 
 log = structlog.get_logger(__name__)
@@ -183,6 +184,7 @@ class Lifecycle:
                 self._started_parts.append(close)
             if settings.nodetool_workers > 0:
                 self.workers = await _start_workers(settings, self.registry)
+                self.add_readiness_check("nodetool workers", workers_readiness(self.workers))
                 for callback in self._on_nodes_added:
                     callback()
             if settings.durable:
@@ -392,6 +394,21 @@ async def _open_store(settings: Settings) -> RunStore:
             "--store", redact(url), str(exc), "point --store at another database", CONFIG_ERROR
         ) from None
     return store
+
+
+class _CountsWorkers(Protocol):
+    @property
+    def alive(self) -> int: ...
+
+
+def workers_readiness(pool: _CountsWorkers) -> ReadinessCheck:
+    """Not ready while no NodeTool worker is alive (all crashed, restarting): the worker
+    nodes would only queue. A pool with some workers alive still serves."""
+
+    async def check() -> str | None:
+        return None if pool.alive > 0 else "no worker alive (restarting)"
+
+    return check
 
 
 async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:

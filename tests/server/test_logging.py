@@ -102,6 +102,10 @@ def test_every_line_is_json_and_no_secret_is_logged_at_debug(tmp_path: Path) -> 
     assert handshakes, "\n".join(lines)
     assert all(r["level"] == "debug" for r in handshakes)
     assert any("api_key=***" in str(r.get("event")) for r in handshakes)
+    refused = [r for r in records if r.get("event") == "auth.refused"]
+    assert len(refused) == 1, "\n".join(lines)
+    assert refused[0]["reason"] == "Invalid authentication"
+    assert refused[0]["level"] == "warning" and len(refused[0]["connection_id"]) == 12
 
 
 def test_info_level_has_no_per_connection_lines(tmp_path: Path) -> None:

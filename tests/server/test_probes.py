@@ -109,3 +109,20 @@ async def test_impossible_lifecycle_moves_are_refused() -> None:
     assert lifecycle.phase is Phase.STOPPED
     await lifecycle.start()  # a stopped server does not start again
     assert phase(lifecycle) is Phase.STOPPED
+
+
+class _Workers:
+    def __init__(self, alive: int) -> None:
+        self.alive = alive
+
+
+async def test_nodetool_workers_gate_readiness_only_when_none_is_alive() -> None:
+    from noderun.server.lifecycle import workers_readiness
+
+    pool = _Workers(alive=2)
+    check = workers_readiness(pool)
+    assert await check() is None
+    pool.alive = 1
+    assert await check() is None
+    pool.alive = 0
+    assert await check() == "no worker alive (restarting)"
