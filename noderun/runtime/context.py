@@ -17,6 +17,7 @@ class _Emitter(Protocol):
     workflow_id: str
 
     def emit_detail(self, message: RunMessage) -> None: ...
+    def congestion(self) -> asyncio.Future[None] | None: ...
 
 
 class NodeContext:
@@ -41,6 +42,19 @@ class NodeContext:
     @property
     def job_id(self) -> str:
         return self._emitter.job_id
+
+    async def writable(self) -> None:
+        """Wait until the run's clients can take more messages (backpressure).
+
+        An async node that reports in a loop awaits this between reports, so a
+        client reading slower than the node produces slows the node rather than
+        queueing without end. Returns at once on a runner thread (a blocking node
+        cannot be paced; the connection's hard bound limits what it queues).
+        """
+        if threading.get_ident() != self._loop_thread:
+            return
+        while (waiting := self._emitter.congestion()) is not None:
+            await waiting
 
     def progress(self, progress: int, total: int, chunk: str = "") -> None:
         """Report ``progress`` out of ``total`` (ints on the wire, as the SDK requires)."""

@@ -55,6 +55,9 @@ class ExecutionEvents(Protocol):
     def node_failed(self, node: PlannedNode, error: str) -> None: ...
     def output_value(self, node: PlannedNode, name: str, value: object) -> None: ...
     def emit_detail(self, message: Any) -> None: ...
+    def congestion(self) -> asyncio.Future[None] | None:
+        """``None`` when the run's clients can take more messages, else what to await."""
+        ...
 
 
 class _State:
@@ -122,6 +125,8 @@ class Execution:
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Future[None] | None = None
         self._resume: asyncio.Handle | None = None
+        #: The task resuming the scheduler once the run's clients have read enough.
+        self._paused: asyncio.Task[None] | None = None
         self._steps: Generator[None, None, None] | None = None
         self._invalid: GraphError | None = None
         self._sources: list[int] = []
@@ -320,6 +325,17 @@ class Execution:
             if self._finished is None or self._finished.done():
                 work.clear()
                 return
+            if self._paused is not None:
+                return
+            waiting = self._events.congestion()
+            if waiting is not None:
+                # Backpressure: the run's clients read slower than it produces.
+                self._paused = asyncio.get_running_loop().create_task(
+                    self._resume_writable(waiting)
+                )
+                self._tasks.add(self._paused)
+                self._paused.add_done_callback(self._tasks.discard)
+                return
             count += 1
             if not count % _CLOCK_EVERY and _perf_counter() >= deadline:
                 if self._resume is None:
@@ -352,6 +368,13 @@ class Execution:
 
     def _resumed(self) -> None:
         self._resume = None
+        self._pump()
+
+    async def _resume_writable(self, waiting: asyncio.Future[None]) -> None:
+        await waiting
+        while (waiting_more := self._events.congestion()) is not None:
+            await waiting_more
+        self._paused = None
         self._pump()
 
     def _gather(self, node: PlannedNode, state: _State, gathered: dict[str, list[object]]) -> None:
@@ -399,6 +422,8 @@ class Execution:
                     merged.update(produced)
                     self._route(node, produced)
                     self._pump()
+                    while (waiting := self._events.congestion()) is not None:
+                        await waiting
                 self._states[node.index].busy = False
                 self._record_sink(node, merged)
                 self._events.node_completed(node, merged)

@@ -126,6 +126,10 @@ class Subscriber(Protocol):
         """Called once after the terminal message: forget the run."""
         ...
 
+    def congestion(self) -> asyncio.Future[None] | None:
+        """``None`` when it can take more now; else what the run awaits first."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RunLimits:
@@ -288,6 +292,17 @@ class Run:
         if not self.subscribers:
             log.info("run.detached_too_long", job_id=self.job_id)
             self.cancel("no client attached within the grace period")
+
+    def congestion(self) -> asyncio.Future[None] | None:
+        """What the run's producers await before producing more: the first congested
+        subscriber's signal, so the slowest reader paces the run (one that reads
+        nothing is closed after the slow-client timeout, which lets the run go on);
+        ``None`` when every subscriber can take more, or there is none."""
+        for subscriber in self.subscribers:
+            waiting = subscriber.congestion()
+            if waiting is not None:
+                return waiting
+        return None
 
     def replay(self, after_seq: int) -> tuple[list[Outbound], bool]:
         """Buffered messages with ``job_seq > after_seq``, and whether some were dropped."""

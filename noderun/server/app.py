@@ -83,6 +83,8 @@ class WebSocketEndpoint:
             send,
             user_id=user_id,
             outbound_limit=settings.outbound_limit,
+            outbound_bytes=settings.outbound_bytes,
+            slow_client_timeout=settings.slow_client_timeout,
             ping_interval=settings.ping_interval,
             sdk=self._sdk,
         )

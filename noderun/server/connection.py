@@ -9,15 +9,20 @@ task what is queued from elsewhere (runs in their tasks, timers). The session's
 actions that must await (durable reconnect/cancel, closing) run here, each in a
 task.
 
-Backpressure: the outbox holds ``outbound_limit`` frames. A client that lets it
-fill is too slow to follow its runs: the session detaches it from them (they go
-on, buffering for replay) and asks for a close with 1013, free to reconnect.
+Backpressure (PROTOCOL.md §1): the outbox's high-water mark (``outbound_limit``
+frames, ``outbound_bytes`` bytes) slows the runs this client follows; a client
+that keeps reading is never closed. A client that reads nothing for
+``slow_client_timeout`` seconds while frames wait for it is closed with 1013:
+the session detaches it from its runs (they go on, buffering for replay) and the
+connection aborts the transport, since a close frame queued behind everything
+the client did not read would wait on the very socket that is stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, assert_never
 
@@ -56,6 +61,8 @@ class Connection:
         *,
         user_id: str,
         outbound_limit: int,
+        outbound_bytes: int,
+        slow_client_timeout: float,
         ping_interval: float,
         sdk: SdkService,
     ) -> None:
@@ -63,22 +70,34 @@ class Connection:
         self._receive = receive
         self._send = send
         self.user_id = user_id
-        self._outbox = Outbox(outbound_limit, send)
+        self._outbox = Outbox(outbound_limit, outbound_bytes, send)
         self.session = Session(hub, self._outbox, self._act, user_id=user_id, sdk=sdk)
         self._ping_interval = ping_interval
         self._ping_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slow_timeout = slow_client_timeout
+        self._watch_timer: asyncio.TimerHandle | None = None
+        #: The outbox's ``sent`` at the last look, and since when it has not moved.
+        self._seen_sent = 0
+        self._stalled_since: float | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
 
     async def serve(self) -> None:
         """Run until the client disconnects; then detach from every run (they go on)."""
         writer = asyncio.get_running_loop().create_task(self._write())
         self._schedule_ping()
+        self._schedule_watch()
         try:
             await self._read()
         finally:
             self.session.closed()
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
+            if self._watch_timer is not None:
+                self._watch_timer.cancel()
             for task in (writer, *self._tasks):
                 task.cancel()
 
@@ -119,10 +138,8 @@ class Connection:
         store = self._hub.store
         match action:
             case Close():
-                log.warning(
-                    "connection.outbound_overflow", user_id=self.user_id, runs=self.session.runs
-                )
-                self._spawn(self._close(action.code, action.reason))
+                log.warning("connection.slow_client", user_id=self.user_id, reason=action.reason)
+                self._abort(action.code, action.reason)
             case FollowDurable():
                 assert store is not None
                 self._spawn(durable.follow(store, self.session, action))
@@ -135,8 +152,47 @@ class Connection:
             case _:
                 assert_never(action)
 
+    def _abort(self, code: int, reason: str) -> None:
+        """Close with ``code`` without waiting on the socket.
+
+        uvicorn's ``send`` first awaits the transport's writability, which a client
+        that reads nothing never gives back; its websockets-sansio protocol is the
+        ``send`` callable's owner, so the close frame is written to its transport and
+        the transport aborted. Under another server, the ASGI close (which may wait).
+        """
+        protocol = getattr(self._send, "__self__", None)
+        transport = getattr(protocol, "transport", None)
+        connection = getattr(protocol, "conn", None)
+        if isinstance(transport, asyncio.Transport) and connection is not None:
+            with contextlib.suppress(Exception):
+                connection.send_close(code, reason)
+                transport.write(b"".join(connection.data_to_send()))
+            transport.abort()
+            return
+        self._spawn(self._close(code, reason))
+
     async def _close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _schedule_watch(self) -> None:
+        if self._slow_timeout > 0:
+            loop = asyncio.get_running_loop()
+            # A quarter of the timeout: a stall is seen at most that late.
+            self._watch_timer = loop.call_later(self._slow_timeout / 4, self._watch)
+
+    def _watch(self) -> None:
+        """The slow-client watchdog: no frame handed to the socket while frames wait."""
+        outbox = self._outbox
+        now = time.monotonic()
+        if not outbox.waiting or outbox.sent != self._seen_sent:
+            self._seen_sent = outbox.sent
+            self._stalled_since = None
+        elif self._stalled_since is None:
+            self._stalled_since = now
+        elif now - self._stalled_since >= self._slow_timeout:
+            self.session.stalled()
+            return
+        self._schedule_watch()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -16,10 +16,18 @@ What comes out:
   transport carries out and reports back through the session's ``*_answered``
   and ``follower_*`` methods — a durable run's reconnect or cancel through the
   store (:mod:`noderun.server.durable`), and closing the socket when the
-  client is too slow (1013).
+  client reads nothing for the slow-client timeout (1013).
 
-Lifecycle: ``OPEN`` → ``CLOSING`` (told the transport to close: the outlet
-overflowed) → ``CLOSED`` (the client is gone); :meth:`_become` is the one
+Backpressure (PROTOCOL.md §1): the runs this session follows wait while its outlet
+is congested (:meth:`Session.congestion`). A frame the outlet refuses (past its hard
+bound: a burst no one could pause) puts the run *behind*: the session detaches from
+it and, once the client has read its queue down, catches it up from the run's
+replay buffer — or, for a durable run whose buffer lost frames, from the store; an
+ephemeral run that lost frames is announced with ``job_resumed`` and
+``replay_incomplete`` (§4). A reading client is never dropped.
+
+Lifecycle: ``OPEN`` → ``CLOSING`` (told the transport to close: the client read
+nothing for the slow-client timeout) → ``CLOSED`` (the client is gone); :meth:`_become` is the one
 place it changes and refuses any other move. Outside ``OPEN`` nothing reaches
 the client any more, so frames and run messages are dropped and no run starts.
 
@@ -30,6 +38,7 @@ the outlet before ``receive`` returns, and the reader sends them itself.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import time
@@ -108,7 +117,16 @@ class Outlet(Protocol):
     """Where frames go: the connection's :class:`~noderun.server.outbox.Outbox`."""
 
     def put(self, item: Outbound, text: bool, *, replay: bool = False) -> bool:
-        """Queue ``item`` (as JSON when ``text``); ``False`` when full (not for ``replay``)."""
+        """Queue ``item`` (as JSON when ``text``); ``False`` past the hard bound (never for
+        ``replay``)."""
+        ...
+
+    def congestion(self) -> asyncio.Future[None] | None:
+        """``None`` below the high-water mark, else a future resolved below the low one."""
+        ...
+
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once, when the queue is read down to the low-water mark."""
         ...
 
     def clear(self) -> None: ...
@@ -191,6 +209,9 @@ class Session:
         self._runs: dict[str, Run] = {}
         #: Durable runs followed through the store; ``None`` while the transport starts one.
         self._followers: dict[str, Follower | None] = {}
+        #: Runs whose frames the outlet refused: the run (``None``: followed through the
+        #: store) and the last ``job_seq`` the client was given, until caught up.
+        self._behind: dict[str, tuple[Run | None, int]] = {}
 
     def _become(self, state: State) -> None:
         if state not in _MOVES[self.state]:
@@ -256,14 +277,20 @@ class Session:
     # -- output ---------------------------------------------------------------------
 
     def reply(self, message: object) -> None:
-        """Queue an answer frame (not a message of any run)."""
-        self.deliver(Outbound(message))
+        """Queue an answer frame (not a message of any run): never refused, the reader
+        sends it before it reads the client's next frame."""
+        if self.state is _OPEN:
+            self._outlet.put(Outbound(message), self.text, replay=True)
 
     def deliver(self, item: Outbound) -> None:
         if self.state is not _OPEN:
             return
         if not self._outlet.put(item, self.text):
-            self._overflow()
+            self._fell_behind(item)
+
+    def congestion(self) -> asyncio.Future[None] | None:
+        """What the runs this session follows must await before producing more."""
+        return self._outlet.congestion() if self.state is _OPEN else None
 
     def replay(self, item: Outbound) -> None:
         """Queue a replayed message: never refused for the outlet's limit."""
@@ -273,13 +300,64 @@ class Session:
     def run_finished(self, job_id: str) -> None:
         self._runs.pop(job_id, None)
 
-    def _overflow(self) -> None:
+    def stalled(self) -> None:
+        """The client read nothing for the slow-client timeout while frames waited for
+        it: detach it from its runs (they go on) and have the transport close it."""
+        if self.state is not _OPEN:
+            return
         self._become(State.CLOSING)
         self._outlet.clear()
         self._detach_all()
-        self._on_action(Close(1013, "outbound queue full: client too slow"))
+        self._on_action(Close(1013, "client reads nothing: too slow"))
+
+    def _fell_behind(self, item: Outbound) -> None:
+        """The outlet refused a run's message: stop the live stream of that run until the
+        client has read its queue down, then catch it up (:meth:`_catch_up`)."""
+        job_id = getattr(item.ensure_message(), "job_id", None)
+        if not isinstance(job_id, str) or job_id in self._behind:
+            return
+        run = self._runs.pop(job_id, None)
+        if run is not None:
+            run.detach(self)
+        else:
+            follower = self._followers.pop(job_id, None)
+            if follower is None:
+                return
+            follower.stop()
+        self._behind[job_id] = (run, item.seq - 1)
+        self._outlet.on_writable(self._catch_up)
+
+    def _catch_up(self) -> None:
+        behind, self._behind = self._behind, {}
+        for job_id, (run, after) in behind.items():
+            if self.state is not _OPEN:
+                return
+            if run is None:
+                self._follow_stored(job_id, None, after)
+                continue
+            items, incomplete = run.replay(after)
+            if incomplete and run.durable and self._hub.store is not None:
+                self._follow_stored(job_id, run.workflow_id, after)
+                continue
+            if incomplete:
+                self._resumed(run, items, incomplete)
+            else:
+                for item in items:
+                    self.replay(item)
+            if not run.finished:
+                run.attach(self)
+                self._runs[job_id] = run
+
+    def _follow_stored(self, job_id: str, workflow_id: str | None, after: int) -> None:
+        """Catch a durable run up from the store (``job_resumed`` and the frames after
+        ``after``), then follow it there."""
+        self._followers[job_id] = None
+        self._on_action(
+            FollowDurable(ReconnectJob(job_id=job_id, workflow_id=workflow_id, after_seq=after))
+        )
 
     def _detach_all(self) -> None:
+        self._behind.clear()
         for run in self._runs.values():
             run.detach(self)
         self._runs.clear()
@@ -328,7 +406,12 @@ class Session:
         self._started(run, frame.request_id)
         # The run has been executing while its row committed: catch up on what it
         # emitted, then follow it live (no await in between, so nothing is missed).
-        items, _incomplete = run.replay(0)
+        items, incomplete = run.replay(0)
+        if incomplete and self._hub.store is not None:
+            # Its buffer dropped frames before the ack: the store has them all.
+            self._runs.pop(run.job_id, None)
+            self._follow_stored(run.job_id, run.workflow_id, 0)
+            return
         for item in items:
             self.replay(item)
         if run.finished:
@@ -387,6 +470,12 @@ class Session:
             incomplete = False
         else:
             items, incomplete = run.replay(frame.after_seq)
+        self._resumed(run, items, incomplete)
+        if not run.finished:
+            run.attach(self)
+            self._runs[run.job_id] = run
+
+    def _resumed(self, run: Run, items: list[Outbound], incomplete: bool) -> None:
         self.reply(
             JobResumed(
                 job_id=run.job_id,
@@ -399,9 +488,6 @@ class Session:
         )
         for item in items:
             self.replay(item)
-        if not run.finished:
-            run.attach(self)
-            self._runs[run.job_id] = run
 
     def _job_not_found(
         self, job_id: str, workflow_id: str | None, error: str = "job not found"

@@ -228,9 +228,23 @@ class Settings:
     )
     outbound_limit: int = setting(
         4096,
-        "frames queued to one client before it is closed as too slow",
+        "frames queued to one client above which the runs it follows wait for it",
         check=_positive,
         metavar="N",
+    )
+    outbound_bytes: int = setting(
+        4 * 1024 * 1024,
+        "bytes of encoded frames queued to one client above which the runs it follows "
+        "wait for it",
+        check=_positive,
+        metavar="BYTES",
+    )
+    slow_client_timeout: float = setting(
+        30.0,
+        "seconds a client may read nothing while frames wait for it before it is closed "
+        "with 1013; `0` never",
+        check=_not_negative,
+        metavar="S",
     )
     ping_interval: float = setting(
         25.0,

@@ -44,6 +44,10 @@ class Collector:
     def run_finished(self, job_id: str) -> None:
         self.finished.append(job_id)
 
+    def congestion(self) -> asyncio.Future[None] | None:
+        """Takes everything at once: never slows a run."""
+        return None
+
     @property
     def messages(self) -> list[Any]:
         return [item.message for item in self.items]

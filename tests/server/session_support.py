@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -29,6 +30,7 @@ class Wire:
     def __init__(self, limit: int = 1000) -> None:
         self.limit = limit
         self.queued: list[tuple[Outbound, bool, bool]] = []
+        self.writable_callback: Callable[[], None] | None = None
 
     def put(self, item: Outbound, text: bool, *, replay: bool = False) -> bool:
         if len(self.queued) >= self.limit and not replay:
@@ -38,6 +40,14 @@ class Wire:
 
     def clear(self) -> None:
         self.queued.clear()
+        self.on_writable(None)
+
+    def congestion(self) -> asyncio.Future[None] | None:
+        return None
+
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Kept for the test to call: the client read its queue down."""
+        self.writable_callback = callback
 
     def raw(self) -> list[tuple[bytes, bool]]:
         """The bytes queued so far (and whether each is JSON), then forget them."""

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from noderun.protocol.codec import Outbound
-from noderun.server.outbox import Outbox
+from noderun.server.outbox import HARD_FACTOR, Outbox
 
 WAIT = 5.0
 
@@ -36,19 +36,45 @@ def item(value: int) -> Outbound:
     return Outbound({"n": value}, value)
 
 
-async def test_put_refuses_past_the_limit_but_never_a_replay() -> None:
-    outbox = Outbox(2, Socket().send)
-    assert outbox.put(item(1), False) and outbox.put(item(2), False)
-    assert not outbox.put(item(3), False)
-    assert outbox.put(item(4), False, replay=True)
-    assert len(outbox) == 3
+async def test_put_refuses_past_the_hard_bound_but_never_a_replay() -> None:
+    outbox = Outbox(2, 1 << 20, Socket().send)
+    hard = 2 * HARD_FACTOR
+    assert all(outbox.put(item(n), False) for n in range(hard))
+    assert not outbox.put(item(hard), False)
+    assert outbox.put(item(hard + 1), False, replay=True)
+    assert len(outbox) == hard + 1
     outbox.clear()
-    assert len(outbox) == 0 and outbox.put(item(5), False)
+    assert len(outbox) == 0 and outbox.bytes == 0 and outbox.put(item(5), False)
+
+
+async def test_the_byte_bound_counts_encoded_bytes() -> None:
+    size = len(item(1).msgpack())
+    outbox = Outbox(1000, size * 2, Socket().send)
+    assert outbox.congestion() is None
+    assert outbox.put(item(1), False) and outbox.put(item(2), False)
+    assert outbox.bytes == 2 * size and outbox.congestion() is not None
+    while outbox.put(item(3), False):
+        pass
+    assert outbox.bytes <= 2 * size * HARD_FACTOR and outbox.peak_bytes == outbox.bytes
+
+
+async def test_congestion_resolves_once_read_down_to_half() -> None:
+    socket = Socket()
+    outbox = Outbox(4, 1 << 20, socket.send)
+    for n in range(4):
+        outbox.put(item(n), False)
+    waiting = outbox.congestion()
+    assert waiting is not None and outbox.congestion() is waiting
+    called: list[bool] = []
+    outbox.on_writable(lambda: called.append(True))
+    await outbox.drain()
+    assert waiting.done() and called == [True] and outbox.congestion() is None
+    assert outbox.sent == 4 and outbox.bytes == 0
 
 
 async def test_drain_sends_in_order_each_in_its_own_format() -> None:
     socket = Socket()
-    outbox = Outbox(10, socket.send)
+    outbox = Outbox(10, 1 << 20, socket.send)
     outbox.put(item(1), False)
     outbox.put(item(2), True)
     outbox.put(item(3), False)
@@ -59,7 +85,7 @@ async def test_drain_sends_in_order_each_in_its_own_format() -> None:
 
 async def test_the_reader_holding_the_outbox_sends_itself_without_the_writer() -> None:
     socket = Socket()
-    outbox = Outbox(10, socket.send)
+    outbox = Outbox(10, 1 << 20, socket.send)
     writer = asyncio.ensure_future(outbox.run_writer())
     try:
         await asyncio.sleep(0)  # the writer waits for a frame
@@ -79,7 +105,7 @@ async def test_the_reader_holding_the_outbox_sends_itself_without_the_writer() -
 
 async def test_the_writer_sends_frames_queued_from_elsewhere_and_flushed_waits() -> None:
     socket = Socket()
-    outbox = Outbox(10, socket.send)
+    outbox = Outbox(10, 1 << 20, socket.send)
     writer = asyncio.ensure_future(outbox.run_writer())
     try:
         await asyncio.sleep(0)
@@ -95,7 +121,7 @@ async def test_the_writer_sends_frames_queued_from_elsewhere_and_flushed_waits()
 async def test_frames_queued_while_sending_follow_in_order_and_release_defers() -> None:
     socket = Socket()
     socket.gate.clear()  # the socket is slow: the first send blocks
-    outbox = Outbox(10, socket.send)
+    outbox = Outbox(10, 1 << 20, socket.send)
     writer = asyncio.ensure_future(outbox.run_writer())
     try:
         await asyncio.sleep(0)

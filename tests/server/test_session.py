@@ -84,24 +84,74 @@ async def test_unknown_keys_are_ignored() -> None:
     assert frames == [{"message": "Unused models cleared"}]
 
 
-async def test_overflow_asks_to_close_1013_and_detaches_from_runs() -> None:
-    """A client too slow for its outlet: close 1013; its runs go on without it."""
-    peer = Peer(limit=1)
+async def test_a_stalled_client_is_closed_1013_and_detached_from_its_runs() -> None:
+    """A client that reads nothing for the slow-client timeout (the transport's watchdog
+    calls ``stalled``): close 1013; its runs go on without it."""
+    peer = Peer()
     peer.run_job([sleep()], "slow", event_detail="terminal")
     assert peer.session.state.name == "OPEN" and peer.session.runs == 1
-    peer.session.receive(msgspec.msgpack.encode({"type": "ping"}), False)  # fills the wire
-    assert peer.actions == []
     peer.session.receive(msgspec.msgpack.encode({"type": "ping"}), False)
-    assert peer.actions == [Close(1013, "outbound queue full: client too slow")]
+    assert peer.actions == []
+    peer.session.stalled()
+    assert peer.actions == [Close(1013, "client reads nothing: too slow")]
     assert peer.session.state is State.CLOSING
     assert peer.session.runs == 0 and peer.wire.queued == []
     run = peer.hub.get("slow")
     assert run is not None and peer.session not in run.subscribers and not run.finished
     assert peer.send({"type": "ping"}) == []  # nothing reaches a closing client
     assert peer.run_job([concat()], "after-close") == [] and peer.hub.get("after-close") is None
+    peer.session.stalled()  # once only
+    assert len(peer.actions) == 1
     run.cancel()
     peer.session.closed()
     assert peer.session.state.name == "CLOSED"
+
+
+def progress(steps: int) -> Frame:
+    return {"id": "p", "type": "noderun.debug.Progress", "data": {"steps": steps}}
+
+
+def seqs(frames: list[Frame]) -> list[int]:
+    return [frame["job_seq"] for frame in frames if "job_seq" in frame]
+
+
+async def test_a_message_past_the_hard_bound_puts_the_run_behind_then_catches_up() -> None:
+    """A burst the outlet refuses is not lost: the session stops the run's live stream
+    and, once the client read its queue down, replays it from the buffer without a gap."""
+    peer = Peer(limit=4)
+    assert peer.run_job([progress(20)], "burst")[0]["message"] == "Job started"
+    run = peer.hub.get("burst")
+    assert run is not None and run.task is not None
+    await run.task
+    first = peer.wire.frames()
+    assert seqs(first) == [1, 2, 3, 4]
+    assert peer.session not in run.subscribers and peer.actions == []
+    callback = peer.wire.writable_callback
+    assert callback is not None
+    callback()
+    rest = peer.wire.frames()
+    assert not any(frame.get("type") == "job_resumed" for frame in rest)  # nothing was lost
+    assert seqs(first) + seqs(rest) == list(range(1, run.seq + 1))
+    assert rest[-1]["type"] == "job_update" and rest[-1]["status"] == "completed"
+
+
+async def test_a_run_behind_its_replay_buffer_is_resumed_as_incomplete() -> None:
+    """An ephemeral run whose buffer dropped what the client missed: ``job_resumed``
+    with ``replay_incomplete``, then what is left (PROTOCOL.md §4)."""
+    hub = Hub(default_registry(), None, config=RuntimeConfig(replay_limit=5))
+    peer = Peer(hub, limit=2)
+    peer.run_job([progress(20)], "burst")
+    run = peer.hub.get("burst")
+    assert run is not None and run.task is not None
+    await run.task
+    peer.wire.frames()
+    callback = peer.wire.writable_callback
+    assert callback is not None
+    callback()
+    rest = peer.wire.frames()
+    assert rest[0]["type"] == "job_resumed" and rest[0]["replay_incomplete"] is True
+    assert seqs(rest[1:]) == list(range(run.seq - 4, run.seq + 1))
+    assert rest[-1]["status"] == "completed"
 
 
 async def test_a_closed_session_refuses_to_reopen() -> None:

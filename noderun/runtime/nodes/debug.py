@@ -44,6 +44,7 @@ async def progress(ctx: NodeContext, steps: Steps = 3, interval: Interval = 0.0)
         if interval:
             await asyncio.sleep(interval)
         ctx.progress(step, steps)
+        await ctx.writable()
     return steps
 
 
