@@ -48,13 +48,20 @@ class NodeContext:
 
         An async node that reports in a loop awaits this between reports, so a
         client reading slower than the node produces slows the node rather than
-        queueing without end. Returns at once on a runner thread (a blocking node
-        cannot be paced; the connection's hard bound limits what it queues).
+        queueing without end. It always yields to the event loop once, so a run
+        nobody reads (detached) does not starve the server. Returns at once on a
+        runner thread (a blocking node cannot be paced; the connection's hard bound
+        limits what it queues).
         """
         if threading.get_ident() != self._loop_thread:
             return
-        while (waiting := self._emitter.congestion()) is not None:
+        waiting = self._emitter.congestion()
+        if waiting is None:
+            await asyncio.sleep(0)
+            return
+        while waiting is not None:
             await waiting
+            waiting = self._emitter.congestion()
 
     def progress(self, progress: int, total: int, chunk: str = "") -> None:
         """Report ``progress`` out of ``total`` (ints on the wire, as the SDK requires)."""

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, assert_never
@@ -48,6 +50,9 @@ log = structlog.get_logger(__name__)
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+#: ``SO_LINGER`` on, zero seconds: closing the socket resets the connection.
+_RESET = struct.pack("ii", 1, 0)
 
 
 class Connection:
@@ -163,10 +168,17 @@ class Connection:
         protocol = getattr(self._send, "__self__", None)
         transport = getattr(protocol, "transport", None)
         connection = getattr(protocol, "conn", None)
-        if isinstance(transport, asyncio.Transport) and connection is not None:
+        # Duck-typed: uvloop's transports are not asyncio.Transport instances.
+        if connection is not None and transport is not None and hasattr(transport, "abort"):
             with contextlib.suppress(Exception):
                 connection.send_close(code, reason)
                 transport.write(b"".join(connection.data_to_send()))
+            # A plain close() queues the FIN behind the bytes the client never reads (a
+            # zero window: it never goes out); linger 0 makes the close a reset.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
             transport.abort()
             return
         self._spawn(self._close(code, reason))

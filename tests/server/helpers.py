@@ -167,6 +167,8 @@ def registry_with_test_nodes() -> Registry:
 class ServerHandle:
     port: int
     settings: Settings
+    #: The served application (its ``state`` is read across threads: only after the fact).
+    app: Any = None
 
     @property
     def ws_url(self) -> str:
@@ -203,8 +205,9 @@ def running_server(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = Settings(host="127.0.0.1", port=port, **values)
+    app = create_app(settings, registry or registry_with_test_nodes())
     config = uvicorn_config(
-        create_app(settings, registry or registry_with_test_nodes()),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -225,7 +228,7 @@ def running_server(
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield ServerHandle(port=port, settings=settings)
+        yield ServerHandle(port=port, settings=settings, app=app)
     finally:
         server.should_exit = True
         thread.join(TIMEOUT * 2)
