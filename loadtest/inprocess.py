@@ -45,6 +45,9 @@ class _Sink:
     def run_finished(self, job_id: str) -> None:
         pass
 
+    def congestion(self) -> asyncio.Future[None] | None:
+        return None
+
 
 def _frame(job_id: str, detail: Detail) -> bytes:
     return encode_msgpack(
