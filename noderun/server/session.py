@@ -313,7 +313,11 @@ class Session:
     def _fell_behind(self, item: Outbound) -> None:
         """The outlet refused a run's message: stop the live stream of that run until the
         client has read its queue down, then catch it up (:meth:`_catch_up`)."""
-        job_id = getattr(item.ensure_message(), "job_id", None)
+        message = item.ensure_message()
+        # A stored frame (a followed durable run) decodes to a map, not a struct.
+        job_id = (
+            message.get("job_id") if isinstance(message, dict) else getattr(message, "job_id", None)
+        )
         if not isinstance(job_id, str) or job_id in self._behind:
             return
         run = self._runs.pop(job_id, None)
