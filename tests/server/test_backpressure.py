@@ -16,8 +16,9 @@ from websockets.client import ClientProtocol
 from websockets.frames import Close
 from websockets.uri import parse_uri
 
+from noderun.server.cli import build_parser, settings_from
 from noderun.server.connection import Connection
-from noderun.server.outbox import HARD_FACTOR
+from noderun.server.settings import Settings
 from tests.server.helpers import (
     TIME_SCALE,
     TIMEOUT,
@@ -60,7 +61,7 @@ async def test_a_client_reading_flat_out_gets_every_progress_frame(limit: int) -
             (connection,) = connections(handle)
             # Paced: the producer stops at the byte mark, one frame past it at most.
             outbox = connection.outbox
-            assert 0 < outbox.peak_bytes < 16 * 1024 + 1024 < 16 * 1024 * HARD_FACTOR
+            assert 0 < outbox.peak_bytes < 16 * 1024 + 1024
             assert (await client.ping_barrier()) == []  # still open
 
 
@@ -191,3 +192,17 @@ async def test_a_run_longer_than_the_timeout_does_not_close_its_reading_client()
             frames = await client.until_terminal(job_id, within=TIMEOUT * 4)
             assert frames[-1]["status"] == "completed"
             assert len([f for f in frames if f.get("type") == "node_progress"]) == 40
+
+
+def test_the_backpressure_settings_come_from_flags_and_the_environment() -> None:
+    """``--slow-client-timeout``, ``NODERUN_SLOW_CLIENT_TIMEOUT``, ``NODERUN_OUTBOUND_BYTES``;
+    a value that is not a number is refused, naming the variable."""
+    assert Settings().slow_client_timeout == 30.0
+    flags = build_parser().parse_args(["serve", "--slow-client-timeout", "2.5"])
+    assert settings_from(flags).slow_client_timeout == 2.5
+    env = {"NODERUN_SLOW_CLIENT_TIMEOUT": "7", "NODERUN_OUTBOUND_BYTES": "65536"}
+    assert Settings.from_env(env) == {"slow_client_timeout": 7.0, "outbound_bytes": 65536}
+    with pytest.raises(ValueError, match="NODERUN_SLOW_CLIENT_TIMEOUT"):
+        Settings.from_env({"NODERUN_SLOW_CLIENT_TIMEOUT": "soon"})
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--slow-client-timeout", "soon"])
