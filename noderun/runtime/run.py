@@ -307,7 +307,10 @@ class Run:
     def replay(self, after_seq: int) -> tuple[list[Outbound], bool]:
         """Buffered messages with ``job_seq > after_seq``, and whether some were dropped."""
         items = [item for item in self._buffer if item.seq > after_seq]
-        first = items[0].seq if items else self.seq + 1
+        # While FINISHING the terminal is numbered but not yet published (buffered):
+        # it is still to come, not lost.
+        upcoming = self.seq if self._state is _FINISHING else self.seq + 1
+        first = items[0].seq if items else upcoming
         return items, first > after_seq + 1
 
     # -- emitting -----------------------------------------------------------------
