@@ -172,8 +172,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     )
     app.state.lifecycle = lifecycle
     app.state.assets = assets
-    # The open connections, for introspection (their outbox counters).
-    app.state.connections = state.connections
 
     def reload_workflows() -> None:
         """Read the workflows directory again; on failure keep serving the old catalog."""

@@ -234,8 +234,7 @@ class Settings:
     )
     outbound_bytes: int = setting(
         4 * 1024 * 1024,
-        "bytes of encoded frames queued to one client above which the runs it follows "
-        "wait for it",
+        "bytes of encoded frames queued to one client above which the runs it follows wait for it",
         check=_positive,
         metavar="BYTES",
     )

@@ -18,7 +18,7 @@ from websockets.uri import parse_uri
 
 from noderun.server.cli import build_parser, settings_from
 from noderun.server.connection import Connection
-from noderun.server.settings import Settings
+from noderun.server.settings import SettingError, Settings, load_settings
 from tests.server.helpers import (
     TIME_SCALE,
     TIMEOUT,
@@ -40,7 +40,7 @@ def run_seqs(frames: list[Frame], job_id: str) -> list[int]:
 
 
 def connections(handle: ServerHandle) -> list[Connection]:
-    return list(handle.app.state.connections)
+    return list(handle.app.state.lifecycle.connections)
 
 
 @pytest.mark.parametrize("limit", [64, 4096])
@@ -197,10 +197,13 @@ def test_the_backpressure_settings_come_from_flags_and_the_environment() -> None
     a value that is not a number is refused, naming the variable."""
     assert Settings().slow_client_timeout == 30.0
     flags = build_parser().parse_args(["serve", "--slow-client-timeout", "2.5"])
-    assert settings_from(flags).slow_client_timeout == 2.5
+    assert settings_from(flags, {}).slow_client_timeout == 2.5
     env = {"NODERUN_SLOW_CLIENT_TIMEOUT": "7", "NODERUN_OUTBOUND_BYTES": "65536"}
-    assert Settings.from_env(env) == {"slow_client_timeout": 7.0, "outbound_bytes": 65536}
-    with pytest.raises(ValueError, match="NODERUN_SLOW_CLIENT_TIMEOUT"):
-        Settings.from_env({"NODERUN_SLOW_CLIENT_TIMEOUT": "soon"})
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--slow-client-timeout", "soon"])
+    settings = load_settings(env=env)
+    assert (settings.slow_client_timeout, settings.outbound_bytes) == (7.0, 65536)
+    with pytest.raises(SettingError, match="NODERUN_SLOW_CLIENT_TIMEOUT"):
+        load_settings(env={"NODERUN_SLOW_CLIENT_TIMEOUT": "soon"})
+    with pytest.raises(SettingError, match="NODERUN_OUTBOUND_BYTES"):
+        load_settings(env={"NODERUN_OUTBOUND_BYTES": "0"})
+    with pytest.raises(SettingError, match="--slow-client-timeout"):
+        settings_from(build_parser().parse_args(["serve", "--slow-client-timeout", "soon"]), {})

@@ -138,7 +138,7 @@ async def test_a_message_past_the_hard_bound_puts_the_run_behind_then_catches_up
 async def test_a_run_behind_its_replay_buffer_is_resumed_as_incomplete() -> None:
     """An ephemeral run whose buffer dropped what the client missed: ``job_resumed``
     with ``replay_incomplete``, then what is left (PROTOCOL.md §4)."""
-    hub = Hub(default_registry(), None, config=RuntimeConfig(replay_limit=5))
+    hub = Hub(default_registry(debug_nodes=True), None, config=RuntimeConfig(replay_limit=5))
     peer = Peer(hub, limit=2)
     peer.run_job([progress(20)], "burst")
     run = peer.hub.get("burst")
