@@ -169,6 +169,11 @@ class WorkerPool:
     def queued(self) -> int:
         return len(self._waiters)
 
+    @property
+    def busy(self) -> int:
+        """Node executions in flight on the workers."""
+        return sum(slot.busy for slot in self._slots)
+
     def worker_pids(self) -> list[int | None]:
         """Each slot's live process id (``None`` while it restarts)."""
         return [

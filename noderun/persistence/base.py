@@ -36,6 +36,7 @@ from noderun.persistence.health import Health
 from noderun.persistence.identity import check_server_id
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.recovery import interrupted_frame
+from noderun.persistence.stats import CommitStats
 from noderun.persistence.waiters import Waiters
 
 __all__ = ["StoreBase", "Written"]
@@ -104,6 +105,16 @@ class StoreBase(abc.ABC):
     @property
     def options(self) -> StoreOptions:
         return self._options
+
+    @property
+    def up(self) -> bool:
+        """Whether the last store operation succeeded (for metrics)."""
+        return self._health.up
+
+    @property
+    def commit_stats(self) -> CommitStats:
+        """The group commit's latency and batch size counts (for metrics)."""
+        return self._committer.stats
 
     async def start(self) -> None:
         """Connect, migrate, register this server and fail the runs of dead servers.

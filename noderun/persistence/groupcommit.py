@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from noderun.contract import RunRecord, StoredFrame
 from noderun.persistence.errors import StoreError, StoreUnavailable, WriteRejected
 from noderun.persistence.health import Health
 from noderun.persistence.options import StoreOptions
+from noderun.persistence.stats import CommitStats
 
 __all__ = ["Append", "Create", "Finish", "GroupCommitter", "Item", "Outcome"]
 
@@ -151,6 +153,7 @@ class GroupCommitter:
         self._busy: set[str] = set()
         self._wakeup = asyncio.Event()
         self.transactions = 0  # batches ever committed (for tests and metrics)
+        self.stats = CommitStats()
         self._failing: StoreUnavailable | None = None  # while a batch is being retried
         #: flush() waiters and the ids of the items each still waits for.
         self._flushes: list[tuple[set[int], asyncio.Future[None]]] = []
@@ -363,6 +366,7 @@ class GroupCommitter:
             batch = [i for i in items if not (isinstance(i, Create) and i.done.done())]
             if not batch:
                 return
+            started = time.perf_counter()
             try:
                 outcome = await self._commit(batch) or _NOTHING
             except StoreUnavailable as exc:
@@ -385,6 +389,7 @@ class GroupCommitter:
             self._health.succeeded()
             self._failing = None
             self.transactions += 1
+            self.stats.committed(time.perf_counter() - started, batch)
             committed: list[Item] = []
             for item in batch:
                 if isinstance(item, Create):

@@ -84,6 +84,8 @@ class Plan:
     #: One inline node, no edges, not a streaming input nor a gathering node: runs
     #: without waiting.
     synchronous: bool = False
+    #: What the plan runs, as metrics label it: a one-node graph's node type, else ``graph``.
+    kind: str = "graph"
 
     @property
     def single(self) -> bool:
@@ -99,6 +101,8 @@ class Unplanned:
 
     steps: PlanSteps
     synchronous: ClassVar[bool] = False
+    #: As metrics label it (:attr:`Plan.kind`): a large graph is a ``graph``.
+    kind: ClassVar[str] = "graph"
 
 
 def plan_graph(graph: Graph, params: Mapping[str, object] | None, registry: Registry) -> Plan:
@@ -221,7 +225,8 @@ def plan_steps(graph: Graph, params: Mapping[str, object] | None, registry: Regi
         and not only.streaming_input
         and not only.spec.gather
     )
-    return Plan(nodes=nodes, by_id=by_id, inputs=inputs, synchronous=synchronous)
+    kind = only.spec.node_type if len(nodes) == 1 else "graph"
+    return Plan(nodes=nodes, by_id=by_id, inputs=inputs, synchronous=synchronous, kind=kind)
 
 
 def dismantle(plan: Plan) -> Generator[None, None, None]:

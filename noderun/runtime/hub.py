@@ -17,6 +17,7 @@ import asyncio
 import functools
 import time
 import uuid
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +26,14 @@ import structlog
 
 from noderun.contract import Refusal, RunExists, RunRecord, RunStatus, RunStore
 from noderun.protocol.client import ExecutionOptions, RunJob
+from noderun.protocol.server import JobUpdate
 from noderun.runtime.errors import GraphError
 from noderun.runtime.graph import Plan, PlanCache, Unplanned
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry
 from noderun.runtime.run import Run, RunLimits, Subscriber
 from noderun.runtime.sink import EPHEMERAL, DurableSink, OutputSink
+from noderun.runtime.stats import RUN_SECONDS, RunStats
 from noderun.runtime.workflows import WorkflowCatalog, run_error
 
 __all__ = ["MAX_JOB_ID", "PLAN_AT_ONCE", "Hub", "RuntimeConfig", "StartRefused"]
@@ -110,6 +113,8 @@ class Hub:
         self._plans = PlanCache(
             registry, at_once=PLAN_AT_ONCE, max_nodes=self.config.max_graph_nodes
         )
+        #: Counters for the metrics endpoint (plain integers, read when scraped).
+        self.stats = RunStats()
 
     def get(self, job_id: str) -> Run | None:
         run = self.active.get(job_id)
@@ -124,7 +129,9 @@ class Hub:
         Synchronous: the hot path has no await between a frame and its ack.
         """
         job_id = self._admit(frame)
-        return self._register(frame, job_id, user_id, EPHEMERAL, subscriber)
+        run = self._register(frame, job_id, user_id, EPHEMERAL, subscriber)
+        self.stats.started_ephemeral[run.detail] += 1
+        return run
 
     def create_durable(
         self,
@@ -181,6 +188,7 @@ class Hub:
     ) -> None:
         error = asyncio.CancelledError() if created.cancelled() else created.exception()
         if error is None:
+            self.stats.started_durable[run.detail] += 1
             on_created(run, None)
             return
         run.abandon()
@@ -256,6 +264,18 @@ class Hub:
         return run
 
     def _finished_run(self, run: Run) -> None:
+        terminal = run.terminal
+        message = terminal.message if terminal is not None else None
+        if isinstance(message, JobUpdate):  # counted here, inline: this is the hot path
+            stats = self.stats
+            stats.finished[message.status] += 1
+            try:
+                histogram = stats.durations[run.kind]
+            except KeyError:
+                histogram = stats.histogram(run.kind)
+            duration = message.duration or 0.0
+            histogram.counts[bisect_left(RUN_SECONDS, duration)] += 1
+            histogram.sum += duration
         job_id = run.job_id
         if self.active.get(job_id) is run:
             del self.active[job_id]

@@ -168,6 +168,7 @@ class Run:
         "execution",
         "explicit_types",
         "job_id",
+        "kind",
         "require_terminal_result",
         "seq",
         "subscribers",
@@ -206,6 +207,8 @@ class Run:
         self._sink = sink
         self._keeps = sink.keeps
         self._plan = plan
+        #: What it runs, for metrics: see :attr:`Plan.kind` (``invalid``: no plan).
+        self.kind = plan.kind if plan is not None else "invalid"
         self._pool = pool
         self._error = error
         self.seq = 0

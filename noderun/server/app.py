@@ -34,6 +34,7 @@ from noderun.server.auth import Authenticator
 from noderun.server.connection import Connection, Receive, Send
 from noderun.server.http_api import HttpApi
 from noderun.server.lifecycle import CONFIG_ERROR, Lifecycle, Phase, StartupError
+from noderun.server.metrics import metrics_route
 from noderun.server.probes import probe_routes
 from noderun.server.sdk import SdkService
 from noderun.server.settings import Settings, load_settings
@@ -93,6 +94,7 @@ class WebSocketEndpoint:
             await connection.serve()
         finally:
             lifecycle.connections.discard(connection)
+            lifecycle.slow_consumer_closes += connection.slow_consumer_closes
 
 
 class _App(Starlette):
@@ -163,6 +165,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         debug=settings.debug,
         routes=[
             *probe_routes(lifecycle),
+            metrics_route(lifecycle),
             WebSocketRoute("/ws", WebSocketEndpoint(lifecycle, sdk), name="ws"),
             # Assets before the API, whose catch-all answers any other /api/ path.
             *assets.routes,

@@ -85,6 +85,8 @@ class Connection:
         #: The outbox's ``sent`` at the last look, and since when it has not moved.
         self._seen_sent = 0
         self._stalled_since: float | None = None
+        #: 1 once closed for not reading (a counter, for metrics).
+        self.slow_consumer_closes = 0
 
     @property
     def outbox(self) -> Outbox:
@@ -135,6 +137,11 @@ class Connection:
         with contextlib.suppress(OSError):
             await self._outbox.run_writer()
 
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the outbox."""
+        return len(self._outbox)
+
     async def flushed(self) -> None:
         """Wait until every frame queued so far has been handed to the socket."""
         await self._outbox.flushed()
@@ -143,6 +150,7 @@ class Connection:
         store = self._hub.store
         match action:
             case Close():
+                self.slow_consumer_closes += 1
                 log.warning("connection.slow_client", user_id=self.user_id, reason=action.reason)
                 self._abort(action.code, action.reason)
             case FollowDurable():

@@ -116,6 +116,8 @@ class Lifecycle:
         self.hub: Hub | None = None
         self.store: RunStore | None = None
         self.connections: set[Connection] = set()
+        #: Slow-consumer closes of connections that are gone (for metrics).
+        self.slow_consumer_closes = 0
         self._pool: RunnerPool | None = None
         #: NodeTool worker processes (``--nodetool-workers``), whose nodes join the registry.
         self.workers: WorkerPool | None = None

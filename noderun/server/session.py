@@ -439,6 +439,7 @@ class Session:
         )
 
     def _refused(self, exc: StartRefused, workflow_id: str, request_id: str | None) -> None:
+        self._hub.stats.refused[exc.code] += 1
         if exc.code == "job_already_running":
             # An error ack: the run with that id goes on, and the SDK keeps following it.
             self.reply(
