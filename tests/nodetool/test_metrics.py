@@ -29,8 +29,10 @@ async def test_worker_pool_metrics_follow_a_busy_worker_and_a_restart() -> None:
             assert crashed[-1]["status"] == "failed"
         back = await scrape_until(
             server,
-            lambda s: value(s, "noderun_nodetool_restarts_total") == 1
-            and value(s, "noderun_nodetool_workers") == 1,
+            lambda s: (
+                value(s, "noderun_nodetool_restarts_total") == 1
+                and value(s, "noderun_nodetool_workers") == 1
+            ),
             within=60,
         )
         assert value(back, "noderun_nodetool_busy") == 0
