@@ -56,7 +56,7 @@ class Gauged(Protocol):
 
 
 class Sources(Protocol):
-    """Where the collector reads, at scrape time (the app's state)."""
+    """Where the collector reads, at scrape time (the server's ``Lifecycle``)."""
 
     @property
     def hub(self) -> Hub | None: ...
