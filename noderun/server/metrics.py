@@ -164,7 +164,7 @@ def _runs(hub: Hub) -> Iterator[Metric]:
     duration = HistogramMetricFamily(
         "noderun_run_duration_seconds",
         "Run duration (the terminal's duration), by node type for single-node runs "
-        "(graph for larger graphs, invalid for graphs that did not validate).",
+        "(graph for larger graphs, invalid for graphs refused at planning).",
         labels=["node_type"],
     )
     for kind, histogram in stats.durations.items():
