@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.exceptions import ConnectionClosed
 
 from tests.server.helpers import (
+    TIME_SCALE,
     TIMEOUT,
     Client,
     ServerHandle,
@@ -193,17 +193,31 @@ async def test_the_connections_gauge_follows_open_and_close() -> None:
 
 
 async def test_a_slow_consumer_close_is_counted() -> None:
-    """A client that lets its outbox fill is closed with 1013: counted once, for good."""
-    with running_server(outbound_limit=4) as server:
+    """A client that reads nothing is closed after the slow-client timeout: counted once,
+    and still counted once the connection is gone."""
+    import msgspec
+
+    from tests.server.test_backpressure import _handshake, _wait_closed
+
+    slow = 0.5 * TIME_SCALE
+    with running_server(slow_client_timeout=slow, outbound_limit=64) as server:
         assert value(scrape(server), "noderun_slow_consumer_closes_total") == 0
-        async with connect(server) as client:
-            await client.run_job(graph(nd("p", "noderun.debug.Progress", steps=1000)))
-            with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    await client.recv()
-        assert info.value.rcvd is not None and info.value.rcvd.code == 1013
-        assert value(scrape(server), "noderun_slow_consumer_closes_total") == 1
-        # Still counted once the connection is gone.
+        sock, protocol = await asyncio.to_thread(_handshake, server.port)
+        run_job = {
+            "command": "run_job",
+            "data": {
+                "job_id": new_job_id(),
+                "workflow_id": "wf",
+                "graph": graph(nd("p", "noderun.debug.Progress", steps=1_000_000)),
+                "execution_options": {"event_detail": "full"},
+            },
+        }
+        protocol.send_binary(msgspec.msgpack.encode(run_job))
+        sock.sendall(b"".join(protocol.data_to_send()))
+        try:
+            await asyncio.to_thread(_wait_closed, sock, slow * 2 + TIMEOUT)
+        finally:
+            sock.close()
         samples = await scrape_until(server, lambda s: value(s, "noderun_connections") == 0)
         assert value(samples, "noderun_slow_consumer_closes_total") == 1
 
