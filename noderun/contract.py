@@ -57,7 +57,27 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredFrame",
+    "store_key",
+    "wire_job_id",
 ]
+
+
+def store_key(user_id: str, job_id: str) -> str:
+    """The key a durable run is stored under: its job id scoped to its user.
+
+    Job ids are chosen by clients, so two users may pick the same one; the store's
+    key is unique, so it carries the user too, and one user's id never meets
+    another's row. User ids never contain ``/`` (``noderun.server.auth``), so the
+    key is unambiguous. The wire keeps the client's job id.
+    """
+    return f"{user_id}/{job_id}"
+
+
+def wire_job_id(key: str, user_id: str) -> str:
+    """The client's job id of a run stored under ``key`` by ``user_id`` (a row written
+    before keys were scoped is its own job id)."""
+    prefix = f"{user_id}/"
+    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 class RunStatus(enum.StrEnum):
@@ -80,6 +100,7 @@ class Refusal(enum.StrEnum):
     INVALID_JOB_ID = "invalid_job_id"
     JOB_ALREADY_RUNNING = "job_already_running"
     SERVER_BUSY = "server_busy"
+    TOO_MANY_RUNS = "too_many_runs"
     STORE_UNAVAILABLE = "store_unavailable"
 
 

@@ -30,6 +30,7 @@ def test_refusal_codes_are_the_error_codes_clients_know() -> None:
         "invalid_job_id",
         "job_already_running",
         "server_busy",
+        "too_many_runs",
         "store_unavailable",
     }
 

@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 import asyncpg
 import structlog
 
-from noderun.contract import RunRecord, StoredFrame
+from noderun.contract import RunRecord, StoredFrame, wire_job_id
 from noderun.persistence.base import StoreBase, Written
 from noderun.persistence.errors import (
     RunExists,
@@ -213,7 +213,7 @@ class PostgresStore(StoreBase):
         # SKIP LOCKED: a run locked by a commit in flight (or by another sweeper) is
         # left for the next sweep instead of risking a deadlock.
         rows = await conn.fetch(
-            f"""SELECT job_id, workflow_id FROM noderun_runs r
+            f"""SELECT job_id, workflow_id, user_id FROM noderun_runs r
                 WHERE status = 'running' AND ({where})
                 ORDER BY job_id FOR UPDATE SKIP LOCKED""",
             *args,
@@ -222,6 +222,8 @@ class PostgresStore(StoreBase):
             return []
         job_ids = [row["job_id"] for row in rows]
         workflows = {row["job_id"]: row["workflow_id"] for row in rows}
+        # The frame names the client's job id, not the store's key.
+        wire_ids = {row["job_id"]: wire_job_id(row["job_id"], row["user_id"]) for row in rows}
         lasts = await conn.fetch(
             """SELECT r.job_id, GREATEST(r.last_seq, COALESCE(
                     (SELECT MAX(f.seq) FROM noderun_frames f WHERE f.job_id = r.job_id), 0))
@@ -230,7 +232,7 @@ class PostgresStore(StoreBase):
             job_ids,
         )
         seqs = {row["job_id"]: row["last_seq"] + 1 for row in lasts}
-        frames = [interrupted_frame(j, workflows[j], seqs[j]) for j in job_ids]
+        frames = [interrupted_frame(wire_ids[j], workflows[j], seqs[j]) for j in job_ids]
         ordered_seqs = [seqs[j] for j in job_ids]
         # The terminal frame lives in the row (see _FRAMES_AFTER).
         await conn.execute(

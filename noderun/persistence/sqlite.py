@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from noderun.contract import RunRecord, StoredFrame
+from noderun.contract import RunRecord, StoredFrame, wire_job_id
 from noderun.persistence.base import StoreBase, Written
 from noderun.persistence.errors import (
     RunExists,
@@ -255,15 +255,15 @@ class SqliteStore(StoreBase):
 
     def _interrupt(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[str]:
         rows = conn.execute(
-            f"""SELECT r.job_id, r.workflow_id, MAX(r.last_seq, COALESCE(
+            f"""SELECT r.job_id, r.workflow_id, r.user_id, MAX(r.last_seq, COALESCE(
                     (SELECT MAX(f.seq) FROM noderun_frames f WHERE f.job_id = r.job_id), 0))
                 FROM noderun_runs r WHERE r.status = 'running' AND ({where})""",
             params,
         ).fetchall()
         now = time.time()
-        for job_id, workflow_id, last_seq in rows:
+        for job_id, workflow_id, user_id, last_seq in rows:
             seq = last_seq + 1
-            frame = interrupted_frame(job_id, workflow_id, seq)
+            frame = interrupted_frame(wire_job_id(job_id, user_id), workflow_id, seq)
             conn.execute(
                 "INSERT OR IGNORE INTO noderun_frames (job_id, seq, frame) VALUES (?, ?, ?)",
                 (job_id, seq, frame),

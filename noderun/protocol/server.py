@@ -36,6 +36,7 @@ __all__ = [
     "FrameRejected",
     "GenerationStopped",
     "JobNotice",
+    "JobQueued",
     "JobResumed",
     "JobStarted",
     "JobUpdate",
@@ -72,6 +73,16 @@ class JobUpdate(_RunMessage, kw_only=True, tag="job_update"):
     error: str | None = None
     duration: float | None = None
     run_state: Map | None = None
+
+
+class JobQueued(_RunMessage, kw_only=True, tag="job_update"):
+    """``job_update queued``: the run waits for a slot (PROTOCOL.md §7); sent when it is
+    queued and again each time it moves up. Its own struct so that no other
+    ``job_update`` carries ``queue_position``."""
+
+    status: Literal["queued"] = "queued"
+    message: str | None = None
+    queue_position: int
 
 
 class JobNotice(msgspec.Struct, kw_only=True, tag_field="type", tag="job_update"):

@@ -1,9 +1,14 @@
-"""The hub: every run this process holds, by ``job_id``, and how runs start and end.
+"""The hub: every run this process holds, by user and ``job_id``, and how runs start
+and end.
 
-Active runs live until they finish; finished runs stay reachable for
-``reconnect_job`` for ``finished_ttl`` seconds, at most ``finished_limit`` of
-them (oldest evicted first). At most ``max_active_runs`` run at once: past that,
-``run_job`` is refused with ``server_busy`` (named overflow policy: reject).
+A job id is scoped to its user: two users may run the same ``job_id`` at once,
+and one user's id tells another nothing. Active runs live until they finish;
+finished runs stay reachable for ``reconnect_job`` for ``finished_ttl`` seconds,
+at most ``finished_limit`` of them (oldest evicted first). At most
+``max_active_runs`` are held at once: past that, ``run_job`` is refused with
+``server_busy`` (named overflow policy: reject). Within that, the per-user and
+per-connection limits of :mod:`~noderun.runtime.admission` queue a run, then
+refuse it with ``too_many_runs``.
 
 A graph of more than ``max_graph_nodes`` nodes fails before anything runs, like
 any invalid graph. A graph of more than :data:`PLAN_AT_ONCE` nodes is not validated
@@ -24,9 +29,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from noderun.contract import Refusal, RunExists, RunRecord, RunStatus, RunStore
+from noderun.contract import Refusal, RunExists, RunRecord, RunStatus, RunStore, store_key
 from noderun.protocol.client import ExecutionOptions, RunJob
 from noderun.protocol.server import JobUpdate
+from noderun.runtime.admission import Admission, Limits
 from noderun.runtime.errors import GraphError
 from noderun.runtime.graph import Plan, PlanCache, Unplanned
 from noderun.runtime.pool import RunnerPool
@@ -59,6 +65,9 @@ class RuntimeConfig:
     max_graph_nodes: int = 10_000
     #: Seconds after which a run still going ends ``failed`` (timeout); 0: never.
     run_timeout: float = 0.0
+    max_runs_per_connection: int = 100
+    max_runs_per_user: int = 1000
+    max_queued_runs_per_user: int = 1000
 
 
 class StartRefused(Exception):
@@ -78,6 +87,8 @@ def _refusal(error: BaseException, job_id: str) -> StartRefused:
     commit cancelled) means the store cannot take the run now.
     """
     if isinstance(error, RunExists):
+        # The store's key is scoped to the user (contract.store_key): this is the
+        # user's own run, running in another process sharing the store.
         code = Refusal.JOB_ALREADY_RUNNING
     else:
         code = Refusal.STORE_UNAVAILABLE
@@ -103,8 +114,19 @@ class Hub:
         self.config = config or RuntimeConfig()
         self.store = store
         self._durable = DurableSink(store) if store is not None else None
-        self.active: dict[str, Run] = {}
-        self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
+        #: Runs not finished yet, by (user, job id); queued ones included.
+        self.active: dict[tuple[str, str], Run] = {}
+        #: Active durable runs by job id alone, for the store's cancel requests.
+        self._durable_runs: dict[str, Run] = {}
+        self._finished: OrderedDict[tuple[str, str], tuple[Run, float]] = OrderedDict()
+        config = self.config
+        self._admission = Admission(
+            Limits(
+                per_connection=config.max_runs_per_connection,
+                per_user=config.max_runs_per_user,
+                queued_per_user=config.max_queued_runs_per_user,
+            )
+        )
         limit = self.config.finished_limit
         self._prune_at = limit + min(64, max(1, limit // 16))
         self._limits = RunLimits(
@@ -116,31 +138,63 @@ class Hub:
         #: Counters for the metrics endpoint (plain integers, read when scraped).
         self.stats = RunStats()
 
-    def get(self, job_id: str) -> Run | None:
-        run = self.active.get(job_id)
+    def get(self, job_id: str, user_id: str) -> Run | None:
+        """``user_id``'s run ``job_id`` (active or recently finished), if this process has it."""
+        key = (user_id, job_id)
+        run = self.active.get(key)
         if run is not None:
             return run
-        entry = self._finished.get(job_id)
+        entry = self._finished.get(key)
         return entry[0] if entry is not None else None
 
-    def create(self, frame: RunJob, user_id: str, subscriber: Subscriber | None) -> Run:
-        """Admit, validate and register an ephemeral run; the caller acks, then ``run.start()``.
+    def get_durable(self, key: str) -> Run | None:
+        """The active durable run stored under ``key`` (:func:`~noderun.contract.store_key`),
+        if this process holds it: what a store's cancel request names."""
+        return self._durable_runs.get(key)
+
+    def create(
+        self,
+        frame: RunJob,
+        user_id: str,
+        subscriber: Subscriber | None,
+        connection: object = None,
+    ) -> Run:
+        """Admit, validate and register an ephemeral run; the caller acks, then starts it
+        with ``run.start()`` when ``run.admitted``, else :meth:`enqueue` (it waits for a
+        slot of its user or ``connection``).
 
         Synchronous: the hot path has no await between a frame and its ack.
         """
-        job_id = self._admit(frame)
+        job_id = self._admit(frame, user_id)
+        admission = self._admission
+        held_by = admission.acquire(user_id, connection)
+        if held_by is not None and admission.queue_full(user_id):
+            raise StartRefused(
+                Refusal.TOO_MANY_RUNS,
+                f"too many runs: {held_by}, and "
+                f"{self.config.max_queued_runs_per_user} queued (max_queued_runs_per_user)",
+                job_id,
+            )
         run = self._register(frame, job_id, user_id, EPHEMERAL, subscriber)
+        run.connection = connection
+        run.admitted = held_by is None
         self.stats.started_ephemeral[run.detail] += 1
         return run
+
+    def enqueue(self, run: Run) -> None:
+        """Queue a run :meth:`create` did not admit; it starts when a slot frees."""
+        self._admission.enqueue(run)
 
     def create_durable(
         self,
         frame: RunJob,
         user_id: str,
         on_created: Callable[[Run, StartRefused | None], None],
+        connection: object = None,
     ) -> Run:
         """Start a durable run; ``on_created(run, None)`` once its row is committed (the
-        caller acks then), ``on_created(run, refusal)`` if the row was refused.
+        caller acks then), ``on_created(run, refusal)`` if the row was refused. Never
+        queued: past a limit of :mod:`~noderun.runtime.admission` it is refused.
 
         The run executes while its row commits: the store commits a run's items in
         the order they were queued, so its messages and terminal state ride the
@@ -152,15 +206,20 @@ class Hub:
         Callbacks, not a coroutine: a durable start costs no task. Raises
         :class:`StartRefused` at once when the run cannot even be queued.
         """
-        job_id = self._admit(frame)
+        job_id = self._admit(frame, user_id)
         sink = self._durable
         if sink is None:
             raise StartRefused(
                 Refusal.STORE_UNAVAILABLE, "this server has no run store configured", job_id
             )
+        held_by = self._admission.acquire(user_id, connection)
+        if held_by is not None:
+            # A queued durable run would need a queued row: refused instead.
+            raise StartRefused(Refusal.TOO_MANY_RUNS, f"too many runs: {held_by}", job_id)
         store = sink.store
+        key = store_key(user_id, job_id)
         record = RunRecord(
-            job_id=job_id,
+            job_id=key,
             workflow_id=frame.workflow_id,
             user_id=user_id,
             status=RunStatus.RUNNING,
@@ -170,8 +229,13 @@ class Hub:
         try:
             created = store.create_run(record)
         except Exception as exc:  # the store is closed or not started
+            self._admission.give_back(user_id, connection)
             raise _refusal(exc, job_id) from None
         run = self._register(frame, job_id, user_id, sink, None)
+        run.connection = connection
+        run.admitted = True
+        run.store_key = key
+        self._durable_runs[key] = run
         refused_at_once = created.done() and (
             created.cancelled() or created.exception() is not None
         )
@@ -195,14 +259,18 @@ class Hub:
         # It may even have finished meanwhile (its terminal commit being a no-op
         # without its row): forget it either way, it never existed.
         job_id = run.job_id
-        if self.active.get(job_id) is run:
-            del self.active[job_id]
-        entry = self._finished.get(job_id)
+        key = (run.user_id, job_id)
+        if self.active.get(key) is run:
+            del self.active[key]
+        if self._durable_runs.get(run.store_key) is run:
+            del self._durable_runs[run.store_key]
+        entry = self._finished.get(key)
         if entry is not None and entry[0] is run:
-            del self._finished[job_id]
+            del self._finished[key]
+        self._admission.release(run, _start)
         on_created(run, _refusal(error, job_id))
 
-    def _admit(self, frame: RunJob) -> str:
+    def _admit(self, frame: RunJob, user_id: str) -> str:
         job_id = frame.job_id or uuid.uuid4().hex
         if len(job_id) > MAX_JOB_ID:
             # A bound keeps ids storable and notifiable (PostgreSQL NOTIFY payloads
@@ -212,7 +280,7 @@ class Hub:
                 f"job_id longer than {MAX_JOB_ID} characters",
                 job_id,
             )
-        if job_id in self.active:
+        if (user_id, job_id) in self.active:
             raise StartRefused(
                 Refusal.JOB_ALREADY_RUNNING, f"job {job_id!r} is already running", job_id
             )
@@ -259,8 +327,9 @@ class Hub:
             subscriber=subscriber,
             on_finished=self._finished_run,
         )
-        self.active[job_id] = run
-        self._finished.pop(job_id, None)
+        key = (user_id, job_id)
+        self.active[key] = run
+        self._finished.pop(key, None)
         return run
 
     def _finished_run(self, run: Run) -> None:
@@ -276,14 +345,21 @@ class Hub:
             duration = message.duration or 0.0
             histogram.counts[bisect_left(RUN_SECONDS, duration)] += 1
             histogram.sum += duration
-        job_id = run.job_id
-        if self.active.get(job_id) is run:
-            del self.active[job_id]
+        key = (run.user_id, run.job_id)
+        if self.active.get(key) is run:
+            del self.active[key]
+        if self._durable_runs:
+            self._forget_durable(run)
+        self._admission.release(run, _start)
         finished = self._finished
-        finished[job_id] = (run, time.monotonic())
+        finished[key] = (run, time.monotonic())
         count = len(finished)
         if count >= self._prune_at or count % 64 == 0:
             self._prune_finished()
+
+    def _forget_durable(self, run: Run) -> None:
+        if self._durable_runs.get(run.store_key) is run:
+            del self._durable_runs[run.store_key]
 
     def _prune_finished(self) -> None:
         """Evict finished runs past the count limit or the age limit, oldest first.
@@ -307,6 +383,8 @@ class Hub:
 
     async def close(self, deadline: float = 10.0) -> None:
         """Shut down: cancel every active run with a reason, wait for their terminal frames."""
+        # Nothing queued starts any more; queued runs end cancelled like the rest.
+        self._admission.closed = True
         runs = list(self.active.values())
         for run in runs:
             run.cancel("server shutting down")
@@ -317,3 +395,7 @@ class Hub:
                 task.cancel()
             if pending:
                 log.warning("hub.close_timeout", pending=len(pending))
+
+
+def _start(run: Run) -> None:
+    run.start()

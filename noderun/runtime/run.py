@@ -20,6 +20,8 @@ changes the state and it refuses any move not drawn here (a bug)::
     every state but ABANDONED ── abandon() ──> ABANDONED   (a durable run's row was refused)
 
 * ``PREPARED``: registered with its plan (or the reason it cannot run); the caller acks.
+  A run the hub queued (``waiting``) stays here until a slot frees; cancelling it
+  goes straight to ``CANCELLING`` and ends it at once.
 * ``STARTING``: its task exists but has not taken its first step; a cancel now is
   seen by that first step (cancelling a task that never started would run nothing).
 * ``RUNNING``: executing, inline inside :meth:`Run.start` or in its task.
@@ -49,6 +51,7 @@ from noderun.contract import RunStatus
 from noderun.protocol.codec import Outbound
 from noderun.protocol.server import (
     Chunk,
+    JobQueued,
     JobUpdate,
     NodeUpdate,
     OutputUpdate,
@@ -98,7 +101,8 @@ _ABANDONED: Final = RunState.ABANDONED
 
 #: state -> the states it may move to; anything else is a bug.
 _MOVES: Final[dict[RunState, frozenset[RunState]]] = {
-    _PREPARED: frozenset({_STARTING, _RUNNING, _ABANDONED}),
+    # CANCELLING: a queued run (never started) is cancelled.
+    _PREPARED: frozenset({_STARTING, _RUNNING, _CANCELLING, _ABANDONED}),
     _STARTING: frozenset({_RUNNING, _CANCELLING, _ABANDONED}),
     _RUNNING: frozenset({_CANCELLING, _FINISHING, _ABANDONED}),
     _CANCELLING: frozenset({_FINISHING, _ABANDONED}),
@@ -164,6 +168,8 @@ class Run:
         "_started",
         "_state",
         "_stop_status",
+        "admitted",
+        "connection",
         "detail",
         "execution",
         "explicit_types",
@@ -171,10 +177,12 @@ class Run:
         "kind",
         "require_terminal_result",
         "seq",
+        "store_key",
         "subscribers",
         "task",
         "terminal",
         "user_id",
+        "waiting",
         "workflow_id",
     )
 
@@ -227,6 +235,13 @@ class Run:
         self._outcome = _FAILED
         self._full = detail == "full"
         self._outputs = detail != "terminal"
+        #: The connection it counts against (the hub's admission), if any.
+        self.connection: object = None
+        #: Its key in a run store (a durable run's): ``contract.store_key``.
+        self.store_key = job_id
+        #: It holds an in-flight slot; ``waiting``: it is queued for one.
+        self.admitted = False
+        self.waiting = False
 
     @property
     def state(self) -> RunState:
@@ -328,7 +343,28 @@ class Run:
         item = Outbound(message, self.seq)
         self._buffer.append(item)
         if self._keeps:
-            self._sink.keep(self.job_id, item)
+            self._sink.keep(self.store_key, item)
+        for subscriber in self.subscribers:
+            subscriber.deliver(item)
+
+    def queued(self, position: int) -> None:
+        """Tell subscribers the run waits at ``position`` (1 = next) of its queue."""
+        if self._state is not _PREPARED:
+            return
+        self.seq += 1
+        item = Outbound(
+            JobQueued(
+                job_id=self.job_id,
+                workflow_id=self.workflow_id,
+                message="Waiting for a free slot",
+                queue_position=position,
+                job_seq=self.seq,
+            ),
+            self.seq,
+        )
+        self._buffer.append(item)
+        if self._keeps:
+            self._sink.keep(self.store_key, item)
         for subscriber in self.subscribers:
             subscriber.deliver(item)
 
@@ -445,8 +481,9 @@ class Run:
     def cancel(self, reason: str = "cancelled by client") -> bool:
         """Request cancellation; the run ends with a terminal ``cancelled``.
 
-        ``False`` when there is nothing to cancel: not started, ending already (a
-        durable run's terminal being committed is its outcome; a timeout already
+        A queued run (``waiting``) ends here, its terminal delivered before this
+        returns. ``False`` when there is nothing to cancel: not started, ending already
+        (a durable run's terminal being committed is its outcome; a timeout already
         stopping it), or executing inline (no await there, so only a re-entrant call
         can get here).
         """
@@ -462,7 +499,18 @@ class Run:
         """Stop the run's task; its terminal has ``status`` and ``reason`` (the error of
         a ``failed`` one, the message of a ``cancelled`` one)."""
         state = self._state
-        if state is _STARTING:
+        if state is _PREPARED and self.waiting:
+            # Queued, never started: ends here, nothing executed.
+            self.waiting = False
+            self._cancel_reason = reason
+            self._move(_CANCELLING)
+            if status is _CANCELLED:
+                item = self._terminal(_CANCELLED, message=reason)
+            else:
+                item = self._terminal(status, error=reason)
+            self._move(_FINISHING)
+            self._sink.conclude(self, item)
+        elif state is _STARTING:
             # Its task has not begun: cancelling it would skip _main and with it the
             # terminal; the first step sees the state instead.
             self._cancel_reason = reason

@@ -35,6 +35,8 @@ class Concluding(Protocol):
     """What a sink needs of the run it serves."""
 
     job_id: str
+    #: The run's key in the store (``contract.store_key``).
+    store_key: str
 
     def publish(self, item: Outbound) -> None:
         """Deliver the terminal to the subscribers (nothing if the run was abandoned)."""
@@ -98,7 +100,7 @@ class DurableSink:
         terminal = item.message
         assert isinstance(terminal, JobUpdate)
         committed = self.store.finish(
-            run.job_id,
+            run.store_key,
             terminal.status,
             item.seq,
             item.msgpack(),

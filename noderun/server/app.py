@@ -78,6 +78,17 @@ class WebSocketEndpoint:
             await send({"type": "websocket.close", "code": 1013, "reason": "server not ready"})
             return
         settings = self._settings
+        if len(lifecycle.connections) >= settings.max_connections:
+            # Accepted then closed, as for a bad token: a client sees a close code and
+            # a reason (a refused handshake only surfaces as an HTTP status).
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": 1013,
+                    "reason": f"server full: {settings.max_connections} connections",
+                }
+            )
+            return
         connection = Connection(
             hub,
             receive,

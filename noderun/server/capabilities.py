@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import inspect
-
-import uvicorn
 
 from noderun.server.settings import Settings
 
@@ -20,8 +17,6 @@ __all__ = ["MAX_RPC_BATCH", "capabilities", "server_version"]
 
 #: Most workflow ids one ``get_workflow_interfaces`` may name (NodeTool's bound).
 MAX_RPC_BATCH = 100
-#: Largest inbound WebSocket message uvicorn accepts (its ``ws_max_size``, unchanged here).
-_MAX_MESSAGE = int(inspect.signature(uvicorn.Config).parameters["ws_max_size"].default)
 
 
 def server_version() -> str:
@@ -66,9 +61,14 @@ def capabilities(settings: Settings, registry_revision: int, version: str) -> di
         },
         "limits": {
             "max_rpc_batch": MAX_RPC_BATCH,
-            "max_inline_bytes": _MAX_MESSAGE,
+            "max_inline_bytes": settings.max_frame_bytes,
+            "max_frame_bytes": settings.max_frame_bytes,
             "max_upload_bytes": settings.max_asset_bytes,
             "max_queued_jobs": settings.max_active_runs,
+            "max_connections": settings.max_connections,
+            "max_runs_per_connection": settings.max_runs_per_connection,
+            "max_runs_per_user": settings.max_runs_per_user,
+            "max_queued_runs_per_user": settings.max_queued_runs_per_user,
             "max_job_event_replay": settings.replay_limit,
             # The one server-side wait a client's run is subject to: how long it
             # goes on with no client attached.

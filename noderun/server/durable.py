@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import structlog
 
-from noderun.contract import RunRecord, RunStore
+from noderun.contract import RunRecord, RunStore, store_key
 from noderun.server.follow import DurableFollower
 from noderun.server.session import CancelDurable, FollowDurable, ResumeFollowed, Session
 
@@ -41,7 +41,7 @@ async def follow(store: RunStore, session: Session, action: FollowDurable) -> No
 async def resume_followed(store: RunStore, session: Session, action: ResumeFollowed) -> None:
     """Answer a repeated ``reconnect_job`` of a run ``session`` already follows."""
     try:
-        record = await store.get_run(action.frame.job_id)
+        record = await store.get_run(store_key(session.user_id, action.frame.job_id))
     except Exception as exc:
         log.warning("connection.durable_resume_failed", job_id=action.frame.job_id, error=str(exc))
         record = None
@@ -52,12 +52,13 @@ async def cancel(store: RunStore, session: Session, action: CancelDurable) -> No
     """Request the cancel of a stored run of ``session``'s user."""
     frame = action.frame
     requested: RunRecord | None = None
+    key = store_key(session.user_id, frame.job_id)
     try:
-        record = await store.get_run(frame.job_id)
+        record = await store.get_run(key)
         if (
             record is not None
             and record.user_id == session.user_id
-            and await store.request_cancel(frame.job_id)
+            and await store.request_cancel(key)
         ):
             requested = record
     except Exception as exc:

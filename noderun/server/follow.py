@@ -13,7 +13,7 @@ from typing import Protocol
 
 import structlog
 
-from noderun.contract import RunStore
+from noderun.contract import RunStore, store_key
 from noderun.protocol.codec import Outbound
 from noderun.protocol.server import JobResumed
 from noderun.runtime.run import Subscriber
@@ -44,6 +44,7 @@ class DurableFollower:
         self._store = store
         self._user_id = user_id
         self.job_id = job_id
+        self._key = store_key(user_id, job_id)
         self._after = after_seq
         self._subscriber = subscriber
         self._task: asyncio.Task[None] | None = None
@@ -53,10 +54,11 @@ class DurableFollower:
         """Send ``job_resumed`` and the replay; ``False`` when the store has no such run
         (or it is another user's)."""
         store = self._store
-        record = await store.get_run(self.job_id)
+        # Scoped by user: another user's run with this id is another row.
+        record = await store.get_run(self._key)
         if record is None or record.user_id != self._user_id:
             return False
-        frames = await store.read_frames(self.job_id, self._after)
+        frames = await store.read_frames(self._key, self._after)
         resend_terminal = (
             record.finished
             and record.terminal_frame is not None
@@ -91,7 +93,7 @@ class DurableFollower:
     async def _follow(self, after: int) -> None:
         deliver = self._subscriber.deliver
         try:
-            async for stored in self._store.follow(self.job_id, after):
+            async for stored in self._store.follow(self._key, after):
                 deliver(Outbound.from_msgpack(stored.seq, stored.frame))
         except asyncio.CancelledError:
             raise

@@ -11,7 +11,7 @@ import datetime
 
 import msgspec
 
-from noderun.contract import RunRecord
+from noderun.contract import RunRecord, store_key, wire_job_id
 from noderun.runtime.hub import Hub
 from noderun.runtime.run import Run
 from noderun.server.errors import ApiError
@@ -21,8 +21,8 @@ __all__ = ["cancel_job", "job_snapshot"]
 
 async def job_snapshot(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
     """The job as NodeTool's ``JobResponse``; :class:`ApiError` 404 when not the user's."""
-    run = hub.get(job_id)
-    if run is not None and run.user_id == user_id:
+    run = hub.get(job_id, user_id)
+    if run is not None:
         return _run_snapshot(run)
     record = await _record(hub, job_id, user_id)
     if record is None:
@@ -32,8 +32,8 @@ async def job_snapshot(hub: Hub, job_id: str, user_id: str) -> dict[str, object]
 
 async def cancel_job(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
     """Ask for the run's cancellation; a finished run answers ``cancel_requested: false``."""
-    run = hub.get(job_id)
-    if run is not None and run.user_id == user_id:
+    run = hub.get(job_id, user_id)
+    if run is not None:
         requested = not run.finished and run.cancel()
         status: str = run.status
     else:
@@ -41,7 +41,9 @@ async def cancel_job(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
         if record is None:
             raise ApiError(404, "NOT_FOUND", f"job {job_id!r} not found")
         assert hub.store is not None
-        requested = not record.finished and await hub.store.request_cancel(job_id)
+        requested = not record.finished and await hub.store.request_cancel(
+            store_key(user_id, job_id)
+        )
         status = record.status
     return {
         "job_id": job_id,
@@ -56,7 +58,7 @@ async def _record(hub: Hub, job_id: str, user_id: str) -> RunRecord | None:
     if hub.store is None:
         return None
     try:
-        record = await hub.store.get_run(job_id)
+        record = await hub.store.get_run(store_key(user_id, job_id))
     except Exception as exc:  # the store is down: say so, the client may retry
         raise ApiError(
             503, "SERVICE_UNAVAILABLE", f"store unavailable: {exc}", retryable=True
@@ -127,7 +129,7 @@ def _run_snapshot(run: Run) -> dict[str, object]:
 def _record_snapshot(record: RunRecord) -> dict[str, object]:
     terminal = msgspec.msgpack.decode(record.terminal_frame) if record.terminal_frame else None
     return _snapshot(
-        job_id=record.job_id,
+        job_id=wire_job_id(record.job_id, record.user_id),
         user_id=record.user_id,
         workflow_id=record.workflow_id,
         status=record.status,

@@ -199,6 +199,9 @@ class Lifecycle:
                     detach_grace=settings.detach_grace,
                     finished_ttl=settings.finished_ttl,
                     max_active_runs=settings.max_active_runs,
+                    max_runs_per_connection=settings.max_runs_per_connection,
+                    max_runs_per_user=settings.max_runs_per_user,
+                    max_queued_runs_per_user=settings.max_queued_runs_per_user,
                     max_graph_nodes=settings.max_graph_nodes,
                     run_timeout=settings.run_timeout,
                 ),
@@ -438,7 +441,7 @@ async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:
 
 
 def _cancel_local(hub: Hub, job_id: str) -> None:
-    run = hub.get(job_id)
+    run = hub.get_durable(job_id)
     if run is not None:
         run.cancel("cancelled by client")
 

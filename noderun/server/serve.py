@@ -106,6 +106,7 @@ def config_for(settings: Settings, app: Any) -> uvicorn.Config:
         ssl_keyfile=settings.ssl_keyfile,
         proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        max_frame_bytes=settings.max_frame_bytes,
     )
 
 

@@ -383,8 +383,7 @@ class Session:
         Runs belong to the user who started them: another user's run is "not
         found" to this connection (with auth off everyone is the same user).
         """
-        run = self._hub.get(job_id)
-        return run if run is not None and run.user_id == self.user_id else None
+        return self._hub.get(job_id, self.user_id)
 
     def _run_job(self, frame: RunJob) -> None:
         options = frame.execution_options
@@ -393,15 +392,18 @@ class Session:
                 # The run goes on without its client (PROTOCOL.md §4): nothing of it
                 # belongs to this session until the row is committed.
                 self._hub.create_durable(
-                    frame, self.user_id, functools.partial(self._durable_created, frame)
+                    frame, self.user_id, functools.partial(self._durable_created, frame), self
                 )
                 return
-            run = self._hub.create(frame, self.user_id, self)
+            run = self._hub.create(frame, self.user_id, self, self)
         except StartRefused as exc:
             self._refused(exc, frame.workflow_id, frame.request_id)
             return
         self._started(run, frame.request_id)
-        run.start()
+        if run.admitted:
+            run.start()
+        else:
+            self._hub.enqueue(run)
 
     def _durable_created(self, frame: RunJob, run: Run, refusal: StartRefused | None) -> None:
         if refusal is not None:
@@ -506,7 +508,7 @@ class Session:
         if run is None and self._hub.store is not None:
             self._on_action(CancelDurable(frame))
             return
-        if run is None or not run.cancel():
+        if run is None or not (run.waiting or run.cancel()):
             self.reply(job_not_found(frame.job_id, frame.request_id))
             return
         self.reply(
@@ -514,6 +516,9 @@ class Session:
                 message="Job cancellation requested", job_id=run.job_id, workflow_id=run.workflow_id
             )
         )
+        if run.waiting:
+            # A queued run ends within cancel(): its terminal comes after the ack.
+            run.cancel()
 
     def _status(self, frame: GetStatus) -> None:
         if frame.job_id is None:

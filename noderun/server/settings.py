@@ -226,6 +226,34 @@ class Settings:
     max_active_runs: int = setting(
         10_000, "runs at once; more are refused", check=_positive, metavar="N"
     )
+    max_connections: int = setting(
+        10_000,
+        "open WebSockets; one more is closed at once with 1013 `server full`",
+        check=_positive,
+        metavar="N",
+    )
+    max_runs_per_connection: int = setting(
+        100,
+        "runs in flight per connection; more are queued (`job_update queued`)",
+        check=_positive,
+        metavar="N",
+    )
+    max_runs_per_user: int = setting(
+        1000, "runs in flight per user; more are queued", check=_positive, metavar="N"
+    )
+    max_queued_runs_per_user: int = setting(
+        1000,
+        "queued runs per user; more are refused (terminal `failed`, `too many runs`)",
+        check=_positive,
+        metavar="N",
+    )
+    max_frame_bytes: int = setting(
+        16 * 1024 * 1024,
+        "largest inbound WebSocket message in bytes; a larger one closes with 1009",
+        check=_positive,
+        metavar="N",
+        shown_default="16777216 (16 MiB)",
+    )
     outbound_limit: int = setting(
         4096,
         "frames queued to one client above which the runs it follows wait for it",

@@ -32,6 +32,7 @@ def uvicorn_config(
     ssl_keyfile: str | None = None,
     proxy_headers: bool = False,
     forwarded_allow_ips: str | None = None,
+    max_frame_bytes: int = 16 * 1024 * 1024,
 ) -> uvicorn.Config:
     """uvicorn settings for the hot path.
 
@@ -39,7 +40,8 @@ def uvicorn_config(
     per-connection task or queue of its own); per-message deflate is off because
     it costs ~70 KiB per connection and CPU per frame (PROTOCOL.md §1). Proxy
     headers are off unless asked for (uvicorn trusts them from localhost by default):
-    a client address should not come from a header nobody vouched for.
+    a client address should not come from a header nobody vouched for. A message
+    over ``max_frame_bytes`` closes the connection with 1009 (uvicorn's ``ws_max_size``).
     """
     config = uvicorn.Config(
         app,
@@ -49,6 +51,7 @@ def uvicorn_config(
         http="httptools",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        ws_max_size=max_frame_bytes,
         ws_ping_interval=None,
         lifespan=lifespan,
         log_level=log_level,

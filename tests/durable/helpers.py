@@ -29,6 +29,9 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from noderun.contract import store_key
+from noderun.server.auth import ANONYMOUS_USER
+
 #: The one timing constant of these tests, in seconds; every wait is derived from it.
 #: Raise NODERUN_TEST_TIME_SCALE on slow machines.
 WAIT = 1.0 * float(os.environ.get("NODERUN_TEST_TIME_SCALE", "1"))
@@ -432,11 +435,12 @@ class StoreDb:
         finally:
             conn.close()
 
-    async def run(self, job_id: str) -> StoredRun | None:
+    async def run(self, job_id: str, user_id: str = ANONYMOUS_USER) -> StoredRun | None:
+        """The row of ``user_id``'s run ``job_id`` (stored under ``store_key``)."""
         rows = await self._query(
             """SELECT status, server_id, last_seq, error, terminal_frame
                 FROM noderun_runs WHERE job_id = $1""",
-            job_id,
+            store_key(user_id, job_id),
         )
         if not rows:
             return None
@@ -449,10 +453,13 @@ class StoreDb:
             None if terminal_frame is None else bytes(terminal_frame),
         )
 
-    async def frame_rows(self, job_id: str) -> list[tuple[int, bytes]]:
+    async def frame_rows(
+        self, job_id: str, user_id: str = ANONYMOUS_USER
+    ) -> list[tuple[int, bytes]]:
         """The run's rows of ``noderun_frames``, as stored."""
         rows = await self._query(
-            "SELECT seq, frame FROM noderun_frames WHERE job_id = $1 ORDER BY seq", job_id
+            "SELECT seq, frame FROM noderun_frames WHERE job_id = $1 ORDER BY seq",
+            store_key(user_id, job_id),
         )
         return [(seq, bytes(frame)) for seq, frame in rows]
 

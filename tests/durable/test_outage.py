@@ -123,7 +123,15 @@ async def test_a_burst_of_durable_runs_rides_out_terminated_database_connections
     flight deterministically.)"""
     runs, clients = 1000, 4
     async with (
-        serving(pg_store.url, tmp_path, log_level="info", clean=False) as server,
+        # Each client's burst is past the default in-flight limit per connection, past
+        # which durable runs are refused (PROTOCOL.md §7): this test is about outages.
+        serving(
+            pg_store.url,
+            tmp_path,
+            args=["--max-runs-per-connection", str(runs)],
+            log_level="info",
+            clean=False,
+        ) as server,
         contextlib.AsyncExitStack() as stack,
     ):
         connections = [await stack.enter_async_context(connect(server)) for _ in range(clients)]

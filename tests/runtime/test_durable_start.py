@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import pytest
+
 from noderun.contract import Refusal, RunExists, RunRecord, RunStore, StoreError
 from noderun.protocol.client import ExecutionOptions
-from noderun.runtime.hub import Hub, StartRefused
+from noderun.runtime.hub import Hub, RuntimeConfig, StartRefused
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run
 from tests.runtime.support import WAIT, node, request
@@ -89,7 +91,7 @@ async def test_a_refused_row_abandons_the_run_without_a_trace() -> None:
     hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     run, refusal = await start(hub, "dup")
     assert refusal is not None and refusal.code is Refusal.JOB_ALREADY_RUNNING
-    assert hub.get("dup") is None
+    assert hub.get("dup", "1") is None
     assert not hub.active
     assert run.finished and not run.subscribers
 
@@ -99,8 +101,9 @@ async def test_any_other_store_error_refuses_the_start_as_store_unavailable() ->
     hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     _run, refusal = await start(hub, "down")
     assert refusal is not None and refusal.code is Refusal.STORE_UNAVAILABLE
-    assert "cannot create down" in refusal.message
-    assert hub.get("down") is None
+    # The store names the run by its key: the job id scoped to its user.
+    assert "cannot create 1/down" in refusal.message
+    assert hub.get("down", "1") is None
 
 
 async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
@@ -114,7 +117,7 @@ async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
     # Job and node running, the sink's output_update (§3.2), node completed, terminal:
     assert [item.seq for item in items] == [1, 2, 3, 4, 5]  # kept for the ack, then replayed
     assert store.appended == [1, 2, 3, 4] and store.finished == ["completed"]
-    assert hub.get("ok") is run and run.status == "completed"
+    assert hub.get("ok", "1") is run and run.status == "completed"
 
 
 class HeldFinishStore(SlowCreateStore):
@@ -154,3 +157,37 @@ async def test_a_cancel_while_the_terminal_commits_is_too_late() -> None:
     store.held[0].set_result(None)
     await asyncio.wait_for(task, WAIT)
     assert run.status == "completed" and store.finished == ["completed"]
+
+
+class ClosedStore(SlowCreateStore):
+    """A store that refuses every row at once (closed, or never started)."""
+
+    def create_run(self, record: RunRecord) -> asyncio.Future[None]:
+        raise Unreachable(record.job_id)
+
+
+@pytest.mark.parametrize("store_kind", [SlowCreateStore, ClosedStore])
+async def test_a_refused_durable_start_gives_its_in_flight_slot_back(
+    store_kind: type[SlowCreateStore],
+) -> None:
+    """Durable runs count against the per-user limit (never queued: refused past it);
+    a start the store refused, at once or later, frees its slot."""
+    store = store_kind(refuse=Unreachable)
+    hub = Hub(
+        default_registry(),
+        None,
+        RuntimeConfig(max_runs_per_user=1),
+        store=cast(RunStore, store),
+    )
+    for job_id in ("a", "b"):  # the second would be refused if the first kept its slot
+        try:
+            _run, refusal = await start(hub, job_id)
+        except StartRefused as exc:
+            refusal = exc
+        assert refusal is not None and refusal.code is Refusal.STORE_UNAVAILABLE
+    blocker = hub.create(request([node("s", "noderun.debug.Sleep", seconds=30)]), "1", None)
+    assert blocker.admitted
+    with pytest.raises(StartRefused) as refused:
+        hub.create_durable(durable("c"), "1", lambda *result: None)
+    assert refused.value.code is Refusal.TOO_MANY_RUNS
+    assert "1 runs of this user in flight" in refused.value.message

@@ -55,7 +55,7 @@ async def run_chain(length: int) -> tuple[int, int]:
             held, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert hub.get(run.job_id) is run and run.finished  # kept for replay
+        assert hub.get(run.job_id, run.user_id) is run and run.finished  # kept for replay
         return peak - before, held - before
     finally:
         await hub.close()

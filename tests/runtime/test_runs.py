@@ -42,7 +42,7 @@ async def test_single_node_full_profile_message_order_and_outputs() -> None:
         assert terminal.result == {"outputs": {"n1": {"output": "hello world"}}}
         assert terminal.duration is not None and terminal.duration >= 0
         assert sink.finished == ["j1"]
-        assert run.finished and hub.get("j1") is run and "j1" not in hub.active
+        assert run.finished and hub.get("j1", "1") is run and ("1", "j1") not in hub.active
     finally:
         await pool.close()
 
@@ -268,7 +268,7 @@ async def test_an_overlong_job_id_is_refused() -> None:
             hub.create(request([node("n", "nodetool.constant.String")], job_id=job_id), "1", None)
         assert refused.value.code == "invalid_job_id"
         assert refused.value.job_id == job_id  # the client's own id, for its terminal
-        assert hub.get(job_id) is None
+        assert hub.get(job_id, "1") is None
     finally:
         await pool.close()
 
@@ -378,8 +378,8 @@ async def test_finished_runs_are_kept_up_to_the_limit() -> None:
             sink = Collector()
             start(hub, request([node("n", "nodetool.constant.Bool")], job_id=f"j{index}"), sink)
             await sink.terminal()
-        assert hub.get("j0") is None
-        assert hub.get("j1") is not None and hub.get("j2") is not None
+        assert hub.get("j0", "1") is None
+        assert hub.get("j1", "1") is not None and hub.get("j2", "1") is not None
     finally:
         await pool.close()
 

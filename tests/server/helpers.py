@@ -211,6 +211,7 @@ def running_server(
         host="127.0.0.1",
         port=port,
         log_level="warning",
+        max_frame_bytes=settings.max_frame_bytes,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

@@ -201,3 +201,24 @@ def test_sighup_reloads_the_workflows_directory(serve: list[Serve], tmp_path: Pa
         time.sleep(0.05)
     assert workflow_ids(port) == ["greet"]
     assert server.terminate() == 0, server.output()
+
+
+def test_limit_flags_reach_capabilities_and_a_zero_limit_exits_2(
+    serve: list[Serve], tmp_path: Path
+) -> None:
+    """--max-* flags (and NODERUN_MAX_*) set the limits the server advertises; a limit
+    under 1 is refused at start with a message naming it."""
+    port = free_port()
+    args = ["--port", str(port), "--store", "none", "--max-runs-per-user", "3"]
+    server = start(serve, tmp_path, args, {"NODERUN_MAX_FRAME_BYTES": "65536"})
+    server.wait_healthy(port)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    url = f"http://127.0.0.1:{port}/api/sdk/v1/capabilities"
+    with opener.open(url, timeout=TIMEOUT) as response:
+        limits = json.loads(response.read())["limits"]
+    assert (limits["max_runs_per_user"], limits["max_frame_bytes"]) == (3, 65536)
+    assert server.terminate() == 0, server.output()
+
+    refused = start(serve, tmp_path, ["--store", "none", "--max-connections", "0"], {})
+    assert refused.process.wait(TIMEOUT) == 2
+    assert "invalid --max-connections '0'" in refused.output()

@@ -96,10 +96,10 @@ async def test_a_stalled_client_is_closed_1013_and_detached_from_its_runs() -> N
     assert peer.actions == [Close(1013, "client reads nothing: too slow")]
     assert peer.session.state is State.CLOSING
     assert peer.session.runs == 0 and peer.wire.queued == []
-    run = peer.hub.get("slow")
+    run = peer.hub.get("slow", "1")
     assert run is not None and peer.session not in run.subscribers and not run.finished
     assert peer.send({"type": "ping"}) == []  # nothing reaches a closing client
-    assert peer.run_job([concat()], "after-close") == [] and peer.hub.get("after-close") is None
+    assert peer.run_job([concat()], "after-close") == [] and peer.hub.get("after-close", "1") is None
     peer.session.stalled()  # once only
     assert len(peer.actions) == 1
     run.cancel()
@@ -213,7 +213,7 @@ async def test_run_job_with_a_running_job_id_is_an_error_ack() -> None:
             "request_id": "r2",
         }
     ]
-    run = peer.hub.get("dup")
+    run = peer.hub.get("dup", "1")
     assert run is not None and run.cancel()
 
 
@@ -264,7 +264,7 @@ async def test_a_busy_server_refuses_with_a_terminal_failed_without_job_seq() ->
         "failed",
     )
     assert "busy" in refusal["error"] and "job_seq" not in refusal
-    run = hub.get("first")
+    run = hub.get("first", "1")
     assert run is not None and run.cancel()
 
 
@@ -279,7 +279,7 @@ async def test_cancel_a_running_job_acks_then_ends_cancelled() -> None:
     assert frames == [
         {"message": "Job cancellation requested", "job_id": "c1", "workflow_id": "wf"}
     ]
-    run = peer.hub.get("c1")
+    run = peer.hub.get("c1", "1")
     assert run is not None and run.task is not None
     await run.task
     assert peer.wire.frames()[-1]["status"] == "cancelled"
@@ -312,7 +312,7 @@ async def test_get_status_of_one_run_unknown_and_all() -> None:
     assert peer.command("get_status", None) == [
         {"active_jobs": [{"job_id": "g1", "workflow_id": "wf", "status": "running"}]}
     ]
-    run = peer.hub.get("g1")
+    run = peer.hub.get("g1", "1")
     assert run is not None and run.cancel()
 
 
@@ -326,7 +326,7 @@ async def test_another_users_run_is_not_found() -> None:
     assert stranger.command("cancel_job", {"job_id": "mine"}) == [
         {"error": NOT_FOUND, "job_id": "mine"}
     ]
-    run = owner.hub.get("mine")
+    run = owner.hub.get("mine", "1")
     assert run is not None and run.cancel()
 
 
@@ -397,7 +397,7 @@ async def test_stream_input_and_end_are_acked_and_flow_to_the_output() -> None:
     assert peer.command("end_input_stream", {"job_id": "s1", "input": "x"}) == [
         {"message": "Input stream ended", "job_id": "s1", "workflow_id": "wf"}
     ]
-    run = peer.hub.get("s1")
+    run = peer.hub.get("s1", "1")
     assert run is not None and run.task is not None
     await run.task
     assert peer.wire.frames()[-1]["result"] == {"outputs": {"out": ["A"]}}
@@ -419,7 +419,7 @@ async def test_update_node_properties_acks_or_rejects_naming_the_node() -> None:
     )
     assert list(bad[0]) == ["error", "message", "job_id", "request_id", "node_id"]
     assert bad[0]["error"] == "properties_rejected" and bad[0]["node_id"] == "ghost"
-    run = peer.hub.get("p1")
+    run = peer.hub.get("p1", "1")
     assert run is not None and run.cancel() and run.task is not None
     await run.task
 
@@ -432,7 +432,7 @@ async def test_stop_detaches_and_sends_generation_stopped_then_an_ack() -> None:
         {"type": "generation_stopped", "message": "Generation stopped", "job_id": "st"},
         {"message": "Streaming stopped", "job_id": "st"},
     ]
-    run = peer.hub.get("st")
+    run = peer.hub.get("st", "1")
     assert run is not None and peer.session not in run.subscribers and not run.finished
     assert run.cancel()
 
@@ -591,7 +591,7 @@ async def test_a_json_integer_msgpack_cannot_carry_is_invalid_command(number: in
         "big",
     )
     assert str(number) in error["details"]
-    assert peer.hub.get("b1") is None
+    assert peer.hub.get("b1", "1") is None
 
 
 async def test_json_integers_at_the_edges_of_the_range_are_accepted() -> None:
@@ -701,7 +701,7 @@ async def test_repeated_reconnect_never_duplicates_the_live_stream() -> None:
     second.command("reconnect_job", {"job_id": "live"})
     again = second.command("reconnect_job", {"job_id": "live"})
     assert [(f["type"], f["replay_count"]) for f in again] == [("job_resumed", 0)]
-    run = first.hub.get("live")
+    run = first.hub.get("live", "1")
     assert run is not None
     assert run.subscribers.count(second.session) == 1
     assert run.cancel() and run.task is not None
@@ -713,7 +713,7 @@ async def test_repeated_reconnect_never_duplicates_the_live_stream() -> None:
 async def test_closing_detaches_from_every_run() -> None:
     peer = Peer()
     peer.run_job([sleep()], "left")
-    run = peer.hub.get("left")
+    run = peer.hub.get("left", "1")
     assert run is not None and peer.session in run.subscribers
     peer.session.closed()
     assert peer.session not in run.subscribers and not run.finished
