@@ -114,11 +114,10 @@ class Hub:
         self.config = config or RuntimeConfig()
         self.store = store
         self._durable = DurableSink(store) if store is not None else None
-        #: Runs not finished yet, by (user, job id); queued ones included.
-        self.active: dict[tuple[str, str], Run] = {}
-        #: Active durable runs by job id alone, for the store's cancel requests.
-        self._durable_runs: dict[str, Run] = {}
-        self._finished: OrderedDict[tuple[str, str], tuple[Run, float]] = OrderedDict()
+        #: Runs not finished yet (queued ones included), by ``contract.store_key``: the
+        #: job id scoped to its user, a string so its hash is computed once per run.
+        self.active: dict[str, Run] = {}
+        self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
         config = self.config
         self._admission = Admission(
             Limits(
@@ -140,7 +139,7 @@ class Hub:
 
     def get(self, job_id: str, user_id: str) -> Run | None:
         """``user_id``'s run ``job_id`` (active or recently finished), if this process has it."""
-        key = (user_id, job_id)
+        key = store_key(user_id, job_id)
         run = self.active.get(key)
         if run is not None:
             return run
@@ -150,7 +149,8 @@ class Hub:
     def get_durable(self, key: str) -> Run | None:
         """The active durable run stored under ``key`` (:func:`~noderun.contract.store_key`),
         if this process holds it: what a store's cancel request names."""
-        return self._durable_runs.get(key)
+        run = self.active.get(key)
+        return run if run is not None and run.durable else None
 
     def create(
         self,
@@ -165,7 +165,7 @@ class Hub:
 
         Synchronous: the hot path has no await between a frame and its ack.
         """
-        job_id = self._admit(frame, user_id)
+        job_id, key = self._admit(frame, user_id)
         admission = self._admission
         held_by = admission.acquire(user_id, connection)
         if held_by is not None and admission.queue_full(user_id):
@@ -175,7 +175,7 @@ class Hub:
                 f"{self.config.max_queued_runs_per_user} queued (max_queued_runs_per_user)",
                 job_id,
             )
-        run = self._register(frame, job_id, user_id, EPHEMERAL, subscriber)
+        run = self._register(frame, job_id, key, user_id, EPHEMERAL, subscriber)
         run.connection = connection
         run.admitted = held_by is None
         self.stats.started_ephemeral[run.detail] += 1
@@ -206,7 +206,7 @@ class Hub:
         Callbacks, not a coroutine: a durable start costs no task. Raises
         :class:`StartRefused` at once when the run cannot even be queued.
         """
-        job_id = self._admit(frame, user_id)
+        job_id, key = self._admit(frame, user_id)
         sink = self._durable
         if sink is None:
             raise StartRefused(
@@ -217,7 +217,6 @@ class Hub:
             # A queued durable run would need a queued row: refused instead.
             raise StartRefused(Refusal.TOO_MANY_RUNS, f"too many runs: {held_by}", job_id)
         store = sink.store
-        key = store_key(user_id, job_id)
         record = RunRecord(
             job_id=key,
             workflow_id=frame.workflow_id,
@@ -231,11 +230,9 @@ class Hub:
         except Exception as exc:  # the store is closed or not started
             self._admission.give_back(user_id, connection)
             raise _refusal(exc, job_id) from None
-        run = self._register(frame, job_id, user_id, sink, None)
+        run = self._register(frame, job_id, key, user_id, sink, None)
         run.connection = connection
         run.admitted = True
-        run.store_key = key
-        self._durable_runs[key] = run
         refused_at_once = created.done() and (
             created.cancelled() or created.exception() is not None
         )
@@ -259,18 +256,17 @@ class Hub:
         # It may even have finished meanwhile (its terminal commit being a no-op
         # without its row): forget it either way, it never existed.
         job_id = run.job_id
-        key = (run.user_id, job_id)
+        key = run.store_key
         if self.active.get(key) is run:
             del self.active[key]
-        if self._durable_runs.get(run.store_key) is run:
-            del self._durable_runs[run.store_key]
         entry = self._finished.get(key)
         if entry is not None and entry[0] is run:
             del self._finished[key]
         self._admission.release(run, _start)
         on_created(run, _refusal(error, job_id))
 
-    def _admit(self, frame: RunJob, user_id: str) -> str:
+    def _admit(self, frame: RunJob, user_id: str) -> tuple[str, str]:
+        """The run's job id and its key (``contract.store_key``), or :class:`StartRefused`."""
         job_id = frame.job_id or uuid.uuid4().hex
         if len(job_id) > MAX_JOB_ID:
             # A bound keeps ids storable and notifiable (PostgreSQL NOTIFY payloads
@@ -280,7 +276,8 @@ class Hub:
                 f"job_id longer than {MAX_JOB_ID} characters",
                 job_id,
             )
-        if (user_id, job_id) in self.active:
+        key = f"{user_id}/{job_id}"  # contract.store_key, written out: once per run
+        if key in self.active:
             raise StartRefused(
                 Refusal.JOB_ALREADY_RUNNING, f"job {job_id!r} is already running", job_id
             )
@@ -290,12 +287,13 @@ class Hub:
                 f"server busy: {self.config.max_active_runs} runs already active",
                 job_id,
             )
-        return job_id
+        return job_id, key
 
     def _register(
         self,
         frame: RunJob,
         job_id: str,
+        key: str,
         user_id: str,
         sink: OutputSink,
         subscriber: Subscriber | None,
@@ -327,7 +325,7 @@ class Hub:
             subscriber=subscriber,
             on_finished=self._finished_run,
         )
-        key = (user_id, job_id)
+        run.store_key = key
         self.active[key] = run
         self._finished.pop(key, None)
         return run
@@ -345,21 +343,15 @@ class Hub:
             duration = message.duration or 0.0
             histogram.counts[bisect_left(RUN_SECONDS, duration)] += 1
             histogram.sum += duration
-        key = (run.user_id, run.job_id)
+        key = run.store_key
         if self.active.get(key) is run:
             del self.active[key]
-        if self._durable_runs:
-            self._forget_durable(run)
         self._admission.release(run, _start)
         finished = self._finished
         finished[key] = (run, time.monotonic())
         count = len(finished)
         if count >= self._prune_at or count % 64 == 0:
             self._prune_finished()
-
-    def _forget_durable(self, run: Run) -> None:
-        if self._durable_runs.get(run.store_key) is run:
-            del self._durable_runs[run.store_key]
 
     def _prune_finished(self) -> None:
         """Evict finished runs past the count limit or the age limit, oldest first.

@@ -124,7 +124,7 @@ async def test_a_durable_terminal_is_committed_before_anyone_sees_it() -> None:
     store.held[0].set_result(None)
     terminal = await sink.terminal()
     assert terminal.status == "completed" and state(run) is RunState.FINISHED
-    assert ("1", "d") not in hub.active and hub.get("d", "1") is run
+    assert "1/d" not in hub.active and hub.get("d", "1") is run
 
 
 async def test_a_run_abandoned_while_its_terminal_commits_publishes_nothing() -> None:

@@ -42,7 +42,7 @@ async def test_single_node_full_profile_message_order_and_outputs() -> None:
         assert terminal.result == {"outputs": {"n1": {"output": "hello world"}}}
         assert terminal.duration is not None and terminal.duration >= 0
         assert sink.finished == ["j1"]
-        assert run.finished and hub.get("j1", "1") is run and ("1", "j1") not in hub.active
+        assert run.finished and hub.get("j1", "1") is run and "1/j1" not in hub.active
     finally:
         await pool.close()
 
