@@ -99,7 +99,9 @@ async def test_a_stalled_client_is_closed_1013_and_detached_from_its_runs() -> N
     run = peer.hub.get("slow", "1")
     assert run is not None and peer.session not in run.subscribers and not run.finished
     assert peer.send({"type": "ping"}) == []  # nothing reaches a closing client
-    assert peer.run_job([concat()], "after-close") == [] and peer.hub.get("after-close", "1") is None
+    assert (
+        peer.run_job([concat()], "after-close") == [] and peer.hub.get("after-close", "1") is None
+    )
     peer.session.stalled()  # once only
     assert len(peer.actions) == 1
     run.cancel()
@@ -120,7 +122,7 @@ async def test_a_message_past_the_hard_bound_puts_the_run_behind_then_catches_up
     and, once the client read its queue down, replays it from the buffer without a gap."""
     peer = Peer(limit=4)
     assert peer.run_job([progress(20)], "burst")[0]["message"] == "Job started"
-    run = peer.hub.get("burst")
+    run = peer.hub.get("burst", "1")
     assert run is not None and run.task is not None
     await run.task
     first = peer.wire.frames()
@@ -141,7 +143,7 @@ async def test_a_run_behind_its_replay_buffer_is_resumed_as_incomplete() -> None
     hub = Hub(default_registry(debug_nodes=True), None, config=RuntimeConfig(replay_limit=5))
     peer = Peer(hub, limit=2)
     peer.run_job([progress(20)], "burst")
-    run = peer.hub.get("burst")
+    run = peer.hub.get("burst", "1")
     assert run is not None and run.task is not None
     await run.task
     peer.wire.frames()
