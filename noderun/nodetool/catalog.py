@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from noderun.assets import AssetStore
 from noderun.nodetool.pool import WorkerPool
 from noderun.nodetool.remote import RemoteNodeSpec, remote_spec
 
@@ -89,6 +90,7 @@ def node_specs(
     discovered: Iterable[Mapping[str, Any]],
     package_metadata: Mapping[str, Mapping[str, Any]],
     secrets: Callable[[Iterable[str]], dict[str, str]],
+    assets: AssetStore | None = None,
 ) -> list[RemoteNodeSpec]:
     """A spec per discovered node, its metadata from the package file where there is one."""
     specs = []
@@ -98,7 +100,7 @@ def node_specs(
             continue
         rich = package_metadata.get(node_type)
         meta = _from_package(rich, node) if rich is not None else _from_discover(node)
-        specs.append(remote_spec(pool, meta, secrets))
+        specs.append(remote_spec(pool, meta, secrets, assets))
     return specs
 
 

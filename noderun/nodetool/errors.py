@@ -17,6 +17,7 @@ Each reaches the client as the run's ``failed`` terminal through
 from __future__ import annotations
 
 __all__ = [
+    "MediaInputError",
     "NodeToolError",
     "PoolClosed",
     "QueueFull",
@@ -81,3 +82,14 @@ class RemoteNodeError(NodeToolError):
         self.node_type = node_type
         self.error = error
         self.traceback = traceback
+
+
+class MediaInputError(NodeToolError):
+    """A media input could not be turned into the worker's blob (no such asset of the
+    run's user, bad base64); the node is not sent."""
+
+    def __init__(self, node_type: str, name: str, reason: str) -> None:
+        super().__init__(f"{node_type}: input {name!r}: {reason}")
+        self.node_type = node_type
+        self.name = name
+        self.reason = reason

@@ -9,18 +9,26 @@ streamed outputs, and its text values also → ``chunk``.
 
 Outputs that come with a blob (images, audio) become the NodeTool asset ref
 with the bytes inline in ``data``: MessagePack ``bin`` to a binary client, the
-JSON encoder's base64 text to a text client. The other way, an asset ref with
-inline bytes (or bare bytes) given to a media property travels as the
-request's blob, which the worker hands the node as a file of its workspace.
+JSON encoder's base64 text to a text client. The other way, a value given to a
+media property travels as the request's blob, which the worker hands the node
+as a file of its workspace, when it is bare bytes, an asset ref with inline
+bytes (``bin``, or base64 text from a text client), or a reference to a stored
+asset of the run's user (``asset://<id>``, ``asset_id`` or its download URL):
+the asset's bytes are read from the store. Another user's asset, or no such
+asset, fails the node naming the input, before anything is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from noderun.assets import AssetNotFound, AssetResolver, AssetStore, asset_id_of
+from noderun.nodetool.errors import MediaInputError
 from noderun.nodetool.pool import WorkerPool
 from noderun.nodetool.wire import WorkerFrame
 from noderun.runtime.context import NodeContext
@@ -47,8 +55,12 @@ def remote_spec(
     pool: WorkerPool,
     meta: Mapping[str, Any],
     secrets: Callable[[Iterable[str]], dict[str, str]],
+    assets: AssetStore | None = None,
 ) -> RemoteNodeSpec:
     """The spec of the node ``meta`` describes, run through ``pool``.
+
+    ``assets`` is where asset references in media inputs are read from (for the
+    run's user); without it such a reference fails the node.
 
     Properties are untyped (the worker checks them against the node's model)
     and none has a default here: only the values a graph sets are sent, so the
@@ -67,7 +79,7 @@ def remote_spec(
     streaming = bool(meta.get("is_streaming_output"))
     single = outputs == ["output"]
     keys = tuple(str(key) for key in meta.get("required_settings") or ())
-    call = _Call(pool, node_type, media, lambda: secrets(keys))
+    call = _Call(pool, node_type, media, lambda: secrets(keys), assets)
     fn = _streaming(call, single, outputs) if streaming else _unary(call, single)
     return RemoteNodeSpec(
         node_type=node_type,
@@ -85,7 +97,7 @@ def remote_spec(
 class _Call:
     """How to send one node's ``execute``: its type, media properties and secrets."""
 
-    __slots__ = ("media", "node_type", "pool", "secrets")
+    __slots__ = ("assets", "media", "node_type", "pool", "secrets")
 
     def __init__(
         self,
@@ -93,21 +105,26 @@ class _Call:
         node_type: str,
         media: frozenset[str],
         secrets: Callable[[], dict[str, str]],
+        assets: AssetStore | None = None,
     ) -> None:
         self.pool = pool
         self.node_type = node_type
         self.media = media
         self.secrets = secrets
+        self.assets = assets
 
     async def __call__(
-        self, fields: dict[str, object], on_event: Callable[[WorkerFrame], None], stream: bool
+        self,
+        ctx: NodeContext,
+        fields: dict[str, object],
+        on_event: Callable[[WorkerFrame], None],
+        stream: bool,
     ) -> dict[str, Any]:
         blobs: dict[str, bytes] = {}
         for name in self.media.intersection(fields):
-            value = fields[name]
-            data = value.get("data") if isinstance(value, dict) else value
-            if isinstance(data, bytes | bytearray):
-                blobs[name] = bytes(data)
+            blob = await self._blob(ctx, name, fields[name])
+            if blob is not None:
+                blobs[name] = blob
                 del fields[name]
         return await self.pool.execute(
             self.node_type,
@@ -118,10 +135,36 @@ class _Call:
             on_event=on_event,
         )
 
+    async def _blob(self, ctx: NodeContext, name: str, value: object) -> bytes | None:
+        """The bytes media input ``name`` carries or refers to; ``None`` for a value the
+        worker resolves itself (an empty ref, a URL it can fetch)."""
+        data = value.get("data") if isinstance(value, dict) else value
+        if isinstance(data, bytes | bytearray):
+            return bytes(data)
+        if isinstance(data, str) and data:
+            # A text client's base64, as the JSON encoder writes ``bin`` back.
+            try:
+                return base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise MediaInputError(self.node_type, name, "data is not base64") from None
+        asset_id = asset_id_of(value)
+        if asset_id is None:
+            return None
+        if self.assets is None:
+            raise MediaInputError(self.node_type, name, "this server stores no assets")
+        resolver = AssetResolver(self.assets, ctx.user_id)
+        try:
+            # Blocking file I/O, off the loop; the store capped the asset's size on upload.
+            return await asyncio.to_thread(resolver.read, value)
+        except AssetNotFound:
+            raise MediaInputError(
+                self.node_type, name, f"asset {asset_id!r} not found for this user"
+            ) from None
+
 
 def _unary(call: _Call, single: bool) -> Callable[..., Any]:
     async def run_remote(ctx: NodeContext, **fields: object) -> object:
-        data = await call(fields, lambda frame: _relay(ctx, frame), False)
+        data = await call(ctx, fields, lambda frame: _relay(ctx, frame), False)
         values = _values(data)
         return values.get("output") if single else values
 
@@ -140,7 +183,7 @@ def _streaming(call: _Call, single: bool, outputs: list[str]) -> Callable[..., A
             else:
                 _relay(ctx, frame)
 
-        task = asyncio.get_running_loop().create_task(call(fields, on_event, True))
+        task = asyncio.get_running_loop().create_task(call(ctx, fields, on_event, True))
         task.add_done_callback(lambda _task: items.put_nowait(None))
         try:
             while (chunk := await items.get()) is not None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import structlog
 
+from noderun.assets import AssetStore
 from noderun.nodetool.catalog import load_package_metadata, log_load_errors, node_specs
 from noderun.nodetool.pool import PoolOptions, WorkerPool
 from noderun.runtime.registry import Registry
@@ -21,8 +22,12 @@ def server_secrets(keys: Iterable[str]) -> dict[str, str]:
     return {key: os.environ[key] for key in keys if os.environ.get(key)}
 
 
-async def start_nodetool(options: PoolOptions, registry: Registry) -> WorkerPool:
+async def start_nodetool(
+    options: PoolOptions, registry: Registry, assets: AssetStore | None = None
+) -> WorkerPool:
     """A started pool whose nodes are in ``registry``; native nodes keep their names.
+
+    Asset references in media inputs are read from ``assets`` for the run's user.
 
     Raises :class:`~noderun.nodetool.errors.WorkerStartError` (the pool is then closed).
     """
@@ -37,7 +42,7 @@ async def start_nodetool(options: PoolOptions, registry: Registry) -> WorkerPool
         raise
     log_load_errors(discovery.load_errors)
     added = shadowed = 0
-    for spec in node_specs(pool, discovery.nodes, package_metadata, server_secrets):
+    for spec in node_specs(pool, discovery.nodes, package_metadata, server_secrets, assets):
         if spec.node_type in registry:
             shadowed += 1
             continue

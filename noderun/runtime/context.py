@@ -63,6 +63,11 @@ class NodeContext:
             await waiting
             waiting = self._emitter.congestion()
 
+    @property
+    def user_id(self) -> str:
+        """The user the run belongs to ('' when the emitter has none): whose assets it may read."""
+        return str(getattr(self._emitter, "user_id", "") or "")
+
     def progress(self, progress: int, total: int, chunk: str = "") -> None:
         """Report ``progress`` out of ``total`` (ints on the wire, as the SDK requires)."""
         self._send(

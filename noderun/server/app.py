@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     sdk = SdkService(settings, registry, workflows)
     lifecycle = Lifecycle(settings, registry, workflows)
     assets = AssetsApi(settings)
+    lifecycle.asset_store = assets.store
 
     async def start_assets() -> None:
         try:

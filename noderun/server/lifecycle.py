@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from noderun.assets import AssetStore
 from noderun.contract import RunStore
 from noderun.nodetool import NodeToolError, PoolOptions, WorkerPool, start_nodetool
 from noderun.persistence.errors import StoreConfigError, StoreError, StoreUnavailable
@@ -121,6 +122,8 @@ class Lifecycle:
         self._pool: RunnerPool | None = None
         #: NodeTool worker processes (``--nodetool-workers``), whose nodes join the registry.
         self.workers: WorkerPool | None = None
+        #: Where worker nodes read the assets their media inputs refer to (set by the app).
+        self.asset_store: AssetStore | None = None
         self._on_nodes_added: list[Callable[[], None]] = []
         #: Parts started after the runner pool and stopped before the store (assets).
         self._parts: list[tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
@@ -185,7 +188,7 @@ class Lifecycle:
                 await start()
                 self._started_parts.append(close)
             if settings.nodetool_workers > 0:
-                self.workers = await _start_workers(settings, self.registry)
+                self.workers = await _start_workers(settings, self.registry, self.asset_store)
                 self.add_readiness_check("nodetool workers", workers_readiness(self.workers))
                 for callback in self._on_nodes_added:
                     callback()
@@ -416,7 +419,9 @@ def workers_readiness(pool: _CountsWorkers) -> ReadinessCheck:
     return check
 
 
-async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:
+async def _start_workers(
+    settings: Settings, registry: Registry, assets: AssetStore | None
+) -> WorkerPool:
     python = settings.nodetool_python or sys.executable
     options = PoolOptions(
         workers=settings.nodetool_workers,
@@ -429,7 +434,7 @@ async def _start_workers(settings: Settings, registry: Registry) -> WorkerPool:
         hang_timeout=settings.nodetool_hang_timeout,
     )
     try:
-        return await start_nodetool(options, registry)
+        return await start_nodetool(options, registry, assets)
     except NodeToolError as exc:
         raise StartupError(
             "--nodetool-python",

@@ -1,0 +1,73 @@
+"""Media between clients, the asset store and NodeTool workers, over a real server WebSocket."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+
+from tests.nodetool.test_server import DEMO, nodetool_server, run
+from tests.server.helpers import ServerHandle, connect, graph, nd
+from tests.server.test_assets_api import ALICE, BOB, upload
+
+pytestmark = pytest.mark.timeout(120)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(97))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerHandle]:
+    with nodetool_server(tokens=(ALICE, BOB)) as handle:
+        yield handle
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def size_of(image: object) -> dict[str, object]:
+    return graph(nd("size", DEMO + "ImageSize", image=image))
+
+
+async def test_an_uploaded_asset_reaches_the_worker_node_as_its_bytes(
+    server: ServerHandle,
+) -> None:
+    reply = upload(server, PNG, filename="dot.png", file_type="image/png")
+    assert reply.status == 200, reply.body
+    asset = reply.json()
+    refs = [
+        {"type": "image", "uri": f"asset://{asset['id']}"},
+        {"type": "image", "uri": f"asset://{asset['id']}.png", "data": None},
+        {"type": "image", "uri": "", "asset_id": asset["id"]},
+        {"type": "image", "uri": f"{server.http_url}/api/assets/{asset['id']}/download"},
+    ]
+    async with connect(server, headers=bearer(ALICE)) as client:
+        results = [(await run(client, size_of(ref)))[-1] for ref in refs]
+        text = (await run(client, size_of(refs[0]), text=True))[-1]
+    for terminal in [*results, text]:
+        assert terminal["status"] == "completed", terminal
+        assert terminal["result"] == {"outputs": {"size": {"output": len(PNG)}}}
+
+
+async def test_another_users_asset_fails_the_node_naming_the_input(server: ServerHandle) -> None:
+    asset = upload(server, PNG, token=BOB, filename="dot.png", file_type="image/png").json()
+    async with connect(server, headers=bearer(ALICE)) as client:
+        theirs = (await run(client, size_of({"type": "image", "asset_id": asset["id"]})))[-1]
+        missing = (await run(client, size_of({"type": "image", "uri": "asset://nope"})))[-1]
+    for terminal, asset_id in ((theirs, asset["id"]), (missing, "nope")):
+        assert terminal["status"] == "failed", terminal
+        assert "'image'" in terminal["error"] and asset_id in terminal["error"]
+        assert "not found for this user" in terminal["error"]
+
+
+async def test_base64_media_from_a_text_client_is_a_blob_and_bad_base64_fails(
+    server: ServerHandle,
+) -> None:
+    encoded = base64.b64encode(PNG).decode()
+    async with connect(server, headers=bearer(ALICE)) as client:
+        good = await run(client, size_of({"type": "image", "data": encoded}), text=True)
+        bad = await run(client, size_of({"type": "image", "data": "not base64!"}), text=True)
+    assert good[-1]["result"] == {"outputs": {"size": {"output": len(PNG)}}}
+    assert bad[-1]["status"] == "failed"
+    assert "'image'" in bad[-1]["error"] and "not base64" in bad[-1]["error"]
