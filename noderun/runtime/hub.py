@@ -65,7 +65,7 @@ class RuntimeConfig:
     max_graph_nodes: int = 10_000
     #: Seconds after which a run still going ends ``failed`` (timeout); 0: never.
     run_timeout: float = 0.0
-    max_runs_per_connection: int = 100
+    max_runs_per_connection: int = 1000
     max_runs_per_user: int = 1000
     max_queued_runs_per_user: int = 1000
 

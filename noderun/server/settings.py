@@ -233,8 +233,8 @@ class Settings:
         metavar="N",
     )
     max_runs_per_connection: int = setting(
-        100,
-        "runs in flight per connection; more are queued (`job_update queued`)",
+        1000,
+        "runs in flight per connection; more are queued (`job_update queued`), durable ones refused",
         check=_positive,
         metavar="N",
     )
