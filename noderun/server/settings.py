@@ -234,7 +234,7 @@ class Settings:
     )
     max_runs_per_connection: int = setting(
         1000,
-        "runs in flight per connection; more are queued (`job_update queued`), durable ones refused",
+        "runs in flight per connection; more are queued (`job_update queued`), durable refused",
         check=_positive,
         metavar="N",
     )
