@@ -94,8 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     from noderun.server.serve import serve
+    from noderun.server.supervisor import supervise
 
     try:
+        if settings.workers > 1:
+            return supervise(settings)
         serve(settings)
     except StartupError as exc:
         return _fail(str(exc), exc.exit_status)

@@ -10,6 +10,7 @@ closing the listening socket when the drain begins.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import ssl
@@ -28,16 +29,25 @@ from noderun.server.lifecycle import CONFIG_ERROR, Lifecycle, StartupError
 from noderun.server.settings import Settings
 from noderun.server.uvicorn_config import uvicorn_config
 
-__all__ = ["config_for", "serve"]
+__all__ = ["bind", "config_for", "serve"]
 
 log = structlog.get_logger(__name__)
 
 
-def serve(settings: Settings, registry: Registry | None = None) -> None:
+def serve(
+    settings: Settings,
+    registry: Registry | None = None,
+    *,
+    sock: socket.socket | None = None,
+    worker: int | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM, then drain and stop; returns after a clean stop.
 
     Raises :class:`StartupError` (with its ``exit_status``) when the nodes, the
     address, the TLS files or the store are unusable; nothing is left running then.
+    ``sock`` is a socket already bound (by the supervisor of ``--workers``, which
+    numbers its children ``worker``); ``on_ready`` is called once the server is ready.
     """
     if registry is None:
         try:
@@ -64,7 +74,8 @@ def serve(settings: Settings, registry: Registry | None = None) -> None:
             "give a PEM certificate and its private key",
             CONFIG_ERROR,
         ) from None
-    sock = _bind(settings.host, settings.port)
+    if sock is None:
+        sock = bind(settings.host, settings.port)
     scheme = "wss" if settings.ssl_certfile else "ws"
     host, port = sock.getsockname()[:2]
     url = f"{scheme}://{_url_host(host)}:{port}/ws"
@@ -72,7 +83,11 @@ def serve(settings: Settings, registry: Registry | None = None) -> None:
     lifecycle.on_drain(lambda: _stop_listening(server))
     lifecycle.on_ready(settle_heap)
     # Once the store is up: a start-up error stays the only line on stderr.
-    lifecycle.on_ready(lambda: log.info("server.listening", url=url))
+    lifecycle.on_ready(
+        lambda: log.info("server.listening", url=url, pid=os.getpid(), worker=worker)
+    )
+    if on_ready is not None:
+        lifecycle.on_ready(on_ready)
     # Until uvicorn installs its handlers (and after it restores these and re-raises the
     # signal that stopped it), a signal only asks the server to exit: not the default
     # action, which would end a graceful stop in death by signal instead of exit 0.
@@ -140,7 +155,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -171,6 +171,12 @@ class Settings:
 
     host: str = setting("127.0.0.1", "address to bind", metavar="ADDR")
     port: int = setting(7777, "TCP port (0: any free port)", check=_port, metavar="PORT")
+    workers: int = setting(
+        1,
+        "server processes sharing the port, each with its own runs (see Scaling)",
+        check=_positive,
+        metavar="N",
+    )
     tokens: tuple[str, ...] = setting(
         (),
         'accepted bearer token (none: no auth, everyone is user `"1"`)',

@@ -1,0 +1,232 @@
+"""``noderun serve --workers N`` as real processes: runs served by every child, a killed
+child replaced while the port keeps serving, the drain of all on SIGTERM, per-child
+server ids, durable runs reconnected through another child, start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import textwrap
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from noderun.server.settings import Settings
+from noderun.server.supervisor import (
+    MAX_RESTART_DELAY,
+    restart_delay,
+    worker_server_id,
+)
+from tests.durable.helpers import progress_graph
+from tests.server.helpers import TIMEOUT, Client, Frame, graph, nd, new_job_id
+from tests.server.process import Process
+
+PID_NODES = textwrap.dedent(
+    """
+    import os
+
+    from noderun import node
+
+    @node("test.Pid", inline=True)
+    def pid() -> int:
+        return os.getpid()
+    """
+)
+
+#: Connections tried before concluding that the children do not share the port.
+ATTEMPTS = 60
+
+
+def events(server: Process, name: str) -> list[dict[str, object]]:
+    """The JSON log lines of ``server`` whose event is ``name``."""
+    found = []
+    for line in server.output().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == name:
+                found.append(record)
+    return found
+
+
+def wait_for_event(server: Process, name: str, count: int) -> list[dict[str, object]]:
+    """Until ``server`` logged ``name`` ``count`` times; fails if it exits first."""
+    deadline = time.monotonic() + TIMEOUT * 2
+    while time.monotonic() < deadline:
+        found = events(server, name)
+        if len(found) >= count:
+            return found
+        assert server.process.poll() is None, f"server exited:\n{server.output()}"
+        time.sleep(0.05)
+    raise AssertionError(f"{name} not logged {count} times:\n{server.output()}")
+
+
+async def pid_of(client: Client) -> int:
+    """The pid of the process serving ``client``'s connection (it runs ``test.Pid``)."""
+    job_id = await client.run_job(graph(nd("p", "test.Pid")))
+    terminal = (await client.until_terminal(job_id))[-1]
+    assert terminal["status"] == "completed", terminal
+    result = terminal["result"]
+    assert isinstance(result, dict)
+    pid = result["outputs"]["p"]["output"]
+    assert isinstance(pid, int)
+    return pid
+
+
+async def pids_serving(port: int, connections: int) -> set[int]:
+    """The pids that served ``connections`` connections open at once."""
+    async with AsyncExitStack() as stack:
+        clients = [
+            Client(
+                await stack.enter_async_context(
+                    ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None)
+                )
+            )
+            for _ in range(connections)
+        ]
+        return set(await asyncio.gather(*(pid_of(client) for client in clients)))
+
+
+def serve_workers(tmp_path: Path, *args: str) -> Process:
+    (tmp_path / "pidnodes.py").write_text(PID_NODES)
+    return Process.serve(["--workers", "2", "--nodes", "pidnodes", *args], tmp_path)
+
+
+def test_two_workers_serve_on_one_port_replace_a_killed_child_and_drain(
+    processes: list[Process], tmp_path: Path
+) -> None:
+    server = serve_workers(tmp_path, "--store", f"sqlite:///{tmp_path / 'runs.db'}")
+    processes.append(server)
+    server.wait_ready()
+    listening = wait_for_event(server, "server.listening", 2)
+    children = {record["worker"]: record["pid"] for record in listening}
+    assert set(children) == {0, 1}, listening
+    assert server.process.pid not in children.values()
+    # Each child is its own durable-run owner, named after its index.
+    ids = sorted(str(record["server_id"]) for record in events(server, "store.started"))
+    assert [server_id[-3:] for server_id in ids] == [":w0", ":w1"], ids
+    assert ids[0][:-3] == ids[1][:-3]
+
+    seen: set[int] = set()
+    for _ in range(ATTEMPTS):
+        seen |= asyncio.run(pids_serving(server.port, 8))
+        if len(seen) == 2:
+            break
+    assert seen == set(children.values()), (seen, children)
+
+    victim = children[0]
+    os.kill(int(str(victim)), signal.SIGKILL)
+    crashed = wait_for_event(server, "worker.crashed", 1)
+    assert crashed[0]["worker"] == 0 and crashed[0]["pid"] == victim, crashed
+    listening = wait_for_event(server, "server.listening", 3)
+    replacement = listening[-1]
+    assert replacement["worker"] == 0 and replacement["pid"] != victim, listening
+    restarted_ids = [str(record["server_id"]) for record in events(server, "store.started")]
+    assert restarted_ids[-1] == ids[0], restarted_ids  # the same id as its predecessor
+
+    seen = set()
+    for _ in range(ATTEMPTS):
+        seen |= asyncio.run(pids_serving(server.port, 8))
+        if len(seen) == 2:
+            break
+    assert seen == {replacement["pid"], children[1]}, seen
+
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0, server.output()
+    stopped = events(server, "worker.stopped")
+    assert {record["worker"] for record in stopped} == {0, 1}, stopped
+    assert [record["exitcode"] for record in stopped] == [0, 0], stopped
+    assert len(events(server, "server.drained")) == 2
+
+
+async def run_durable(client: Client, nodes: Frame) -> str:
+    job_id = new_job_id()
+    await client.command(
+        "run_job",
+        {
+            "type": "run_job_request",
+            "job_id": job_id,
+            "workflow_id": "wf",
+            "graph": nodes,
+            "execution_options": {"persistence": "job"},
+        },
+    )
+    return job_id
+
+
+def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
+    processes: list[Process], tmp_path: Path
+) -> None:
+    server = serve_workers(
+        tmp_path, "--store", f"sqlite:///{tmp_path / 'runs.db'}", "--debug-nodes"
+    )
+    processes.append(server)
+    server.wait_ready()
+    wait_for_event(server, "server.listening", 2)
+    url = f"ws://127.0.0.1:{server.port}/ws"
+
+    async def scenario() -> tuple[int, int, list[Frame]]:
+        async with ws_connect(url, compression=None, proxy=None) as first:
+            owner = Client(first)
+            owner_pid = await pid_of(owner)
+            job_id = await run_durable(owner, progress_graph(20, 0.05))
+            for _ in range(ATTEMPTS):
+                async with ws_connect(url, compression=None, proxy=None) as second:
+                    other = Client(second)
+                    other_pid = await pid_of(other)
+                    if other_pid == owner_pid:
+                        continue
+                    await other.command("reconnect_job", {"job_id": job_id, "workflow_id": "wf"})
+                    followed = await other.until_terminal(job_id)
+                    await owner.until_terminal(job_id)
+                    return owner_pid, other_pid, followed
+            raise AssertionError(f"every connection went to {owner_pid}:\n{server.output()}")
+
+    owner_pid, other_pid, followed = asyncio.run(scenario())
+    assert owner_pid != other_pid
+    assert followed[0]["type"] == "job_resumed", followed
+    terminal = followed[-1]
+    assert terminal["status"] == "completed", terminal
+    assert "steps" in json.dumps(terminal["result"]), terminal
+    server.signal(signal.SIGINT)
+    assert server.wait() == 0, server.output()
+
+
+def test_a_child_that_cannot_start_stops_the_server_with_its_status(
+    processes: list[Process], tmp_path: Path
+) -> None:
+    """The children load the node modules: one that cannot be imported is a start-up
+    error of every child, so the parent stops with the children's status, 2."""
+    server = Process.serve(["--workers", "2", "--nodes", "no_such_module_here"], tmp_path)
+    processes.append(server)
+    assert server.wait() == 2, server.output()
+    assert "noderun: --nodes 'no_such_module_here'" in server.output()
+    assert events(server, "worker.start_failed"), server.output()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_workers_must_be_a_positive_number(
+    processes: list[Process], tmp_path: Path, value: str
+) -> None:
+    server = Process.serve(["--workers", value], tmp_path)
+    processes.append(server)
+    assert server.wait() == 2
+    assert "invalid --workers" in server.output(), server.output()
+
+
+def test_children_ids_derive_from_the_base_id_and_their_index() -> None:
+    assert worker_server_id(Settings(server_id="edge-a"), 7777, 3) == "edge-a:w3"
+    derived = worker_server_id(Settings(), 8080, 1)
+    assert derived.endswith(":8080:" + derived.split(":")[-2] + ":w1"), derived
+    assert worker_server_id(Settings(), 8080, 0) != worker_server_id(Settings(), 8080, 1)
+
+
+def test_restart_delay_doubles_up_to_a_limit() -> None:
+    delays = [restart_delay(crashes) for crashes in range(1, 12)]
+    assert delays[:3] == [0.5, 1.0, 2.0]
+    assert delays == sorted(delays)
+    assert delays[-1] == MAX_RESTART_DELAY
