@@ -17,6 +17,8 @@ in ``GROUPS``):
   PostgreSQL database (``loadtest.database``) on the server ``--pg-dsn`` reaches;
   skipped with a note when that server is unreachable, unless
   ``NODERUN_REQUIRE_PG=1`` makes that an error;
+- ``terminal-w2``: ``terminal`` on a noderun of its own serving with ``--workers 2``
+  (two server processes on one port; the server CPU is that of the whole process tree);
 - ``remote``: ephemeral ``terminal`` runs of the same concatenation as a NodeTool
   node (``loadtest/nodepack``) in one NodeTool worker, on a noderun of its own;
   skipped with a note without ``nodetool-core``, unless
@@ -77,6 +79,7 @@ from loadtest.servers import (
     plan_cpus,
     python_module,
     spawn_servers,
+    unpinned,
 )
 
 __all__ = ["GROUPS", "TARGETS", "main", "select_targets"]
@@ -125,6 +128,14 @@ TARGETS = (
         goal=DURABLE_PG_GOAL,
     ),
     Target(
+        "terminal-w2",
+        "noderun terminal --workers 2",
+        "noderun-w2",
+        RunSpec("terminal"),
+        2,
+        baseline="terminal",
+    ),
+    Target(
         "remote",
         "remote node",
         "noderun-nodetool",
@@ -135,9 +146,10 @@ TARGETS = (
 )
 GROUPS = {
     "all": tuple(t.name for t in TARGETS),
-    "noderun": ("terminal", "full", "durable-sqlite", "durable-pg", "remote"),
+    "noderun": ("terminal", "full", "durable-sqlite", "durable-pg", "terminal-w2", "remote"),
     "ephemeral": ("terminal", "full"),
     "durable": ("durable-sqlite", "durable-pg"),
+    "workers": ("terminal", "terminal-w2"),
 }
 
 
@@ -173,14 +185,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         default="all",
         metavar="TARGETS",
-        help="comma-separated targets (floor, terminal, full, durable-sqlite, durable-pg) "
-        "and groups (all, noderun, ephemeral, durable); default all",
+        help="comma-separated targets (floor, terminal, full, durable-sqlite, durable-pg, "
+        "terminal-w2, remote) and groups (all, noderun, ephemeral, durable, workers); "
+        "default all",
     )
     parser.add_argument(
         "--pg-dsn",
         default=os.environ.get("NODERUN_BENCH_PG_DSN", DEFAULT_PG_DSN),
         help="PostgreSQL server for durable-pg, as a role allowed to CREATE DATABASE "
         f"(NODERUN_BENCH_PG_DSN, default {DEFAULT_PG_DSN})",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the client and the servers to separate CPUs",
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds; a smoke test")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
@@ -223,6 +241,10 @@ def _servers(targets: list[Target], scratch: Path, db: BenchDatabase | None) -> 
     if "noderun" in wanted:
         url = f"sqlite:///{scratch / 'ephemeral.db'}"
         servers["noderun"] = _Server(_noderun(url), "temporary sqlite (unused by session runs)")
+    if "noderun-w2" in wanted:
+        url = f"sqlite:///{scratch / 'workers.db'}"
+        argv = [*_noderun(url), "--workers", "2"]
+        servers["noderun-w2"] = _Server(argv, "temporary sqlite (unused by session runs)")
     if "noderun-sqlite" in wanted:
         url = f"sqlite:///{scratch / 'durable.db'}"
         servers["noderun-sqlite"] = _Server(_noderun(url), "temporary sqlite")
@@ -343,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the report to stdout; return the exit status."""
     args = _parse(argv)
     targets: list[Target] = args.targets
-    plan = plan_cpus()
+    plan = unpinned() if args.no_pin else plan_cpus()
     if plan.warning:
         print(f"warning: {plan.warning}", file=sys.stderr)
     skipped: list[str] = []

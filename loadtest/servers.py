@@ -31,6 +31,7 @@ __all__ = [
     "ServerProcess",
     "plan_cpus",
     "spawn_servers",
+    "unpinned",
 ]
 
 HOST = "127.0.0.1"
@@ -75,6 +76,11 @@ def plan_cpus() -> CpuPlan:
     if len(allowed) < 2:
         return CpuPlan(None, None, "only one CPU available: client and servers share it")
     return CpuPlan(frozenset(allowed[:1]), frozenset(allowed[1:]), None)
+
+
+def unpinned() -> CpuPlan:
+    """Client and servers share every CPU (``--no-pin``)."""
+    return CpuPlan(None, None, "--no-pin: client and servers share every CPU")
 
 
 @dataclass

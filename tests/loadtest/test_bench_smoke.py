@@ -140,7 +140,9 @@ def test_durable_targets_ask_for_job_persistence_and_compare_with_terminal() -> 
         assert target.expected_frames == by_name["terminal"].expected_frames
     assert by_name["durable-pg"].goal == Goal(min_throughput=0.5, max_p50_delta_ms=1.0)
     servers = {t.server for t in TARGETS}
-    assert len(servers) == 5, "each durable target, and the remote one, has a server of its own"
+    assert len(servers) == 6, (
+        "each durable target, the workers one and the remote one has a server of its own"
+    )
 
 
 def test_the_remote_target_runs_the_same_concat_as_a_nodetool_node() -> None:
@@ -170,6 +172,22 @@ def test_quick_bench_remote_node_beside_native_and_floor(tmp_path: Path) -> None
     assert set(summary["remote"]["frames_per_run"]) == {"2"}
     assert data["vs_baseline"]["remote"]["baseline"] == "terminal"
     assert "remote node: throughput " in proc.stdout
+
+
+def test_quick_bench_workers_target_beside_terminal(tmp_path: Path) -> None:
+    """``terminal-w2`` serves the same runs through ``noderun serve --workers 2``, compared
+    with ``terminal``; ``--no-pin`` lets its two processes use every CPU."""
+    out = tmp_path / "bench.json"
+    proc = _bench("--only", "workers", "--no-pin", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    summary = data["summary"]
+    assert set(summary) == {"terminal", "terminal-w2"}
+    for name in summary:
+        assert summary[name]["failures"] == 0, summary[name]["first_failure"]
+        assert summary[name]["runs_per_s"] > 0
+    assert data["vs_baseline"]["terminal-w2"]["baseline"] == "terminal"
+    assert "--no-pin: client and servers share every CPU" in proc.stdout + proc.stderr
 
 
 def test_dsn_description_carries_no_credentials() -> None:
