@@ -173,6 +173,8 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
         async with ws_connect(url, compression=None, proxy=None) as first:
             owner = Client(first)
             owner_pid = await pid_of(owner)
+            ephemeral = await owner.run_job(graph(nd("p", "test.Pid")))
+            await owner.until_terminal(ephemeral)
             job_id = await run_durable(owner, progress_graph(20, 0.05))
             for _ in range(ATTEMPTS):
                 async with ws_connect(url, compression=None, proxy=None) as second:
@@ -183,15 +185,23 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
                     await other.command("reconnect_job", {"job_id": job_id, "workflow_id": "wf"})
                     followed = await other.until_terminal(job_id)
                     await owner.until_terminal(job_id)
-                    return owner_pid, other_pid, followed
+                    # An ephemeral run is in its process's memory only.
+                    await other.command("reconnect_job", {"job_id": ephemeral, "workflow_id": "wf"})
+                    missing = await other.until_terminal(ephemeral)
+                    return owner_pid, other_pid, followed + missing
             raise AssertionError(f"every connection went to {owner_pid}:\n{server.output()}")
 
-    owner_pid, other_pid, followed = asyncio.run(scenario())
+    owner_pid, other_pid, frames = asyncio.run(scenario())
     assert owner_pid != other_pid
-    assert followed[0]["type"] == "job_resumed", followed
-    terminal = followed[-1]
-    assert terminal["status"] == "completed", terminal
-    assert "steps" in json.dumps(terminal["result"]), terminal
+    resumed = [frame for frame in frames if frame.get("type") == "job_resumed"]
+    assert len(resumed) == 1, frames
+    durable = [frame for frame in frames if frame.get("job_id") == resumed[0]["job_id"]]
+    assert durable[0] is resumed[0], durable
+    assert durable[-1]["status"] == "completed", durable[-1]
+    assert "steps" in json.dumps(durable[-1]["result"]), durable[-1]
+    missing = frames[-1]
+    assert missing["job_id"] != resumed[0]["job_id"], frames
+    assert (missing["status"], missing["error"]) == ("failed", "job not found"), missing
     server.signal(signal.SIGINT)
     assert server.wait() == 0, server.output()
 
