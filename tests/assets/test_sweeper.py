@@ -8,7 +8,7 @@ from pathlib import Path
 
 from noderun.assets import AssetStore
 from noderun.assets.sweeper import run_sweeper, sweep_interval
-from tests.server.helpers import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 
 def test_sweep_interval_is_a_quarter_of_the_ttl_within_bounds() -> None:

@@ -30,10 +30,10 @@ import yaml
 
 from noderun.server.cli import build_parser as cli_parser
 from noderun.server.cli import settings_from
+from tests.support.timing import LONG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-WAIT = 10.0 * float(os.environ.get("NODERUN_TEST_TIME_SCALE", "1"))
 PG_DSN = os.environ.get("NODERUN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -110,7 +110,7 @@ def serve(command: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[str
         process = subprocess.Popen([executable, *command[1:]], env=full_env, cwd=cwd, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + LONG_TIMEOUT
         while True:
             if process.poll() is not None:
                 pytest.fail(f"server exited with {process.returncode}: {log.read_text()}")
@@ -127,7 +127,7 @@ def serve(command: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[str
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            assert process.wait(WAIT) == 0
+            assert process.wait(LONG_TIMEOUT) == 0
         finally:
             if process.poll() is None:
                 process.kill()
@@ -164,7 +164,7 @@ def test_dockerfile_cmd_and_env_serve(tmp_path: Path) -> None:
         port = url.rsplit(":", 1)[1]
         probe = [sys.executable, *[part.replace(":7777/", f":{port}/") for part in check[1:]]]
         assert "/readyz" in probe[-1]
-        assert subprocess.run(probe, timeout=WAIT).returncode == 0
+        assert subprocess.run(probe, timeout=LONG_TIMEOUT).returncode == 0
     assert (tmp_path / "noderun.db").exists()
 
 

@@ -31,10 +31,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from noderun.contract import store_key
 from noderun.server.auth import ANONYMOUS_USER
-
-#: The one timing constant of these tests, in seconds; every wait is derived from it.
-#: Raise NODERUN_TEST_TIME_SCALE on slow machines.
-WAIT = 1.0 * float(os.environ.get("NODERUN_TEST_TIME_SCALE", "1"))
+from tests.support.timing import SECOND
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 INTERRUPTED = "interrupted: server stopped"
@@ -43,10 +40,10 @@ _REPO = Path(__file__).resolve().parents[2]
 #: What the test servers get in the environment: short leases, so a killed server's runs
 #: are recovered within seconds, and short store deadlines, so outages show promptly.
 STORE_ENV = {
-    "NODERUN_STORE_HEARTBEAT": str(WAIT / 2),
-    "NODERUN_STORE_LEASE_TIMEOUT": str(WAIT * 2),
-    "NODERUN_STORE_CONNECT_TIMEOUT": str(WAIT * 2),
-    "NODERUN_STORE_FINISH_TIMEOUT": str(WAIT * 2),
+    "NODERUN_STORE_HEARTBEAT": str(SECOND / 2),
+    "NODERUN_STORE_LEASE_TIMEOUT": str(SECOND * 2),
+    "NODERUN_STORE_CONNECT_TIMEOUT": str(SECOND * 2),
+    "NODERUN_STORE_FINISH_TIMEOUT": str(SECOND * 2),
 }
 
 Frame = dict[str, Any]
@@ -63,13 +60,13 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT * 10) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = SECOND * 10) -> None:
     """Wait until ``check()`` is true; fail after ``within`` seconds."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(WAIT / 20)
+        await asyncio.sleep(SECOND / 20)
 
 
 # -- graphs ------------------------------------------------------------------------
@@ -209,7 +206,7 @@ class ServerProcess:
     async def start(self) -> None:
         """Spawn the server and wait until ``GET /health`` answers 200."""
         process = self.spawn()
-        deadline = time.monotonic() + WAIT * 15
+        deadline = time.monotonic() + SECOND * 15
         while not await _healthy(self.port):
             if process.poll() is not None:
                 raise AssertionError(
@@ -217,7 +214,7 @@ class ServerProcess:
                 )
             if time.monotonic() > deadline:
                 raise AssertionError(f"server not healthy in time:\n{self.log()}")
-            await asyncio.sleep(WAIT / 50)
+            await asyncio.sleep(SECOND / 50)
 
     async def wait_exit(self, within: float) -> int:
         """Wait for the process to exit; its return code."""
@@ -229,7 +226,7 @@ class ServerProcess:
         process = self.process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGKILL)
-            await self.wait_exit(WAIT * 10)
+            await self.wait_exit(SECOND * 10)
 
     async def stop(self) -> None:
         """SIGTERM (graceful shutdown), then SIGKILL if it does not exit in time."""
@@ -238,7 +235,7 @@ class ServerProcess:
             return
         process.send_signal(signal.SIGTERM)
         try:
-            await self.wait_exit(WAIT * 10)
+            await self.wait_exit(SECOND * 10)
         except subprocess.TimeoutExpired:
             await self.kill()
             raise AssertionError(f"server did not stop on SIGTERM:\n{self.log()}") from None
@@ -317,7 +314,7 @@ class Client:
     async def cancel(self, job_id: str) -> None:
         await self.command("cancel_job", {"job_id": job_id})
 
-    async def recv(self, within: float = WAIT * 10) -> Received:
+    async def recv(self, within: float = SECOND * 10) -> Received:
         raw = await asyncio.wait_for(self.ws.recv(), within)
         assert isinstance(raw, bytes), f"expected a binary frame, got {raw!r}"
         frame = msgspec.msgpack.decode(raw)
@@ -325,7 +322,7 @@ class Client:
         return Received(raw, frame)
 
     async def until(
-        self, predicate: Callable[[Frame], bool], within: float = WAIT * 10
+        self, predicate: Callable[[Frame], bool], within: float = SECOND * 10
     ) -> list[Received]:
         """Every frame up to and including the first that matches ``predicate``."""
         received: list[Received] = []
@@ -336,7 +333,7 @@ class Client:
             if predicate(item.frame):
                 return received
 
-    async def until_terminal(self, job_id: str, within: float = WAIT * 10) -> list[Received]:
+    async def until_terminal(self, job_id: str, within: float = SECOND * 10) -> list[Received]:
         return await self.until(lambda frame: is_terminal(frame, job_id), within)
 
 
@@ -380,8 +377,8 @@ async def connect(server: ServerProcess) -> AsyncIterator[Client]:
         # Unbounded: with websockets' default (16), frames a test leaves unread pause
         # reading, so the server's close frame is not seen until close_timeout.
         max_queue=None,
-        open_timeout=WAIT * 5,
-        close_timeout=WAIT * 5,
+        open_timeout=SECOND * 5,
+        close_timeout=SECOND * 5,
     ) as ws:
         yield Client(ws)
 
@@ -420,7 +417,7 @@ class StoreDb:
         """Rows of one query; ``$1``-style placeholders (rewritten to ``?`` for sqlite)."""
         if self.kind == "sqlite":
             return await asyncio.to_thread(self._sqlite_query, sql, args)
-        conn = await asyncpg.connect(self.url, timeout=WAIT * 5)
+        conn = await asyncpg.connect(self.url, timeout=SECOND * 5)
         try:
             return [tuple(row) for row in await conn.fetch(sql, *args)]
         finally:
@@ -429,7 +426,7 @@ class StoreDb:
     def _sqlite_query(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
         for index in range(len(args), 0, -1):
             sql = sql.replace(f"${index}", "?")
-        conn = sqlite3.connect(self.database, timeout=WAIT * 5)
+        conn = sqlite3.connect(self.database, timeout=SECOND * 5)
         try:
             return conn.execute(sql, args).fetchall()
         finally:
@@ -482,7 +479,7 @@ class StoreDb:
 
     async def _admin(self, *statements: str) -> None:
         assert self.admin_dsn is not None, "outages are for PostgreSQL databases"
-        conn = await asyncpg.connect(self.admin_dsn, timeout=WAIT * 5)
+        conn = await asyncpg.connect(self.admin_dsn, timeout=SECOND * 5)
         try:
             for statement in statements:
                 await conn.execute(statement)
@@ -500,7 +497,7 @@ class StoreDb:
     async def terminate_connections(self) -> int:
         """Kill every session on the database (it keeps accepting new ones); how many."""
         assert self.admin_dsn is not None, "outages are for PostgreSQL databases"
-        conn = await asyncpg.connect(self.admin_dsn, timeout=WAIT * 5)
+        conn = await asyncpg.connect(self.admin_dsn, timeout=SECOND * 5)
         try:
             killed: int = await conn.fetchval(
                 """SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity

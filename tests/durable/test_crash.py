@@ -10,7 +10,6 @@ import pytest
 
 from tests.durable.helpers import (
     INTERRUPTED,
-    WAIT,
     Received,
     ServerProcess,
     StoreDb,
@@ -22,6 +21,7 @@ from tests.durable.helpers import (
     seqs,
     serving,
 )
+from tests.support.timing import SECOND
 
 
 def _check_replay(replayed: list[Received], seen: list[Received]) -> None:
@@ -39,7 +39,7 @@ async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
     store: StoreDb, tmp_path: Path
 ) -> None:
     async with serving(store.url, tmp_path) as first, connect(first) as client:
-        job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+        job_id = await client.run_job(progress_graph(1000, SECOND / 10))
         seen = await client.until(
             lambda frame: frame.get("type") == "node_progress" and frame["progress"] >= 3
         )
@@ -57,7 +57,7 @@ async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
     async with serving(store.url, tmp_path) as second, connect(second) as client:
         await client.reconnect(job_id)
         # The killed server's lease must expire before the new one fails its run.
-        received = await client.until_terminal(job_id, WAIT * 15)
+        received = await client.until_terminal(job_id, SECOND * 15)
         # A client that got messages the killed server never committed (so its position
         # is past the interrupted terminal's job_seq) still gets the terminal message.
         async with connect(second) as late:
@@ -116,7 +116,7 @@ async def test_graceful_stop_cancels_durable_runs_and_stores_that(
     """SIGTERM is the designed shutdown: runs end ``cancelled`` with a reason, committed,
     so the next server replays that terminal message."""
     async with serving(store.url, tmp_path) as first, connect(first) as client:
-        job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+        job_id = await client.run_job(progress_graph(1000, SECOND / 10))
         await client.until(lambda frame: frame.get("type") == "node_progress")
         await first.stop()
     run = await store.run(job_id)
@@ -135,8 +135,8 @@ async def test_graceful_stop_cancels_durable_runs_and_stores_that(
 #: Leases far longer than any test: a run failed soon after a restart was failed by the
 #: restarted server's own recovery, not by a lease expiring.
 _NO_LEASE_EXPIRY = {
-    "NODERUN_STORE_HEARTBEAT": str(WAIT * 300),
-    "NODERUN_STORE_LEASE_TIMEOUT": str(WAIT * 600),
+    "NODERUN_STORE_HEARTBEAT": str(SECOND * 300),
+    "NODERUN_STORE_LEASE_TIMEOUT": str(SECOND * 600),
 }
 
 
@@ -150,7 +150,7 @@ async def test_a_restarted_server_fails_its_runs_before_it_reports_ready(
     args = ("--server-id", "worker-7") if identity == "same --server-id" else ()
     async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY, args=args) as first:
         async with connect(first) as client:
-            job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+            job_id = await client.run_job(progress_graph(1000, SECOND / 10))
             await client.until(lambda frame: frame.get("type") == "node_progress")
         await first.kill()
     run = await store.run(job_id)
@@ -176,7 +176,7 @@ async def test_a_restart_under_another_identity_leaves_the_run_to_its_lease(
     server is not the killed one and must wait for its lease (here: never)."""
     async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY) as first:
         async with connect(first) as client:
-            job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+            job_id = await client.run_job(progress_graph(1000, SECOND / 10))
             await client.until(lambda frame: frame.get("type") == "node_progress")
         await first.kill()
     async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY):
@@ -189,12 +189,12 @@ async def test_a_second_live_server_with_the_same_id_refuses_to_start(
 ) -> None:
     args = ("--server-id", "twin")
     async with serving(store.url, tmp_path, args=args) as live, connect(live) as client:
-        job_id = await client.run_job(progress_graph(1000, WAIT / 10))
+        job_id = await client.run_job(progress_graph(1000, SECOND / 10))
         await client.until(lambda frame: frame.get("type") == "node_progress")
         twin = ServerProcess(store.url, tmp_path, args=args)
         twin.spawn()
         try:
-            code = await twin.wait_exit(WAIT * 15)
+            code = await twin.wait_exit(SECOND * 15)
         finally:
             await twin.kill()
         assert code != 0

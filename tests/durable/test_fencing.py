@@ -19,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tests.durable.helpers import (
     INTERRUPTED,
-    WAIT,
     Client,
     ServerProcess,
     StoreDb,
@@ -29,6 +28,7 @@ from tests.durable.helpers import (
     serving,
     sleep_graph,
 )
+from tests.support.timing import SECOND
 
 
 class TcpProxy:
@@ -141,14 +141,14 @@ async def test_a_server_cut_off_from_postgres_sends_the_stored_terminal(
         connect(cut_off) as client,
     ):
         # Far longer than the test: only the loss of the run can end it in time.
-        job_id = await client.run_job(sleep_graph(WAIT * 600))
+        job_id = await client.run_job(sleep_graph(SECOND * 600))
         await _started(client, job_id)
         proxy.cut()
         try:
-            await _failed_in_store(pg_store, job_id, WAIT * 15)
+            await _failed_in_store(pg_store, job_id, SECOND * 15)
         finally:
             proxy.restore()
-        received = await client.until_terminal(job_id, WAIT * 20)
+        received = await client.until_terminal(job_id, SECOND * 20)
         terminal = received[-1]
         assert (terminal.frame["status"], terminal.frame["error"]) == ("failed", INTERRUPTED)
         assert terminal.raw == await _check_one_truth(pg_store, job_id, cut_off, other)
@@ -166,14 +166,14 @@ async def test_a_paused_sqlite_server_sends_the_stored_terminal(
         serving(store.url, tmp_path) as other,
         connect(paused) as client,
     ):
-        job_id = await client.run_job(sleep_graph(WAIT * 600))
+        job_id = await client.run_job(sleep_graph(SECOND * 600))
         await _started(client, job_id)
         process = paused.process
         assert process is not None
         for _attempt in range(5):
             process.send_signal(signal.SIGSTOP)
             try:
-                await _failed_in_store(store, job_id, WAIT * 8)
+                await _failed_in_store(store, job_id, SECOND * 8)
             except AssertionError:
                 # Paused inside a write transaction: nobody can write until it goes on.
                 continue
@@ -182,7 +182,7 @@ async def test_a_paused_sqlite_server_sends_the_stored_terminal(
             break
         else:
             raise AssertionError("the other server never failed the paused server's run")
-        received = await client.until_terminal(job_id, WAIT * 20)
+        received = await client.until_terminal(job_id, SECOND * 20)
         terminal = received[-1]
         assert (terminal.frame["status"], terminal.frame["error"]) == ("failed", INTERRUPTED)
         assert terminal.raw == await _check_one_truth(store, job_id, paused, other)

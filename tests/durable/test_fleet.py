@@ -8,7 +8,6 @@ from pathlib import Path
 
 from tests.durable.helpers import (
     INTERRUPTED,
-    WAIT,
     StoreDb,
     as_stored,
     connect,
@@ -18,6 +17,7 @@ from tests.durable.helpers import (
     seqs,
     serving,
 )
+from tests.support.timing import SECOND
 
 
 async def test_reconnect_on_another_server_replays_then_follows_live(
@@ -29,7 +29,7 @@ async def test_reconnect_on_another_server_replays_then_follows_live(
         connect(owner) as on_owner,
         connect(other) as on_other,
     ):
-        job_id = await on_owner.run_job(progress_graph(10, WAIT / 10))
+        job_id = await on_owner.run_job(progress_graph(10, SECOND / 10))
         seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
         # The same id on the other server while the run goes on: refused by the store.
         await on_other.run_job(progress_graph(1, 0), job_id=job_id)
@@ -71,7 +71,7 @@ async def test_cancel_sent_to_another_server_cancels_the_run(
         connect(owner) as on_owner,
         connect(other) as on_other,
     ):
-        job_id = await on_owner.run_job(progress_graph(1000, WAIT / 10))
+        job_id = await on_owner.run_job(progress_graph(1000, SECOND / 10))
         seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
         await on_other.reconnect(job_id)
         followed = await on_other.until(lambda frame: frame.get("type") == "node_progress")
@@ -114,12 +114,12 @@ async def test_follower_on_another_server_sees_the_owner_killed_as_interrupted(
         connect(other) as on_other,
     ):
         async with connect(owner) as on_owner:
-            job_id = await on_owner.run_job(progress_graph(1000, WAIT / 10))
+            job_id = await on_owner.run_job(progress_graph(1000, SECOND / 10))
             await on_owner.until(lambda frame: frame.get("type") == "node_progress")
             await on_other.reconnect(job_id)
             followed = await on_other.until(lambda frame: frame.get("type") == "node_progress")
             await owner.kill()
-        followed += await on_other.until_terminal(job_id, WAIT * 15)
+        followed += await on_other.until_terminal(job_id, SECOND * 15)
 
         async def stored_as_failed() -> bool:
             run = await store.run(job_id)

@@ -9,7 +9,6 @@ import contextlib
 from pathlib import Path
 
 from tests.durable.helpers import (
-    WAIT,
     Client,
     ServerProcess,
     StoreDb,
@@ -21,6 +20,7 @@ from tests.durable.helpers import (
     serving,
     sleep_graph,
 )
+from tests.support.timing import SECOND
 
 
 async def _terminal(
@@ -42,7 +42,7 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
     ):
         assert (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
         # In flight when the database goes: its terminal state cannot be committed yet.
-        in_flight = await client.run_job(sleep_graph(WAIT / 2))
+        in_flight = await client.run_job(sleep_graph(SECOND / 2))
         await client.until(lambda frame: frame.get("type") == "node_update")
         await pg_store.refuse_connections()
         seen: list[dict[str, object]] = []
@@ -58,7 +58,7 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
                 if received[-1].frame["status"] != "completed":
                     refused = received[-1].frame
                     break
-                await asyncio.sleep(WAIT / 10)
+                await asyncio.sleep(SECOND / 10)
             assert refused is not None, "no durable run was refused while PostgreSQL was down"
             assert refused["status"] == "failed"
             assert "store unavailable" in str(refused["error"])
@@ -71,13 +71,13 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
             assert ephemeral["result"] == {"outputs": {"steps": [2]}}
 
             # Past the node's end and the store's finish deadline: still no terminal.
-            await asyncio.sleep(WAIT * 3)
+            await asyncio.sleep(SECOND * 3)
             await client.send({"type": "ping"})  # everything sent so far arrives before the pong
             seen += [item.frame for item in await client.until(lambda f: f.get("type") == "pong")]
             assert not any(is_terminal(frame, in_flight) for frame in seen)
         finally:
             await pg_store.allow_connections()
-        terminal = (await client.until_terminal(in_flight, WAIT * 20)).pop()
+        terminal = (await client.until_terminal(in_flight, SECOND * 20)).pop()
         assert terminal.frame["status"] == "completed"
 
         async with connect(server) as other:
@@ -105,7 +105,7 @@ async def test_serve_exits_at_once_when_postgres_is_unreachable(tmp_path: Path) 
     server = ServerProcess(closed, tmp_path)
     server.spawn()
     try:
-        code = await server.wait_exit(WAIT * 10)
+        code = await server.wait_exit(SECOND * 10)
     finally:
         await server.kill()
     assert code != 0
@@ -143,7 +143,7 @@ async def test_a_burst_of_durable_runs_rides_out_terminated_database_connections
             sent = [await client.run_job(progress_graph(2, 0)) for _ in range(runs // clients)]
             job_ids.extend(sent)
             while not all(job_id in terminals for job_id in sent):
-                frame = (await client.recv(WAIT * 20)).frame
+                frame = (await client.recv(SECOND * 20)).frame
                 if is_terminal(frame, str(frame.get("job_id"))):
                     terminals[str(frame["job_id"])] = frame
                     if len(terminals) >= runs // 10:
@@ -157,7 +157,7 @@ async def test_a_burst_of_durable_runs_rides_out_terminated_database_connections
             if len(terminals) >= runs * 3 // 4:
                 break
             terminated += await pg_store.terminate_connections()
-            await asyncio.sleep(WAIT / 50)
+            await asyncio.sleep(SECOND / 50)
         await bursts
     assert terminated >= 3
     assert set(terminals) == set(job_ids)

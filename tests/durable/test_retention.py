@@ -6,14 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.durable.helpers import (
-    WAIT,
-    StoreDb,
-    connect,
-    eventually,
-    progress_graph,
-    serving,
-)
+from tests.durable.helpers import StoreDb, connect, eventually, progress_graph, serving
+from tests.support.timing import SECOND
 
 
 async def test_finished_runs_older_than_the_retention_are_deleted(
@@ -23,7 +17,7 @@ async def test_finished_runs_older_than_the_retention_are_deleted(
         serving(store.url, tmp_path, args=["--retention", "1"]) as server,
         connect(server) as client,
     ):
-        running = await client.run_job(progress_graph(1000, WAIT / 10))
+        running = await client.run_job(progress_graph(1000, SECOND / 10))
         await client.until(lambda frame: frame.get("type") == "node_progress")
         finished = await client.run_job(progress_graph(3, 0))
         terminal = (await client.until_terminal(finished)).pop().frame
@@ -48,7 +42,7 @@ async def test_retention_zero_keeps_finished_runs(sqlite_url: str, tmp_path: Pat
         job_id = await client.run_job(progress_graph(3, 0))
         received = await client.until_terminal(job_id)
         # Longer than a 1 s retention takes to delete a run (its task looks every second).
-        await asyncio.sleep(WAIT * 3)
+        await asyncio.sleep(SECOND * 3)
         run = await store.run(job_id)
         assert run is not None and run.status == "completed"
         assert len(await store.frames(job_id)) == len(received) - 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.durable.helpers import (
-    WAIT,
     StoreDb,
     as_stored,
     connect,
@@ -17,6 +16,7 @@ from tests.durable.helpers import (
     seqs,
     serving,
 )
+from tests.support.timing import SECOND
 
 
 async def test_ephemeral_run_writes_nothing_to_the_store(store: StoreDb, tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ async def test_duplicate_durable_job_id_while_running_gets_an_error_ack(
 ) -> None:
     """The second run_job is refused; the first run goes on and is the one stored."""
     async with serving(store.url, tmp_path) as server, connect(server) as client:
-        job_id = await client.run_job(progress_graph(100, WAIT / 10))
+        job_id = await client.run_job(progress_graph(100, SECOND / 10))
         received = await client.until(lambda frame: frame.get("type") == "node_progress")
         await client.run_job(progress_graph(1, 0), job_id=job_id)
         received += await client.until(lambda frame: "error" in frame and "job_seq" not in frame)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.helpers import TIME_SCALE, running_server
+from tests.server.helpers import running_server
+from tests.support.timing import START_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
@@ -45,7 +46,7 @@ def _locust(host: str, users: list[str], csv_prefix: Path, seconds: int) -> None
         *users,
     ]
     subprocess.run(
-        command, check=False, timeout=60 * TIME_SCALE, env={**os.environ}, capture_output=True
+        command, check=False, timeout=START_TIMEOUT, env={**os.environ}, capture_output=True
     )
 
 

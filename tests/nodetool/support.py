@@ -17,13 +17,11 @@ from pathlib import Path
 import pytest
 
 from noderun.nodetool import PoolOptions
-from tests.server.helpers import TIME_SCALE
+from tests.support.timing import START_TIMEOUT
 
-__all__ = ["NODEPACK", "START_TIMEOUT", "options", "require_nodetool"]
+__all__ = ["NODEPACK", "options", "require_nodetool"]
 
 NODEPACK = Path(__file__).resolve().parent / "nodepack"
-#: Starting a worker takes about a second on an idle machine.
-START_TIMEOUT = 60.0 * TIME_SCALE
 
 
 def require_nodetool() -> None:

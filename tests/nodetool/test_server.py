@@ -18,9 +18,8 @@ from noderun.runtime.node import node
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
 from noderun.server.cli import build_parser, settings_from
-from tests.nodetool.support import NODEPACK, START_TIMEOUT, require_nodetool
+from tests.nodetool.support import NODEPACK, require_nodetool
 from tests.server.helpers import (
-    TIMEOUT,
     Client,
     Frame,
     ServerHandle,
@@ -31,6 +30,7 @@ from tests.server.helpers import (
     running_server,
 )
 from tests.server.test_commands import assert_metadata
+from tests.support.timing import START_TIMEOUT, TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
 

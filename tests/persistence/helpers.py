@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -13,10 +12,7 @@ import msgspec
 
 from noderun.contract import RunRecord, RunStore
 from noderun.persistence import StoreOptions, open_store
-
-#: The one timing constant of these tests, in seconds; every wait is derived from it.
-#: Raise NODERUN_TEST_TIME_SCALE on slow machines.
-WAIT = 1.0 * float(os.environ.get("NODERUN_TEST_TIME_SCALE", "1"))
+from tests.support.timing import SECOND
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -24,14 +20,14 @@ _encoder = msgspec.msgpack.Encoder()
 def fast_options(**overrides: Any) -> StoreOptions:
     """Options with short timers, so the tests do not sit through production defaults."""
     values: dict[str, Any] = {
-        "heartbeat_interval": WAIT / 10,
-        "lease_timeout": WAIT * 30,
-        "finish_timeout": WAIT * 5,
-        "connect_timeout": WAIT * 2,
-        "retry_initial": WAIT / 100,
-        "retry_max": WAIT / 10,
-        "sqlite_poll_interval": WAIT / 50,
-        "sqlite_cancel_poll_interval": WAIT / 50,
+        "heartbeat_interval": SECOND / 10,
+        "lease_timeout": SECOND * 30,
+        "finish_timeout": SECOND * 5,
+        "connect_timeout": SECOND * 2,
+        "retry_initial": SECOND / 100,
+        "retry_max": SECOND / 10,
+        "sqlite_poll_interval": SECOND / 50,
+        "sqlite_cancel_poll_interval": SECOND / 50,
         "pg_pool_min": 1,
         "pg_pool_max": 4,
     }
@@ -69,10 +65,10 @@ async def started(
         await store.close()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT * 5) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = SECOND * 5) -> None:
     """Wait until ``check()`` is true; fail after ``within`` seconds."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        await asyncio.sleep(WAIT / 50)
+        await asyncio.sleep(SECOND / 50)

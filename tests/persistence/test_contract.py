@@ -23,8 +23,9 @@ from noderun.persistence import (
     run_retention,
 )
 from noderun.persistence.base import StoreBase
+from tests.support.timing import SECOND
 
-from .helpers import WAIT, eventually, fast_options, frame, record, started, terminal
+from .helpers import eventually, fast_options, frame, record, started, terminal
 
 
 async def _committed(store: RunStore, job_id: str, count: int) -> None:
@@ -136,13 +137,13 @@ async def _follow_while_writing(writer: RunStore, reader: RunStore) -> None:
         writer.append("j1", seq, frame("j1", seq))
     await _committed(writer, "j1", 3)
     follower = asyncio.create_task(_collect(reader, "j1", 1))
-    await asyncio.sleep(WAIT / 10)
+    await asyncio.sleep(SECOND / 10)
     assert not follower.done()
     for seq in range(4, 7):
         writer.append("j1", seq, frame("j1", seq))
-        await asyncio.sleep(WAIT / 50)
+        await asyncio.sleep(SECOND / 50)
     await writer.finish("j1", "completed", 7, terminal("j1", 7), None)
-    got = await asyncio.wait_for(follower, WAIT * 5)
+    got = await asyncio.wait_for(follower, SECOND * 5)
     assert [f.seq for f in got] == [2, 3, 4, 5, 6, 7]
     assert got[-1].frame == terminal("j1", 7)
     assert got[0].frame == frame("j1", 2)
@@ -160,11 +161,11 @@ async def test_follow_works_from_another_server(store_url: str) -> None:
 
 async def test_follow_of_unknown_or_finished_run_ends(store_url: str) -> None:
     async with started(store_url) as store:
-        assert await asyncio.wait_for(_collect(store, "nope", 0), WAIT) == []
+        assert await asyncio.wait_for(_collect(store, "nope", 0), SECOND) == []
         await store.create_run(record("j1"))
         store.append("j1", 1, frame("j1", 1))
         await store.finish("j1", "cancelled", 2, terminal("j1", 2, "cancelled"), None)
-        got = await asyncio.wait_for(_collect(store, "j1", 0), WAIT)
+        got = await asyncio.wait_for(_collect(store, "j1", 0), SECOND)
         assert [f.seq for f in got] == [1, 2]
 
 
@@ -173,17 +174,19 @@ async def test_start_fails_runs_of_dead_servers_but_not_of_live_ones(store_url: 
     a live server's runs are left alone."""
     # "dead" never heartbeats again within the test, like a killed process.
     async with (
-        started(store_url, heartbeat_interval=WAIT * 60, lease_timeout=WAIT * 120) as dead,
-        started(store_url, heartbeat_interval=WAIT / 20, lease_timeout=WAIT * 120) as live,
+        started(store_url, heartbeat_interval=SECOND * 60, lease_timeout=SECOND * 120) as dead,
+        started(store_url, heartbeat_interval=SECOND / 20, lease_timeout=SECOND * 120) as live,
     ):
         await dead.create_run(record("crashed", workflow_id="wf-c"))
         for seq in (1, 2):
             dead.append("crashed", seq, frame("crashed", seq))
         await _committed(dead, "crashed", 2)
         await live.create_run(record("alive"))
-        await asyncio.sleep(WAIT * 0.7)
+        await asyncio.sleep(SECOND * 0.7)
 
-        async with started(store_url, heartbeat_interval=WAIT / 10, lease_timeout=WAIT / 2) as new:
+        async with started(
+            store_url, heartbeat_interval=SECOND / 10, lease_timeout=SECOND / 2
+        ) as new:
             run = await new.get_run("crashed")
             assert run is not None
             assert (run.status, run.error, run.last_seq) == ("failed", INTERRUPTED_ERROR, 3)
@@ -205,16 +208,20 @@ async def test_start_fails_runs_of_dead_servers_but_not_of_live_ones(store_url: 
             alive = await new.get_run("alive")
             assert alive is not None and alive.status == "running"
             # A follower of the interrupted run gets the terminal frame and ends.
-            got = await asyncio.wait_for(_collect(new, "crashed", 0), WAIT)
+            got = await asyncio.wait_for(_collect(new, "crashed", 0), SECOND)
             assert [f.seq for f in got] == [1, 2, 3]
 
 
 async def test_heartbeat_sweep_fails_runs_of_a_server_that_dies_later(store_url: str) -> None:
-    async with started(store_url, heartbeat_interval=WAIT * 60, lease_timeout=WAIT * 120) as dead:
+    async with started(
+        store_url, heartbeat_interval=SECOND * 60, lease_timeout=SECOND * 120
+    ) as dead:
         await dead.create_run(record("crashed"))
-        async with started(store_url, heartbeat_interval=WAIT / 20, lease_timeout=WAIT / 2) as b:
+        async with started(
+            store_url, heartbeat_interval=SECOND / 20, lease_timeout=SECOND / 2
+        ) as b:
             follower = asyncio.create_task(_collect(b, "crashed", 0))
-            got = await asyncio.wait_for(follower, WAIT * 5)
+            got = await asyncio.wait_for(follower, SECOND * 5)
             assert [f.seq for f in got] == [1]
             run = await b.get_run("crashed")
             assert run is not None and run.error == INTERRUPTED_ERROR
@@ -227,7 +234,7 @@ async def test_a_second_live_store_with_the_same_server_id_refuses_to_start(
     with that id must not start: it fails, touching nothing. (A restart after a crash,
     which must fail them, is tested with real processes in tests/durable/test_crash.py.)"""
     async with started(
-        store_url, server_id="srv-1", heartbeat_interval=WAIT * 60, lease_timeout=WAIT * 120
+        store_url, server_id="srv-1", heartbeat_interval=SECOND * 60, lease_timeout=SECOND * 120
     ) as live:
         await live.create_run(record("j1"))
         twin = open_store(store_url, server_id="srv-1", options=fast_options())
@@ -264,10 +271,10 @@ async def test_request_cancel_reaches_the_owning_server(store_url: str) -> None:
         await owner.create_run(record("j1"))
 
         assert await other.request_cancel("j1") is True
-        assert await asyncio.wait_for(cancelled.get(), WAIT * 2) == "j1"
+        assert await asyncio.wait_for(cancelled.get(), SECOND * 2) == "j1"
 
         assert await owner.request_cancel("j1") is True  # the owner itself asks too
-        assert await asyncio.wait_for(cancelled.get(), WAIT * 2) == "j1"
+        assert await asyncio.wait_for(cancelled.get(), SECOND * 2) == "j1"
         assert other_calls == []
 
         await owner.finish("j1", "cancelled", 1, terminal("j1", 1, "cancelled"), None)
@@ -315,7 +322,7 @@ async def test_unreachable_store_fails_start_fast(store_kind: str, tmp_path: Pat
     began = time.monotonic()
     with pytest.raises(StoreUnavailable) as caught:
         await store.start()
-    assert time.monotonic() - began < WAIT * 2
+    assert time.monotonic() - began < SECOND * 2
     assert caught.value.backend == store_kind
     with pytest.raises(StoreUnavailable):
         await store.create_run(record("j1"))
@@ -327,7 +334,7 @@ async def test_run_retention_deletes_old_runs_periodically(store_url: str) -> No
         await store.create_run(record("j1"))
         await store.finish("j1", "completed", 1, terminal("j1", 1), None)
         await store.create_run(record("j2"))
-        task = asyncio.create_task(run_retention(store, 0.0, WAIT / 20))
+        task = asyncio.create_task(run_retention(store, 0.0, SECOND / 20))
         try:
 
             async def deleted() -> bool:

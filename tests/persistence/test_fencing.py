@@ -17,12 +17,13 @@ import pytest
 from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import INTERRUPTED_ERROR, open_store
 from noderun.persistence.postgres import PostgresStore
+from tests.support.timing import SECOND
 
-from .helpers import WAIT, eventually, fast_options, frame, record, started, terminal
+from .helpers import eventually, fast_options, frame, record, started, terminal
 
 #: The owner never beats within the test; the sweeper's short lease judges it dead.
-_OWNER: dict[str, Any] = {"heartbeat_interval": WAIT * 60, "lease_timeout": WAIT * 120}
-_SWEEPER: dict[str, Any] = {"heartbeat_interval": WAIT / 20, "lease_timeout": WAIT / 2}
+_OWNER: dict[str, Any] = {"heartbeat_interval": SECOND * 60, "lease_timeout": SECOND * 120}
+_SWEEPER: dict[str, Any] = {"heartbeat_interval": SECOND / 20, "lease_timeout": SECOND / 2}
 
 
 async def _failed_by_sweep(store: RunStore, job_id: str) -> None:
@@ -69,7 +70,7 @@ async def test_a_write_of_a_run_failed_elsewhere_cancels_its_node_work(store_url
             await _failed_by_sweep(sweeper, "j1")
             await _failed_by_sweep(sweeper, "other")
             owner.append("j1", 1, frame("j1", 1))
-            assert await asyncio.wait_for(cancels.get(), WAIT * 5) == "j1"
+            assert await asyncio.wait_for(cancels.get(), SECOND * 5) == "j1"
             # Its frame was not stored after the interrupted terminal.
             assert [f.seq for f in await sweeper.read_frames("j1", 0)] == [1]
             stored = msgspec.msgpack.decode((await sweeper.read_frames("j1", 0))[0].frame)

@@ -11,8 +11,9 @@ from noderun.contract import StoredFrame
 from noderun.persistence import StoreOptions, StoreUnavailable, WriteRejected
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item
 from noderun.persistence.health import Health
+from tests.support.timing import SECOND
 
-from .helpers import WAIT, record
+from .helpers import record
 
 
 class FakeBackend:
@@ -43,7 +44,7 @@ class FakeBackend:
 
 
 def _committer(backend: FakeBackend, **options: float) -> GroupCommitter:
-    values = {"retry_initial": WAIT / 100, "retry_max": WAIT / 50, **options}
+    values = {"retry_initial": SECOND / 100, "retry_max": SECOND / 50, **options}
     return GroupCommitter(
         backend.commit,
         health=Health("fake"),
@@ -65,10 +66,10 @@ async def test_appends_queued_together_share_transactions_and_keep_order() -> No
         committer.put(Append("j1", seq, b"x"))
     end = _finish("j1", 1001)
     committer.put(end)
-    await asyncio.wait_for(end.done, WAIT)
+    await asyncio.wait_for(end.done, SECOND)
     assert backend.committed == [("j1", seq) for seq in range(1, 1002)]
     assert len(backend.batches) == 11  # 1001 items, at most 100 per transaction
-    await committer.close(WAIT)
+    await committer.close(SECOND)
 
 
 async def test_unavailable_store_is_retried_without_losing_or_reordering() -> None:
@@ -80,12 +81,12 @@ async def test_unavailable_store_is_retried_without_losing_or_reordering() -> No
         committer.put(Append("j1", seq, b"x"))
     end = _finish("j1", 3)
     committer.put(end)
-    await asyncio.sleep(WAIT / 10)
+    await asyncio.sleep(SECOND / 10)
     assert backend.attempts > 2 and not end.done.done()
     backend.down = False
-    await asyncio.wait_for(end.done, WAIT)
+    await asyncio.wait_for(end.done, SECOND)
     assert backend.committed == [("j1", 1), ("j1", 2), ("j1", 3)]
-    await committer.close(WAIT)
+    await committer.close(SECOND)
 
 
 async def test_a_rejected_item_is_dropped_and_the_rest_commits() -> None:
@@ -97,9 +98,9 @@ async def test_a_rejected_item_is_dropped_and_the_rest_commits() -> None:
         committer.put(Append("j1", seq, b"x"))
     end = _finish("j1", 4)
     committer.put(end)
-    await asyncio.wait_for(end.done, WAIT)
+    await asyncio.wait_for(end.done, SECOND)
     assert backend.committed == [("j1", 1), ("j1", 3), ("j1", 4)]
-    await committer.close(WAIT)
+    await committer.close(SECOND)
 
 
 async def test_a_rejected_finish_fails_its_caller() -> None:
@@ -110,8 +111,8 @@ async def test_a_rejected_finish_fails_its_caller() -> None:
     end = _finish("j1", 1)
     committer.put(end)
     with pytest.raises(WriteRejected):
-        await asyncio.wait_for(end.done, WAIT)
-    await committer.close(WAIT)
+        await asyncio.wait_for(end.done, SECOND)
+    await committer.close(SECOND)
 
 
 async def test_full_queue_drops_appends_but_never_finishes() -> None:
@@ -123,9 +124,9 @@ async def test_full_queue_drops_appends_but_never_finishes() -> None:
     end = _finish("j1", 4)
     assert committer.put(end)
     committer.start()
-    await asyncio.wait_for(end.done, WAIT)
+    await asyncio.wait_for(end.done, SECOND)
     assert backend.committed == [("j1", 1), ("j1", 2), ("j1", 4)]
-    await committer.close(WAIT)
+    await committer.close(SECOND)
 
 
 async def test_close_fails_finishes_it_could_not_commit() -> None:
@@ -135,7 +136,7 @@ async def test_close_fails_finishes_it_could_not_commit() -> None:
     committer.start()
     end = _finish("j1", 1)
     committer.put(end)
-    await committer.close(WAIT / 10)
+    await committer.close(SECOND / 10)
     with pytest.raises(StoreUnavailable):
         await end.done
 
@@ -173,32 +174,32 @@ def _keys(batch: Sequence[Item]) -> list[tuple[str, int]]:
 async def test_batches_in_flight_never_share_a_run_and_keep_each_runs_order() -> None:
     backend, committer = _gated(commit_concurrency=2)
     committer.put(Append("j1", 1, b"x"))
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     assert [_keys(b) for b in backend.started] == [[("j1", 1)]]
     # j1 is in flight: its next items wait; j2's go into a second transaction.
     committer.put(Append("j1", 2, b"x"))
     committer.put(Append("j2", 1, b"x"))
     end = _finish("j1", 3)
     committer.put(end)
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     assert [_keys(b) for b in backend.started] == [[("j1", 1)], [("j2", 1)]]
     # Both slots taken: nothing more starts until one ends.
     committer.put(Append("j3", 1, b"x"))
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     assert len(backend.started) == 2
     backend.gates[1].set()  # j2's ends first: j1's items still wait for j1's batch
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     assert [_keys(b) for b in backend.started[2:]] == [[("j3", 1)]]
     flushed = asyncio.ensure_future(committer.flush())
     backend.gates[0].set()
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     assert [_keys(b) for b in backend.started[3:]] == [[("j1", 2), ("j1", 3)]]
     assert not flushed.done()  # j1's and j3's batches are still in flight
     backend.gates[2].set()
     backend.gates[3].set()
-    await asyncio.wait_for(flushed, WAIT)
+    await asyncio.wait_for(flushed, SECOND)
     assert end.done.done()
-    await committer.close(WAIT)
+    await committer.close(SECOND)
 
 
 async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run() -> None:
@@ -208,33 +209,33 @@ async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run()
     committer.put(Create(record("j1"), loop.create_future()))  # a new run of that id
     committer.put(Append("j1", 1, b"x"))
     committer.put(Append("j2", 1, b"x"))
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     # The create would be applied before the finish of the old run: it waits, and
     # so does the new run's append; other runs go on.
     assert [_keys(b) for b in backend.started] == [[("j1", 1), ("j2", 1)]]
     backend.gates[0].set()
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     assert [_keys(b) for b in backend.started[1:]] == [[("j1", 0), ("j1", 1)]]
     backend.gates[1].set()
-    await committer.close(WAIT)
+    await committer.close(SECOND)
 
 
 async def test_a_create_past_its_deadline_fails_and_is_withdrawn() -> None:
-    backend, committer = _gated(connect_timeout=WAIT / 10, finish_timeout=WAIT / 10)
+    backend, committer = _gated(connect_timeout=SECOND / 10, finish_timeout=SECOND / 10)
     loop = asyncio.get_running_loop()
     committer.put(Append("j0", 1, b"x"))  # holds the only commit slot
-    await asyncio.sleep(WAIT / 50)
-    create = Create(record("j1"), loop.create_future(), expires=loop.time() + WAIT / 10)
+    await asyncio.sleep(SECOND / 50)
+    create = Create(record("j1"), loop.create_future(), expires=loop.time() + SECOND / 10)
     committer.put(create)
     end = Finish("j2", "completed", 1, b"end", None, 0.0, loop.create_future(), loop.time())
     committer.put(end)
     with pytest.raises(StoreUnavailable, match="create not committed within"):
-        await asyncio.wait_for(create.done, WAIT)
+        await asyncio.wait_for(create.done, SECOND)
     with pytest.raises(StoreUnavailable, match="finish not committed within"):
-        await asyncio.wait_for(end.done, WAIT)
+        await asyncio.wait_for(end.done, SECOND)
     backend.gates[0].set()
-    await asyncio.sleep(WAIT / 20)
+    await asyncio.sleep(SECOND / 20)
     # The create was withdrawn; the finish that missed its deadline still commits.
     assert [_keys(b) for b in backend.started[1:]] == [[("j2", 1)]]
     backend.gates[1].set()
-    await committer.close(WAIT)
+    await committer.close(SECOND)

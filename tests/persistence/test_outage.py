@@ -14,8 +14,9 @@ from structlog.testing import capture_logs
 
 from noderun.contract import RunStore
 from noderun.persistence import StoreUnavailable
+from tests.support.timing import SECOND
 
-from .helpers import WAIT, eventually, frame, record, started, terminal
+from .helpers import eventually, frame, record, started, terminal
 
 
 class Outage:
@@ -78,9 +79,9 @@ async def test_finish_raises_during_an_outage_and_commits_after_it(
     with capture_logs() as logs:
         async with started(
             store_url,
-            finish_timeout=WAIT / 2,
-            sqlite_busy_timeout=WAIT / 20,
-            connect_timeout=WAIT / 2,
+            finish_timeout=SECOND / 2,
+            sqlite_busy_timeout=SECOND / 20,
+            connect_timeout=SECOND / 2,
         ) as store:
             await store.create_run(record("j1"))
             store.append("j1", 1, frame("j1", 1))
@@ -91,7 +92,7 @@ async def test_finish_raises_during_an_outage_and_commits_after_it(
                 began = time.monotonic()
                 with pytest.raises(StoreUnavailable):
                     await store.finish("j1", "completed", 3, terminal("j1", 3), None)
-                assert WAIT / 2 <= time.monotonic() - began < WAIT * 2
+                assert SECOND / 2 <= time.monotonic() - began < SECOND * 2
                 with pytest.raises(StoreUnavailable):
                     await store.create_run(record("j2"))
             finally:
@@ -120,9 +121,9 @@ async def test_postgres_followers_and_cancels_survive_a_database_restart(
         owner.on_cancel_request(cancelled.put_nowait)
         await owner.create_run(record("j1"))
         follower = asyncio.create_task(_collect_seqs(other, "j1"))
-        await asyncio.sleep(WAIT / 10)
+        await asyncio.sleep(SECOND / 10)
         await outage.begin()
-        await asyncio.sleep(WAIT / 10)
+        await asyncio.sleep(SECOND / 10)
         await outage.end()
         owner.append("j1", 1, frame("j1", 1))
 
@@ -133,9 +134,9 @@ async def test_postgres_followers_and_cancels_survive_a_database_restart(
                 return False
 
         await eventually(can_cancel)
-        assert await asyncio.wait_for(cancelled.get(), WAIT * 5) == "j1"
+        assert await asyncio.wait_for(cancelled.get(), SECOND * 5) == "j1"
         await owner.finish("j1", "cancelled", 2, terminal("j1", 2, "cancelled"), None)
-        assert await asyncio.wait_for(follower, WAIT * 5) == [1, 2]
+        assert await asyncio.wait_for(follower, SECOND * 5) == [1, 2]
 
 
 async def _collect_seqs(store: RunStore, job_id: str) -> list[int]:

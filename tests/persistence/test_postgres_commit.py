@@ -26,8 +26,9 @@ from noderun.persistence.base import StoreBase
 from noderun.persistence.groupcommit import Append, Create, Finish, Item
 from noderun.persistence.postgres import PostgresStore
 from noderun.persistence.postgres_schema import FRAMES_CHANNEL, MIGRATIONS, SCHEMA_VERSION
+from tests.support.timing import SECOND
 
-from .helpers import WAIT, eventually, fast_options, frame, record, started, terminal
+from .helpers import eventually, fast_options, frame, record, started, terminal
 
 # Startup-phase requests after which the client sends another untyped message.
 _SSL_REQUEST = 80877103
@@ -143,7 +144,7 @@ async def _staggered(store: StoreBase, job_id: str, delay: int) -> None:
 
 
 # No heartbeat during these tests: a sweep is a transaction of its own.
-_QUIET: dict[str, Any] = {"heartbeat_interval": WAIT * 30, "lease_timeout": WAIT * 90}
+_QUIET: dict[str, Any] = {"heartbeat_interval": SECOND * 30, "lease_timeout": SECOND * 90}
 
 
 async def test_a_group_commit_is_one_round_trip(pg_url: str) -> None:
@@ -227,13 +228,13 @@ async def test_followers_on_another_server_wake_for_any_job_id(pg_url: str) -> N
         for job_id in (*odd, *many):
             await owner.create_run(record(job_id))
         followers = [asyncio.create_task(_seqs(other, job_id)) for job_id in (*odd, *many)]
-        await asyncio.sleep(WAIT / 10)  # each follower has read the (empty) run
+        await asyncio.sleep(SECOND / 10)  # each follower has read the (empty) run
         ends = []
         for job_id in (*odd, *many):  # one batch: one commit, several notifications
             owner.append(job_id, 1, frame(job_id, 1))
             ends.append(owner.finish(job_id, "completed", 2, terminal(job_id, 2), None))
         await asyncio.gather(*ends)
-        done, pending = await asyncio.wait(followers, timeout=WAIT * 5)
+        done, pending = await asyncio.wait(followers, timeout=SECOND * 5)
         assert not pending, "a follower was not woken"
         assert all(task.result() == [1, 2] for task in done)
 
@@ -266,7 +267,7 @@ async def test_a_run_created_in_the_commit_is_not_notified(pg_url: str) -> None:
             # Notifications arrive in commit order: once the later one is here, one
             # for the short run would have been first.
             await store.finish("earlier", "completed", 1, terminal("earlier", 1), None)
-            first = await asyncio.wait_for(notified.get(), WAIT)
+            first = await asyncio.wait_for(notified.get(), SECOND)
     finally:
         await listener.close()
     assert json.loads(first) == ["earlier"]

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from noderun.contract import RunStore, StoredFrame
+from tests.support.timing import SECOND
 
-from .helpers import WAIT, eventually, frame, record, started, terminal
+from .helpers import eventually, frame, record, started, terminal
 
 RUNS = 8
 FRAMES = 150
@@ -51,7 +52,7 @@ async def _follow(store: RunStore, job_id: str) -> list[StoredFrame]:
     async def created() -> bool:
         return await store.get_run(job_id) is not None
 
-    await eventually(created, WAIT * 10)
+    await eventually(created, SECOND * 10)
     return [stored async for stored in store.follow(job_id, 0)]
 
 
@@ -66,11 +67,11 @@ async def test_processes_write_concurrently_and_follow_each_other(store_url: str
                 store.append(job_id, seq, frame(job_id, seq))
             await store.finish(job_id, "completed", FRAMES + 1, terminal(job_id, FRAMES + 1), None)
         codes = await asyncio.wait_for(
-            asyncio.gather(*(child.wait() for child in children)), WAIT * 30
+            asyncio.gather(*(child.wait() for child in children)), SECOND * 30
         )
         assert codes == [0, 0]
 
-        followed = await asyncio.wait_for(follower, WAIT * 5)
+        followed = await asyncio.wait_for(follower, SECOND * 5)
         assert [f.seq for f in followed] == list(range(1, FRAMES + 2))
         assert followed[5].frame == frame("a0", 6)
         for prefix in ("a", "b", "p"):

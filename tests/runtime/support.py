@@ -13,8 +13,8 @@ from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry, default_registry
 from noderun.runtime.run import Run
+from tests.support.timing import TIMEOUT
 
-WAIT = 5.0
 _TERMINAL = {"completed", "failed", "cancelled"}
 
 
@@ -56,7 +56,7 @@ class Collector:
         return [m for m in self.messages if isinstance(m, kind)]
 
     async def terminal(self) -> JobUpdate:
-        result = await asyncio.wait_for(self.done, WAIT)
+        result = await asyncio.wait_for(self.done, TIMEOUT)
         assert isinstance(result, JobUpdate)
         return result
 

@@ -12,7 +12,8 @@ from noderun.protocol.client import ExecutionOptions
 from noderun.runtime.hub import Hub, RuntimeConfig, StartRefused
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run
-from tests.runtime.support import WAIT, node, request
+from tests.runtime.support import node, request
+from tests.support.timing import TIMEOUT
 
 
 class SlowCreateStore:
@@ -150,12 +151,12 @@ async def test_a_cancel_while_the_terminal_commits_is_too_late() -> None:
     outcome: asyncio.Future[StartRefused | None] = asyncio.get_running_loop().create_future()
     run = hub.create_durable(frame, "1", lambda _run, refusal: outcome.set_result(refusal))
     assert await outcome is None
-    await asyncio.wait_for(store.queued.wait(), WAIT)  # the run awaits its terminal commit
+    await asyncio.wait_for(store.queued.wait(), TIMEOUT)  # the run awaits its terminal commit
     task = run.task
     assert task is not None
     assert not run.cancel()
     store.held[0].set_result(None)
-    await asyncio.wait_for(task, WAIT)
+    await asyncio.wait_for(task, TIMEOUT)
     assert run.status == "completed" and store.finished == ["completed"]
 
 

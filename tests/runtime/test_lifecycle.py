@@ -15,8 +15,9 @@ from noderun.protocol.server import JobUpdate
 from noderun.runtime.hub import Hub
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run, RunState
-from tests.runtime.support import WAIT, Collector, make_hub, node, request, start
+from tests.runtime.support import Collector, make_hub, node, request, start
 from tests.runtime.test_durable_start import HeldFinishStore
+from tests.support.timing import TIMEOUT
 
 
 def state(run: Run) -> RunState:
@@ -115,7 +116,7 @@ async def test_a_durable_terminal_is_committed_before_anyone_sees_it() -> None:
     frame.execution_options = ExecutionOptions(persistence="job", event_detail="full")
     created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     run = hub.create_durable(frame, "1", lambda _run, _refusal: created.set_result(None))
-    await asyncio.wait_for(created, WAIT)
+    await asyncio.wait_for(created, TIMEOUT)
     sink = Collector()
     run.attach(sink)
     # One inline node: executed inside create_durable, its terminal now committing.

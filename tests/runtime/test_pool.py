@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from noderun.runtime.pool import RunnerPool
-from tests.runtime.support import WAIT
+from tests.support.timing import TIMEOUT
 
 
 class Gate:
@@ -31,7 +31,7 @@ class Gate:
     def block(self, value: object = None) -> object:
         self.threads.append(threading.current_thread())
         self._loop.call_soon_threadsafe(self._enter)
-        if not self._open.wait(WAIT * 4):
+        if not self._open.wait(TIMEOUT * 4):
             raise TimeoutError("the gate was never opened")
         return value
 
@@ -45,7 +45,7 @@ class Gate:
                 self._changed.clear()
                 await self._changed.wait()
 
-        await asyncio.wait_for(wait(), WAIT)
+        await asyncio.wait_for(wait(), TIMEOUT)
 
     def open(self) -> None:
         self._open.set()
@@ -58,12 +58,12 @@ async def running(size: int, **options: int) -> AsyncIterator[RunnerPool]:
     try:
         yield pool
     finally:
-        await pool.close(deadline=WAIT)
+        await pool.close(deadline=TIMEOUT)
 
 
 async def joined(thread: threading.Thread) -> bool:
-    """Whether ``thread`` ended within WAIT (joined off the loop)."""
-    await asyncio.to_thread(thread.join, WAIT)
+    """Whether ``thread`` ended within TIMEOUT (joined off the loop)."""
+    await asyncio.to_thread(thread.join, TIMEOUT)
     return not thread.is_alive()
 
 
@@ -95,7 +95,7 @@ async def test_callers_past_the_pool_size_wait_for_a_free_runner() -> None:
         await asyncio.sleep(0)
         assert not second.done() and pool.busy == 1
         gate.open()
-        results = await asyncio.wait_for(asyncio.gather(first, second), WAIT)
+        results = await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT)
         assert list(results) == [1, 2]
 
 
@@ -110,7 +110,7 @@ async def test_a_cancelled_blocking_call_gives_its_runner_up_and_a_new_one_serve
             with pytest.raises(asyncio.CancelledError):
                 await blocked
             # The blocked thread is still in its call, and yet:
-            assert await asyncio.wait_for(pool.call(lambda: "next", {}), WAIT) == "next"
+            assert await asyncio.wait_for(pool.call(lambda: "next", {}), TIMEOUT) == "next"
         abandoned_thread = gate.threads[0]
         assert abandoned_thread.is_alive()
         assert (pool.abandoned, pool.abandoned_alive, pool.started) == (1, 1, 2)
@@ -139,7 +139,7 @@ async def test_past_max_abandoned_a_cancelled_call_keeps_its_runner() -> None:
         await asyncio.sleep(0)
         assert not third.done()  # no free runner until the kept call returns
         gate.open()
-        assert await asyncio.wait_for(third, WAIT) == "third"
+        assert await asyncio.wait_for(third, TIMEOUT) == "third"
         assert await joined(gate.threads[0])
         assert pool.abandoned_alive == 0 and pool.busy == 0
 
@@ -155,7 +155,7 @@ async def test_cancelling_a_caller_still_waiting_for_a_runner_abandons_nothing()
         await asyncio.wait({waiting})
         assert pool.abandoned == 0 and pool.started == 1
         gate.open()
-        assert await asyncio.wait_for(first, WAIT) == "first"
+        assert await asyncio.wait_for(first, TIMEOUT) == "first"
 
 
 async def test_close_stops_waiting_for_a_blocked_call_after_its_deadline() -> None:
@@ -170,7 +170,7 @@ async def test_close_stops_waiting_for_a_blocked_call_after_its_deadline() -> No
     with pytest.raises(RuntimeError, match="not running"):
         await pool.call(lambda: None, {})
     gate.open()
-    assert await asyncio.wait_for(blocked, WAIT) is None
+    assert await asyncio.wait_for(blocked, TIMEOUT) is None
     assert await joined(gate.threads[0])  # told to stop once its call returned
 
 

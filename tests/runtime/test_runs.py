@@ -16,7 +16,8 @@ from noderun.runtime.node import node as define
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import BUILTIN_NODES, DEBUG_NODES
 from noderun.runtime.registry import Registry
-from tests.runtime.support import WAIT, Collector, edge, make_hub, node, request, start
+from tests.runtime.support import Collector, edge, make_hub, node, request, start
+from tests.support.timing import TIMEOUT
 
 
 async def test_single_node_full_profile_message_order_and_outputs() -> None:
@@ -351,7 +352,7 @@ async def test_a_run_left_without_subscribers_is_cancelled_after_the_grace_perio
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
         run.detach(sink)
         assert run.task is not None
-        await asyncio.wait_for(asyncio.shield(run.task), WAIT)
+        await asyncio.wait_for(asyncio.shield(run.task), TIMEOUT)
         assert run.status == "cancelled"
     finally:
         await pool.close()
@@ -463,7 +464,7 @@ async def test_cancelled_blocking_runs_do_not_hold_the_runners() -> None:
     @define("test.Stuck")
     def stuck(seconds: float = 0.0) -> float:
         loop.call_soon_threadsafe(entered.release)
-        release.wait(WAIT * 4)  # a real blocking call, as a time.sleep(3600) would be
+        release.wait(TIMEOUT * 4)  # a real blocking call, as a time.sleep(3600) would be
         return seconds
 
     hub, pool = await make_hub(Registry([*BUILTIN_NODES, *DEBUG_NODES, stuck]), runners=4)
@@ -471,7 +472,7 @@ async def test_cancelled_blocking_runs_do_not_hold_the_runners() -> None:
         sinks = [Collector() for _ in range(4)]
         runs = [start(hub, request([node("b", "test.Stuck")]), sink) for sink in sinks]
         for _ in runs:
-            await asyncio.wait_for(entered.acquire(), WAIT)
+            await asyncio.wait_for(entered.acquire(), TIMEOUT)
         assert all(run.cancel() for run in runs)
         assert [(await sink.terminal()).status for sink in sinks] == ["cancelled"] * 4
         assert (pool.abandoned, pool.abandoned_alive, pool.busy) == (4, 4, 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import tempfile
 import threading
@@ -36,12 +35,11 @@ from noderun.server.settings import Settings
 from noderun.server.uvicorn_config import uvicorn_config
 from tests.golden import FIXTURE
 from tests.schema_check import check_server_frame
+from tests.support.timing import TIMEOUT
 
 __all__ = [
     "GOLDEN_FRAMES",
     "TERMINAL",
-    "TIMEOUT",
-    "TIME_SCALE",
     "Client",
     "Frame",
     "ServerHandle",
@@ -56,10 +54,6 @@ __all__ = [
     "running_server",
 ]
 
-#: Multiply every wait by ``NODERUN_TEST_TIME_SCALE`` on slow machines.
-TIME_SCALE = float(os.environ.get("NODERUN_TEST_TIME_SCALE", "1"))
-#: The one timing constant: how long to wait for something that must happen.
-TIMEOUT = 5.0 * TIME_SCALE
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 

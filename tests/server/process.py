@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.server.helpers import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 __all__ = ["NODERUN", "Process", "free_port", "get"]
 

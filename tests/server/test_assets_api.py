@@ -23,7 +23,8 @@ from noderun.assets import AssetResolver, AssetStore, AssetStoreUnavailable
 from noderun.server.assets_api import AssetsApi
 from noderun.server.auth import Authenticator
 from noderun.server.settings import Settings, load_settings
-from tests.server.helpers import TIMEOUT, ServerHandle, running_server
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.timing import TIMEOUT
 
 ALICE, BOB = "alice-token", "bob-token"
 MiB = 1 << 20

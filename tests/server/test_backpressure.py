@@ -19,17 +19,8 @@ from websockets.uri import parse_uri
 from noderun.server.cli import build_parser, settings_from
 from noderun.server.connection import Connection
 from noderun.server.settings import SettingError, Settings, load_settings
-from tests.server.helpers import (
-    TIME_SCALE,
-    TIMEOUT,
-    Frame,
-    ServerHandle,
-    connect,
-    graph,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import Frame, ServerHandle, connect, graph, nd, new_job_id, running_server
+from tests.support.timing import SECOND, TIMEOUT
 
 PROGRESS_STEPS = 5_000
 GRAPH_NODES = 2_100
@@ -148,7 +139,7 @@ def _read_to_end(sock: socket.socket, protocol: ClientProtocol) -> Close | None:
 async def test_a_client_that_reads_nothing_is_closed_and_its_run_goes_on() -> None:
     """Frames wait for a client that stopped reading (its socket is not writable): after
     the slow-client timeout the server closes it (1013, transport aborted) anyway."""
-    slow = 0.5 * TIME_SCALE
+    slow = 0.5 * SECOND
     with running_server(slow_client_timeout=slow, outbound_limit=64) as handle:
         sock, protocol = await asyncio.to_thread(_handshake, handle.port)
         job_id = new_job_id()
@@ -182,7 +173,7 @@ async def test_a_client_that_reads_nothing_is_closed_and_its_run_goes_on() -> No
 async def test_a_run_longer_than_the_timeout_does_not_close_its_reading_client() -> None:
     """The timeout counts only while frames wait for the client: a run that lasts many
     timeouts, read as it goes, keeps its connection."""
-    slow = 0.2 * TIME_SCALE
+    slow = 0.2 * SECOND
     with running_server(slow_client_timeout=slow, outbound_limit=16) as handle:
         async with connect(handle) as client:
             burst = graph(nd("p", "noderun.debug.Progress", steps=40, interval=slow / 4))

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.server.helpers import TIMEOUT, Client, graph, nd
+from tests.server.helpers import Client, graph, nd
+from tests.support.timing import TIMEOUT
 from tests.workflow_files import GREET, SUM
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from tests.server.helpers import (
-    TIME_SCALE,
-    TIMEOUT,
     Client,
     Frame,
     ServerHandle,
@@ -19,6 +17,7 @@ from tests.server.helpers import (
     new_job_id,
     running_server,
 )
+from tests.support.timing import SECOND, TIMEOUT
 
 NOT_FOUND = "Job not found or already completed"
 SLEEP_30 = graph(nd("s", "noderun.debug.Sleep", seconds=30))
@@ -308,7 +307,7 @@ async def test_stream_to_unknown_job_is_not_found(server: ServerHandle) -> None:
 async def test_update_properties_of_a_node_not_yet_started(server: ServerHandle) -> None:
     """update_node_properties before the node runs → ack, and the new value is used."""
     nodes = graph(
-        nd("wait", "noderun.debug.Sleep", seconds=0.3 * TIME_SCALE),
+        nd("wait", "noderun.debug.Sleep", seconds=0.3 * SECOND),
         nd("add", "lib.math.Add", b=1),
         edges=[edge("wait", "add", "a")],
     )
@@ -323,7 +322,7 @@ async def test_update_properties_of_a_node_not_yet_started(server: ServerHandle)
     acks = [f for f in frames if "job_seq" not in f]
     assert acks[0]["message"] == "Job started"
     assert acks[1] == {"message": "Node properties updated", "job_id": job_id, "node_id": "add"}
-    assert frames[-1]["result"] == {"outputs": {"add": {"output": 100 + 0.3 * TIME_SCALE}}}
+    assert frames[-1]["result"] == {"outputs": {"add": {"output": 100 + 0.3 * SECOND}}}
 
 
 async def test_update_properties_of_unknown_run_is_not_found(server: ServerHandle) -> None:

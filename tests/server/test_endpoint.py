@@ -10,20 +10,12 @@ from collections.abc import Iterator, Mapping
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.helpers import (
-    TIME_SCALE,
-    TIMEOUT,
-    ServerHandle,
-    connect,
-    graph,
-    is_terminal,
-    nd,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, connect, graph, is_terminal, nd, running_server
+from tests.support.timing import SECOND, TIMEOUT
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="a", b="b"))
 #: Seconds connection A's blocking node holds its runner thread.
-BLOCK = 2.0 * TIME_SCALE
+BLOCK = 2.0 * SECOND
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 
 from tests.server.helpers import (
-    TIMEOUT,
     Client,
     Frame,
     ServerHandle,
@@ -16,6 +15,7 @@ from tests.server.helpers import (
     nd,
     running_server,
 )
+from tests.support.timing import TIMEOUT
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="a", b="b"))
 

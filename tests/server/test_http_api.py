@@ -11,15 +11,8 @@ import httpx
 import pytest
 
 from tests.server import sdk_shapes as shapes
-from tests.server.helpers import (
-    TIMEOUT,
-    ServerHandle,
-    connect,
-    graph,
-    is_terminal,
-    nd,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, connect, graph, is_terminal, nd, running_server
+from tests.support.timing import TIMEOUT
 from tests.workflow_files import GREET, write_workflows
 
 TOKEN = {"Authorization": "Bearer secret"}

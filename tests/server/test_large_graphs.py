@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from tests.server.helpers import (
-    TIMEOUT,
     Client,
     Frame,
     connect,
@@ -16,6 +15,7 @@ from tests.server.helpers import (
     new_job_id,
     running_server,
 )
+from tests.support.timing import TIMEOUT
 
 #: The chain of issue 12: long enough that, run in one go, it held every other client
 #: for seconds.

@@ -12,16 +12,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.helpers import (
-    TIMEOUT,
-    Client,
-    Frame,
-    connect,
-    graph,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import Client, Frame, connect, graph, nd, new_job_id, running_server
+from tests.support.timing import TIMEOUT
 
 SLEEP = graph(nd("s", "noderun.debug.Sleep", seconds=30))
 CONCAT = graph(nd("c", "nodetool.text.Concat", a="a", b="b"))

@@ -21,7 +21,8 @@ import structlog
 from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.logging import configure_logging, redact
-from tests.server.helpers import TIMEOUT, Client, graph, nd
+from tests.server.helpers import Client, graph, nd
+from tests.support.timing import TIMEOUT
 
 SECRET = "s3cr3t-token-value"
 

@@ -13,8 +13,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server.helpers import (
-    TIME_SCALE,
-    TIMEOUT,
     Client,
     ServerHandle,
     connect,
@@ -23,6 +21,7 @@ from tests.server.helpers import (
     new_job_id,
     running_server,
 )
+from tests.support.timing import SECOND, TIMEOUT
 
 #: ``(sample name, sorted label pairs)`` → value.
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -199,7 +198,7 @@ async def test_a_slow_consumer_close_is_counted() -> None:
 
     from tests.server.test_backpressure import _handshake, _wait_closed
 
-    slow = 0.5 * TIME_SCALE
+    slow = 0.5 * SECOND
     with running_server(slow_client_timeout=slow, outbound_limit=64) as server:
         assert value(scrape(server), "noderun_slow_consumer_closes_total") == 0
         sock, protocol = await asyncio.to_thread(_handshake, server.port)

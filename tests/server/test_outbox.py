@@ -10,8 +10,7 @@ import msgspec
 
 from noderun.protocol.codec import Outbound
 from noderun.server.outbox import HARD_FACTOR, Outbox
-
-WAIT = 5.0
+from tests.support.timing import TIMEOUT
 
 
 class Socket:
@@ -111,9 +110,9 @@ async def test_the_writer_sends_frames_queued_from_elsewhere_and_flushed_waits()
         await asyncio.sleep(0)
         for value in range(1, 4):
             outbox.put(item(value), False)
-        await asyncio.wait_for(outbox.flushed(), WAIT)
+        await asyncio.wait_for(outbox.flushed(), TIMEOUT)
         assert socket.sent == [{"n": 1}, {"n": 2}, {"n": 3}]
-        await asyncio.wait_for(outbox.flushed(), WAIT)  # nothing queued: at once
+        await asyncio.wait_for(outbox.flushed(), TIMEOUT)  # nothing queued: at once
     finally:
         writer.cancel()
 
@@ -126,7 +125,7 @@ async def test_frames_queued_while_sending_follow_in_order_and_release_defers() 
     try:
         await asyncio.sleep(0)
         outbox.put(item(1), False)
-        await asyncio.wait_for(socket.sending.wait(), WAIT)
+        await asyncio.wait_for(socket.sending.wait(), TIMEOUT)
         outbox.hold()
         outbox.put(item(2), False)
         assert not outbox.release()  # a send is under way: its drain takes frame 2 too
@@ -134,7 +133,7 @@ async def test_frames_queued_while_sending_follow_in_order_and_release_defers() 
         await asyncio.sleep(0)
         assert not flushed.done()
         socket.gate.set()
-        await asyncio.wait_for(flushed, WAIT)
+        await asyncio.wait_for(flushed, TIMEOUT)
         assert socket.sent == [{"n": 1}, {"n": 2}]
     finally:
         writer.cancel()

@@ -11,8 +11,8 @@ import asyncpg
 from noderun.runtime.registry import default_registry
 from noderun.server.lifecycle import Lifecycle, Phase
 from noderun.server.settings import Settings
-from tests.server.helpers import TIMEOUT
 from tests.server.process import Process, get
+from tests.support.timing import TIMEOUT
 
 
 def wait_for_status(server: Process, status: int) -> tuple[int, dict[str, object]]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from tests.server.helpers import (
-    TIME_SCALE,
-    TIMEOUT,
     Client,
     Frame,
     ServerHandle,
@@ -16,11 +14,12 @@ from tests.server.helpers import (
     nd,
     running_server,
 )
+from tests.support.timing import SECOND, TIMEOUT
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="x", b="y"))
 #: Full profile: job running, node running, 8 progress, the sink's output_update (§3.2),
 #: node completed, terminal = 13.
-PROGRESS = graph(nd("p", "noderun.debug.Progress", steps=8, interval=0.15 * TIME_SCALE))
+PROGRESS = graph(nd("p", "noderun.debug.Progress", steps=8, interval=0.15 * SECOND))
 PROGRESS_MESSAGES = 13
 
 

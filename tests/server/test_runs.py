@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tests.server.helpers import (
-    TIME_SCALE,
     Client,
     Frame,
     ServerHandle,
@@ -17,6 +16,7 @@ from tests.server.helpers import (
     new_job_id,
     running_server,
 )
+from tests.support.timing import SECOND
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="hello ", b="world"))
 
@@ -357,7 +357,7 @@ async def test_empty_graph_fails(server: ServerHandle) -> None:
 async def test_duplicate_job_id_while_running_is_refused(server: ServerHandle) -> None:
     """A job_id already running → error answer naming it, and no second run."""
     job_id = new_job_id()
-    sleeper = graph(nd("s", "noderun.debug.Sleep", seconds=0.5 * TIME_SCALE))
+    sleeper = graph(nd("s", "noderun.debug.Sleep", seconds=0.5 * SECOND))
     async with connect(server) as client:
         await client.run_job(sleeper, job_id=job_id)
         assert_ack(await client.recv(), job_id)
@@ -372,7 +372,7 @@ async def test_duplicate_job_id_while_running_is_refused(server: ServerHandle) -
     assert_sequenced(messages, job_id)
     assert [m["node_id"] for m in messages if m["type"] == "node_update"] == ["s", "s"]
     assert messages[-1]["status"] == "completed"
-    assert messages[-1]["result"] == {"outputs": {"s": {"output": 0.5 * TIME_SCALE}}}
+    assert messages[-1]["result"] == {"outputs": {"s": {"output": 0.5 * SECOND}}}
 
 
 async def test_busy_server_refuses_with_a_terminal_failed() -> None:

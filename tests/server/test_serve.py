@@ -25,8 +25,9 @@ from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.heap import YOUNG_THRESHOLD
-from tests.server.helpers import TIMEOUT, Client, Frame, graph, nd
+from tests.server.helpers import Client, Frame, graph, nd
 from tests.server.process import NODERUN, Process, free_port, get
+from tests.support.timing import TIMEOUT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

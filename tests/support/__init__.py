@@ -1,0 +1,1 @@
+"""What every test package shares: the one scaled time unit (:mod:`tests.support.timing`)."""
