@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from noderun.protocol.client import Edge, ExecutionOptions, Graph, Node, RunJob
@@ -92,12 +93,19 @@ def request(
     )
 
 
-async def make_hub(
+@contextlib.asynccontextmanager
+async def running_hub(
     registry: Registry | None = None, config: RuntimeConfig | None = None, runners: int = 2
-) -> tuple[Hub, RunnerPool]:
+) -> AsyncIterator[Hub]:
+    """A hub on its own started runner pool (``hub.pool``); both closed on the way out."""
     pool = RunnerPool(runners)
     await pool.start()
-    return Hub(registry or default_registry(debug_nodes=True), pool, config), pool
+    hub = Hub(registry or default_registry(debug_nodes=True), pool, config)
+    try:
+        yield hub
+    finally:
+        await hub.close()
+        await pool.close()
 
 
 def start(hub: Hub, frame: RunJob, collector: Collector) -> Run:

@@ -7,17 +7,16 @@ from __future__ import annotations
 from noderun.protocol.server import JobQueued, JobUpdate
 from noderun.runtime.hub import RuntimeConfig, StartRefused
 from noderun.runtime.run import Run
-from tests.runtime.support import Collector, make_hub, node, request
+from tests.runtime.support import Collector, node, request, running_hub
 
 
 async def test_a_deep_queue_of_inline_runs_drains_in_order_in_one_release() -> None:
     """Each started inline run finishes inside its start and frees its slot again: the
     queue drains in FIFO order without recursing once per queued run."""
     depth = 3000  # deeper than the interpreter's recursion limit
-    hub, pool = await make_hub(
+    async with running_hub(
         config=RuntimeConfig(max_runs_per_user=1, max_queued_runs_per_user=depth)
-    )
-    try:
+    ) as hub:
         sink = Collector()
         blocker = hub.create(
             request([node("s", "noderun.debug.Sleep", seconds=30)], job_id="blocker"), "1", sink
@@ -54,13 +53,10 @@ async def test_a_deep_queue_of_inline_runs_drains_in_order_in_one_release() -> N
         ]
         assert ended == [f"q{index}" for index in range(depth)]
         assert all(run.finished for run in queued)
-    finally:
-        await pool.close()
 
 
 async def test_shutdown_cancels_queued_runs_and_starts_none() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(max_runs_per_user=1))
-    try:
+    async with running_hub(config=RuntimeConfig(max_runs_per_user=1)) as hub:
         sink = Collector()
         blocker = hub.create(
             request([node("s", "noderun.debug.Sleep", seconds=30)], job_id="b"), "1", sink
@@ -76,5 +72,3 @@ async def test_shutdown_cancels_queued_runs_and_starts_none() -> None:
         }
         assert statuses == {"b": "cancelled", "w": "cancelled"}
         assert waiting.state.name == "FINISHED"
-    finally:
-        await pool.close()

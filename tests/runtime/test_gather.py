@@ -12,7 +12,7 @@ from noderun.runtime.node import node as define
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
-from tests.runtime.support import Collector, edge, make_hub, node, request, start
+from tests.runtime.support import Collector, edge, node, request, running_hub, start
 
 CALLS: list[dict[str, Any]] = []
 
@@ -50,8 +50,7 @@ async def test_gathers_a_stream_and_fires_once_at_its_end() -> None:
     """Two streams into one gathered input: one call with every value, once both ended;
     a non-gathered input keeps its latest value."""
     CALLS.clear()
-    hub, pool = await make_hub(registry())
-    try:
+    async with running_hub(registry()) as hub:
         sink = Collector()
         frame = request(
             [
@@ -64,8 +63,6 @@ async def test_gathers_a_stream_and_fires_once_at_its_end() -> None:
         )
         start(hub, frame, sink)
         terminal = await sink.terminal()
-    finally:
-        await pool.close()
     assert terminal.status == "completed", terminal.error
     assert len(CALLS) == 1
     assert sorted(CALLS[0]["items"]) == [0, 0, 1, 1, 2]
@@ -75,13 +72,10 @@ async def test_gathers_a_stream_and_fires_once_at_its_end() -> None:
 async def test_gather_without_edges_fires_once_with_an_empty_list() -> None:
     """No upstream: the stream is empty from the start; data never stands in for it."""
     CALLS.clear()
-    hub, pool = await make_hub(registry())
-    try:
+    async with running_hub(registry()) as hub:
         sink = Collector()
         start(hub, request([node("g", "test.gather.Gather", items=[9], label="x")]), sink)
         terminal = await sink.terminal()
-    finally:
-        await pool.close()
     assert terminal.status == "completed", terminal.error
     assert CALLS == [{"items": [], "label": "x"}]
     assert terminal.result == {"outputs": {"g": {"output": {"label": "x", "items": []}}}}
@@ -89,8 +83,7 @@ async def test_gather_without_edges_fires_once_with_an_empty_list() -> None:
 
 async def test_gather_of_a_stream_that_produced_nothing() -> None:
     CALLS.clear()
-    hub, pool = await make_hub(registry())
-    try:
+    async with running_hub(registry()) as hub:
         sink = Collector()
         frame = request(
             [node("a", "test.gather.Emit", count=0), node("g", "test.gather.Gather")],
@@ -98,7 +91,5 @@ async def test_gather_of_a_stream_that_produced_nothing() -> None:
         )
         start(hub, frame, sink)
         terminal = await sink.terminal()
-    finally:
-        await pool.close()
     assert terminal.status == "completed", terminal.error
     assert CALLS == [{"items": [], "label": ""}]

@@ -11,7 +11,7 @@ from noderun.protocol.client import Edge, Node
 from noderun.protocol.server import JobUpdate, NodeUpdate
 from noderun.runtime.hub import PLAN_AT_ONCE, RuntimeConfig
 from noderun.runtime.run import RunState
-from tests.runtime.support import Collector, edge, make_hub, node, request, start
+from tests.runtime.support import Collector, edge, node, request, running_hub, start
 
 #: A chain that is validated and executed in several slices, not in one step.
 _LONG = 20 * PLAN_AT_ONCE
@@ -30,8 +30,7 @@ async def run_chain(length: int) -> tuple[int, int]:
     """Run a growing chain under tracemalloc: (its peak, what is still held once the
     run's task has ended and the finished run is kept for replay), both counted from
     before the graph was built."""
-    hub, pool = await make_hub(config=RuntimeConfig(max_graph_nodes=length))
-    try:
+    async with running_hub(config=RuntimeConfig(max_graph_nodes=length)) as hub:
         gc.collect()
         tracemalloc.start()
         try:
@@ -57,9 +56,6 @@ async def run_chain(length: int) -> tuple[int, int]:
             tracemalloc.stop()
         assert hub.get(run.job_id, run.user_id) is run and run.finished  # kept for replay
         return peak - before, held - before
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_chain_peaks_linearly_in_its_length_and_is_let_go_after_the_run() -> None:
@@ -80,8 +76,7 @@ async def test_a_chain_peaks_linearly_in_its_length_and_is_let_go_after_the_run(
 async def test_a_long_chain_lets_the_event_loop_run_while_it_is_validated_and_executed() -> None:
     """Other work gets the loop between slices: a task that only counts loop turns
     sees the run prepared... and running, many times, before its terminal."""
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         nodes, edges = chain(_LONG, grow="")
         collector = Collector()
         run = start(hub, request(nodes, edges, detail="full"), collector)
@@ -98,14 +93,10 @@ async def test_a_long_chain_lets_the_event_loop_run_while_it_is_validated_and_ex
         assert [u.node_id for u in updates if u.status == "completed"] == [
             f"n{i}" for i in range(_LONG)
         ]
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_large_invalid_graph_fails_with_the_validation_error_and_runs_nothing() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         nodes, edges = chain(_LONG, grow="")
         edges.append(edge(f"n{_LONG - 1}", "n0", "a"))  # a cycle: found at the very end
         collector = Collector()
@@ -117,17 +108,13 @@ async def test_a_large_invalid_graph_fails_with_the_validation_error_and_runs_no
         assert terminal.error.startswith("invalid graph: the graph has a cycle through")
         # Nothing before the terminal, not even job_update running.
         assert collector.messages == [terminal]
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_command_while_a_large_graph_is_validated_is_answered_as_if_it_were_planned() -> (
     None
 ):
     """stream_input right after the ack: the validation finishes at once for it."""
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         nodes, edges = chain(_LONG, grow="")
         nodes.append(node("in", "nodetool.input.StringInput", name="text"))
         edges.append(edge("in", "n0", "a"))
@@ -143,14 +130,10 @@ async def test_a_command_while_a_large_graph_is_validated_is_answered_as_if_it_w
         terminal = await collector.terminal()
         assert terminal.status == "completed", terminal.error
         assert terminal.result == {"outputs": {f"n{_LONG - 1}": {"output": "hello!"}}}
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_command_finds_a_large_invalid_graph_invalid_and_the_run_fails() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         nodes, edges = chain(_LONG, grow="")
         nodes.append(node("bad", "no.such.Node"))
         collector = Collector()
@@ -161,14 +144,10 @@ async def test_a_command_finds_a_large_invalid_graph_invalid_and_the_run_fails()
         terminal = await collector.terminal()
         assert terminal.status == "failed"
         assert terminal.error == "invalid graph: node 'bad': unknown node type 'no.such.Node'"
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_cancelling_a_large_graph_while_it_is_validated_ends_it_cancelled() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         nodes, edges = chain(_LONG, grow="")
         collector = Collector()
         run = start(hub, request(nodes, edges, detail="full"), collector)
@@ -179,14 +158,10 @@ async def test_cancelling_a_large_graph_while_it_is_validated_ends_it_cancelled(
         terminal = await collector.terminal()
         assert terminal.status == "cancelled"
         assert collector.messages == [terminal]
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_graph_over_max_graph_nodes_fails_before_anything_runs() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(max_graph_nodes=3))
-    try:
+    async with running_hub(config=RuntimeConfig(max_graph_nodes=3)) as hub:
         nodes, edges = chain(4)
         collector = Collector()
         run = start(hub, request(nodes, edges, detail="full"), collector)
@@ -203,14 +178,10 @@ async def test_a_graph_over_max_graph_nodes_fails_before_anything_runs() -> None
         collector = Collector()
         start(hub, request(nodes, edges, detail="full"), collector)
         assert (await collector.terminal()).status == "completed"
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_large_graph_over_max_graph_nodes_fails_the_same_way() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(max_graph_nodes=_LONG - 1))
-    try:
+    async with running_hub(config=RuntimeConfig(max_graph_nodes=_LONG - 1)) as hub:
         nodes, edges = chain(_LONG, grow="")
         collector = Collector()
         start(hub, request(nodes, edges, detail="full"), collector)
@@ -218,14 +189,10 @@ async def test_a_large_graph_over_max_graph_nodes_fails_the_same_way() -> None:
         assert terminal.status == "failed"
         assert terminal.error is not None and "(max_graph_nodes)" in terminal.error
         assert collector.messages == [terminal]
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_run_past_its_timeout_fails_with_timeout() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(run_timeout=0.05))
-    try:
+    async with running_hub(config=RuntimeConfig(run_timeout=0.05)) as hub:
         collector = Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=3600.0)]), collector)
         terminal = await collector.terminal()
@@ -237,28 +204,20 @@ async def test_a_run_past_its_timeout_fails_with_timeout() -> None:
         assert statuses == ["running"]
         assert collector.items[-1].message is terminal
         assert not run.cancel()  # finished: nothing to cancel
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_run_that_ends_before_its_timeout_is_not_touched_by_it() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(run_timeout=0.05))
-    try:
+    async with running_hub(config=RuntimeConfig(run_timeout=0.05)) as hub:
         collector = Collector()
         start(hub, request([node("s", "noderun.debug.Sleep", seconds=0.0)]), collector)
         assert (await collector.terminal()).status == "completed"
         await asyncio.sleep(0.1)  # past the timeout: nothing more may arrive
         terminals = [m for m in collector.of_type(JobUpdate) if m.status != "running"]
         assert len(terminals) == 1
-    finally:
-        await hub.close()
-        await pool.close()
 
 
 async def test_a_cancel_before_the_timeout_wins_and_the_timeout_then_does_nothing() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(run_timeout=0.05))
-    try:
+    async with running_hub(config=RuntimeConfig(run_timeout=0.05)) as hub:
         collector = Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=3600.0)]), collector)
         assert run.cancel("cancelled by client")
@@ -266,6 +225,3 @@ async def test_a_cancel_before_the_timeout_wins_and_the_timeout_then_does_nothin
         assert terminal.status == "cancelled"
         await asyncio.sleep(0.1)
         assert [m for m in collector.of_type(JobUpdate) if m.status != "running"] == [terminal]
-    finally:
-        await hub.close()
-        await pool.close()

@@ -15,7 +15,7 @@ from noderun.protocol.server import JobUpdate
 from noderun.runtime.hub import Hub
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run, RunState
-from tests.runtime.support import Collector, make_hub, node, request, start
+from tests.runtime.support import Collector, node, request, running_hub, start
 from tests.runtime.test_durable_start import HeldFinishStore
 from tests.support.timing import TIMEOUT
 
@@ -40,8 +40,7 @@ class StateRecorder(Collector):
 
 
 async def test_a_single_inline_node_runs_inside_start_and_publishes_finished() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = StateRecorder()
         run = hub.create(request([node("n", "nodetool.text.Concat", a="a", b="b")]), "1", sink)
         sink.run = run
@@ -57,13 +56,10 @@ async def test_a_single_inline_node_runs_inside_start_and_publishes_finished() -
             ("JobUpdate", RunState.FINISHED, RunStatus.COMPLETED),
         ]
         assert run.finished and run.status == "completed"
-    finally:
-        await pool.close()
 
 
 async def test_a_task_run_is_starting_until_its_first_step() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
         assert state(run) is RunState.STARTING and run.status == "running"
@@ -74,26 +70,20 @@ async def test_a_task_run_is_starting_until_its_first_step() -> None:
         terminal = await sink.terminal()
         assert (terminal.status, terminal.message) == ("cancelled", "enough")
         assert state(run) is RunState.FINISHED and run.status is RunStatus.CANCELLED
-    finally:
-        await pool.close()
 
 
 async def test_a_cancel_before_the_first_step_still_ends_with_one_terminal() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
         assert run.cancel("before it began")
         terminal = await sink.terminal()
         assert (terminal.status, terminal.message) == ("cancelled", "before it began")
         assert [type(m).__name__ for m in sink.messages] == ["JobUpdate"]
-    finally:
-        await pool.close()
 
 
 async def test_impossible_moves_are_refused_loudly() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         run = start(hub, request([node("n", "nodetool.text.Concat", a="a", b="b")]), sink)
         assert state(run) is RunState.FINISHED
@@ -105,8 +95,6 @@ async def test_impossible_moves_are_refused_loudly() -> None:
             run.publish(terminal)  # a second terminal would be a bug
         assert not run.cancel()  # a request, not a move: "nothing to cancel"
         assert len(sink.of_type(JobUpdate)) == 2  # running + the one terminal
-    finally:
-        await pool.close()
 
 
 async def test_a_durable_terminal_is_committed_before_anyone_sees_it() -> None:

@@ -16,13 +16,12 @@ from noderun.runtime.node import node as define
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import BUILTIN_NODES, DEBUG_NODES
 from noderun.runtime.registry import Registry
-from tests.runtime.support import Collector, edge, make_hub, node, request, start
+from tests.runtime.support import Collector, edge, node, request, running_hub, start
 from tests.support.timing import TIMEOUT
 
 
 async def test_single_node_full_profile_message_order_and_outputs() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request([node("n1", "nodetool.text.Concat", a="hello ", b="world")], job_id="j1")
         run = start(hub, frame, sink)
@@ -44,25 +43,19 @@ async def test_single_node_full_profile_message_order_and_outputs() -> None:
         assert terminal.duration is not None and terminal.duration >= 0
         assert sink.finished == ["j1"]
         assert run.finished and hub.get("j1", "1") is run and "1/j1" not in hub.active
-    finally:
-        await pool.close()
 
 
 async def test_terminal_profile_sends_only_the_terminal() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         start(hub, request([node("n1", "lib.math.Add", a=1, b=2)], detail="terminal"), sink)
         terminal = await sink.terminal()
         assert len(sink.items) == 1
         assert terminal.result == {"outputs": {"n1": {"output": 3}}}
-    finally:
-        await pool.close()
 
 
 async def test_explicit_types_and_result_without_outputs_wrapper() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [node("n1", "nodetool.text.Length", text="abcd")],
@@ -74,13 +67,10 @@ async def test_explicit_types_and_result_without_outputs_wrapper() -> None:
         assert terminal.result == {"n1": {"output": {"type": "integer", "value": 4}}}
         completed = [m for m in sink.of_type(NodeUpdate) if m.status == "completed"]
         assert completed[0].result == {"output": {"type": "integer", "value": 4}}
-    finally:
-        await pool.close()
 
 
 async def test_dag_with_params_output_node_and_outputs_profile() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -100,13 +90,10 @@ async def test_dag_with_params_output_node_and_outputs_profile() -> None:
         ]
         assert not sink.of_type(NodeUpdate)
         assert terminal.result == {"outputs": {"shout": ["ADA"]}}
-    finally:
-        await pool.close()
 
 
 async def test_streaming_node_sends_each_item_downstream() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -119,13 +106,10 @@ async def test_streaming_node_sends_each_item_downstream() -> None:
         terminal = await sink.terminal()
         assert [o.value for o in sink.of_type(OutputUpdate)] == [1, 2, 3]
         assert terminal.result == {"outputs": {"n": [1, 2, 3]}}
-    finally:
-        await pool.close()
 
 
 async def test_node_fires_once_per_arrival_with_latest_other_inputs() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -139,13 +123,10 @@ async def test_node_fires_once_per_arrival_with_latest_other_inputs() -> None:
         start(hub, frame, sink)
         terminal = await sink.terminal()
         assert terminal.result == {"outputs": {"sum": [11, 12]}}
-    finally:
-        await pool.close()
 
 
 async def test_independent_branches_run_concurrently() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -158,13 +139,10 @@ async def test_independent_branches_run_concurrently() -> None:
         statuses = [(m.node_id, m.status) for m in sink.of_type(NodeUpdate)]
         # Both started before either completed.
         assert statuses[:2] == [("a", "running"), ("b", "running")]
-    finally:
-        await pool.close()
 
 
 async def test_failing_node_fails_the_run_naming_the_node() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request([node("d", "lib.math.Divide", a=1, b=0)], detail="terminal")
         start(hub, frame, sink)
@@ -175,13 +153,10 @@ async def test_failing_node_fails_the_run_naming_the_node() -> None:
         errors = [m for m in sink.of_type(NodeUpdate) if m.status == "error"]
         assert [m.node_id for m in errors] == ["d"]
         assert terminal.result is None
-    finally:
-        await pool.close()
 
 
 async def test_failure_in_a_dag_cancels_the_rest() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -195,39 +170,30 @@ async def test_failure_in_a_dag_cancels_the_rest() -> None:
             terminal.status == "failed" and terminal.error is not None and "boom" in terminal.error
         )
         assert run.task is None and not hub.active
-    finally:
-        await pool.close()
 
 
 async def test_invalid_graph_fails_at_once_with_nothing_executed() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         start(hub, request([node("x", "no.Such")]), sink)
         terminal = await sink.terminal()
         assert len(sink.items) == 1
         assert terminal.status == "failed" and terminal.error is not None
         assert "unknown node type" in terminal.error
-    finally:
-        await pool.close()
 
 
 async def test_no_graph_fails_with_a_clear_error() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request([node("x", "nodetool.constant.String")])
         frame.graph = None
         start(hub, frame, sink)
         terminal = await sink.terminal()
         assert terminal.error is not None and "no graph" in terminal.error
-    finally:
-        await pool.close()
 
 
 async def test_cancel_a_running_run() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
         await asyncio.sleep(0)
@@ -235,13 +201,10 @@ async def test_cancel_a_running_run() -> None:
         terminal = await sink.terminal()
         assert terminal.status == "cancelled"
         assert not run.cancel()  # finished: nothing to cancel
-    finally:
-        await pool.close()
 
 
 async def test_duplicate_running_job_id_is_refused_and_server_busy_past_the_cap() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(max_active_runs=1))
-    try:
+    async with running_hub(config=RuntimeConfig(max_active_runs=1)) as hub:
         sink = Collector()
         run = start(
             hub, request([node("s", "noderun.debug.Sleep", seconds=30)], job_id="same"), sink
@@ -257,26 +220,20 @@ async def test_duplicate_running_job_id_is_refused_and_server_busy_past_the_cap(
                 raise AssertionError(f"{job_id} was not refused")
         run.cancel()
         await sink.terminal()
-    finally:
-        await pool.close()
 
 
 async def test_an_overlong_job_id_is_refused() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         job_id = "x" * (MAX_JOB_ID + 1)
         with pytest.raises(StartRefused) as refused:
             hub.create(request([node("n", "nodetool.constant.String")], job_id=job_id), "1", None)
         assert refused.value.code == "invalid_job_id"
         assert refused.value.job_id == job_id  # the client's own id, for its terminal
         assert hub.get(job_id, "1") is None
-    finally:
-        await pool.close()
 
 
 async def test_stream_inputs_push_values_then_end() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -297,13 +254,10 @@ async def test_stream_inputs_push_values_then_end() -> None:
         assert execution.end_input("x") is None
         terminal = await sink.terminal()
         assert terminal.result == {"outputs": {"out": ["A", "B"]}}
-    finally:
-        await pool.close()
 
 
 async def test_update_properties_applies_to_a_node_not_yet_started() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         frame = request(
             [
@@ -324,13 +278,10 @@ async def test_update_properties_applies_to_a_node_not_yet_started() -> None:
         execution.end_input("x")
         terminal = await sink.terminal()
         assert terminal.result == {"outputs": {"c": {"output": "v-new"}}}
-    finally:
-        await pool.close()
 
 
 async def test_replay_buffer_is_bounded_and_reports_what_was_dropped() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(replay_limit=3))
-    try:
+    async with running_hub(config=RuntimeConfig(replay_limit=3)) as hub:
         sink = Collector()
         run = start(hub, request([node("p", "noderun.debug.Progress", steps=5)]), sink)
         await sink.terminal()
@@ -341,26 +292,20 @@ async def test_replay_buffer_is_bounded_and_reports_what_was_dropped() -> None:
         assert len(items) == 3 and not incomplete
         progress = sink.of_type(NodeProgress)
         assert [(p.progress, p.total) for p in progress] == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
-    finally:
-        await pool.close()
 
 
 async def test_a_run_left_without_subscribers_is_cancelled_after_the_grace_period() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(detach_grace=0.05))
-    try:
+    async with running_hub(config=RuntimeConfig(detach_grace=0.05)) as hub:
         sink = Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=30)]), sink)
         run.detach(sink)
         assert run.task is not None
         await asyncio.wait_for(asyncio.shield(run.task), TIMEOUT)
         assert run.status == "cancelled"
-    finally:
-        await pool.close()
 
 
 async def test_reattaching_within_the_grace_period_keeps_the_run() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(detach_grace=0.05))
-    try:
+    async with running_hub(config=RuntimeConfig(detach_grace=0.05)) as hub:
         first, second = Collector(), Collector()
         run = start(hub, request([node("s", "noderun.debug.Sleep", seconds=0.2)]), first)
         run.detach(first)
@@ -368,26 +313,20 @@ async def test_reattaching_within_the_grace_period_keeps_the_run() -> None:
         assert not run.attach(second)  # never twice
         terminal = await second.terminal()
         assert terminal.status == "completed"
-    finally:
-        await pool.close()
 
 
 async def test_finished_runs_are_kept_up_to_the_limit() -> None:
-    hub, pool = await make_hub(config=RuntimeConfig(finished_limit=2))
-    try:
+    async with running_hub(config=RuntimeConfig(finished_limit=2)) as hub:
         for index in range(3):
             sink = Collector()
             start(hub, request([node("n", "nodetool.constant.Bool")], job_id=f"j{index}"), sink)
             await sink.terminal()
         assert hub.get("j0", "1") is None
         assert hub.get("j1", "1") is not None and hub.get("j2", "1") is not None
-    finally:
-        await pool.close()
 
 
 async def test_blocking_nodes_run_off_the_loop() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         start(hub, request([node("b", "noderun.debug.BlockingSleep", seconds=0.3)]), sink)
         ticks = 0
@@ -396,8 +335,6 @@ async def test_blocking_nodes_run_off_the_loop() -> None:
             await asyncio.sleep(0.01)
         assert ticks > 1
         assert (await sink.terminal()).status == "completed"
-    finally:
-        await pool.close()
 
 
 async def test_authoring_api_multi_output_context_from_a_thread() -> None:
@@ -421,8 +358,7 @@ async def test_authoring_api_multi_output_context_from_a_thread() -> None:
     outputs = spec_of(split).metadata()["outputs"]
     assert isinstance(outputs, list)
     assert [o["name"] for o in outputs] == ["head", "tail"]
-    hub, pool = await make_hub(registry)
-    try:
+    async with running_hub(registry) as hub:
         sink = Collector()
         frame = request(
             [
@@ -438,20 +374,15 @@ async def test_authoring_api_multi_output_context_from_a_thread() -> None:
         assert seen_threads and seen_threads[0].startswith("noderun-runner-")
         names = [type(m).__name__ for m in sink.messages]
         assert "NodeProgress" in names and "LogUpdate" in names and "Chunk" in names
-    finally:
-        await pool.close()
 
 
 async def test_terminal_job_update_is_the_last_message() -> None:
-    hub, pool = await make_hub()
-    try:
+    async with running_hub() as hub:
         sink = Collector()
         start(hub, request([node("p", "noderun.debug.Progress", steps=3)]), sink)
         await sink.terminal()
         assert isinstance(sink.messages[-1], JobUpdate)
         assert sum(isinstance(m, JobUpdate) and m.status != "running" for m in sink.messages) == 1
-    finally:
-        await pool.close()
 
 
 async def test_cancelled_blocking_runs_do_not_hold_the_runners() -> None:
@@ -467,18 +398,19 @@ async def test_cancelled_blocking_runs_do_not_hold_the_runners() -> None:
         release.wait(TIMEOUT * 4)  # a real blocking call, as a time.sleep(3600) would be
         return seconds
 
-    hub, pool = await make_hub(Registry([*BUILTIN_NODES, *DEBUG_NODES, stuck]), runners=4)
-    try:
-        sinks = [Collector() for _ in range(4)]
-        runs = [start(hub, request([node("b", "test.Stuck")]), sink) for sink in sinks]
-        for _ in runs:
-            await asyncio.wait_for(entered.acquire(), TIMEOUT)
-        assert all(run.cancel() for run in runs)
-        assert [(await sink.terminal()).status for sink in sinks] == ["cancelled"] * 4
-        assert (pool.abandoned, pool.abandoned_alive, pool.busy) == (4, 4, 0)
-        sink = Collector()
-        start(hub, request([node("b", "noderun.debug.BlockingSleep", seconds=0)]), sink)
-        assert (await sink.terminal()).status == "completed"
-    finally:
-        release.set()
-        await pool.close()
+    async with running_hub(Registry([*BUILTIN_NODES, *DEBUG_NODES, stuck]), runners=4) as hub:
+        pool = hub.pool
+        assert pool is not None
+        try:
+            sinks = [Collector() for _ in range(4)]
+            runs = [start(hub, request([node("b", "test.Stuck")]), sink) for sink in sinks]
+            for _ in runs:
+                await asyncio.wait_for(entered.acquire(), TIMEOUT)
+            assert all(run.cancel() for run in runs)
+            assert [(await sink.terminal()).status for sink in sinks] == ["cancelled"] * 4
+            assert (pool.abandoned, pool.abandoned_alive, pool.busy) == (4, 4, 0)
+            sink = Collector()
+            start(hub, request([node("b", "noderun.debug.BlockingSleep", seconds=0)]), sink)
+            assert (await sink.terminal()).status == "completed"
+        finally:
+            release.set()
