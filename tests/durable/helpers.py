@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -58,15 +58,6 @@ class Received(NamedTuple):
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = SECOND * 10) -> None:
-    """Wait until ``check()`` is true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(SECOND / 20)
 
 
 # -- graphs ------------------------------------------------------------------------

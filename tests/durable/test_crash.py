@@ -15,13 +15,13 @@ from tests.durable.helpers import (
     StoreDb,
     as_stored,
     connect,
-    eventually,
     progress_graph,
     run_messages,
     seqs,
     serving,
 )
-from tests.support.timing import SECOND
+from tests.support.timing import LONG_TIMEOUT, SECOND
+from tests.support.waiting import eventually
 
 
 def _check_replay(replayed: list[Received], seen: list[Received]) -> None:
@@ -47,7 +47,7 @@ async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
         async def some_committed() -> bool:
             return len(await store.frames(job_id)) >= 4
 
-        await eventually(some_committed)
+        await eventually(some_committed, LONG_TIMEOUT)
         await first.kill()
     seen = run_messages(seen, job_id)
     committed = await store.frames(job_id)

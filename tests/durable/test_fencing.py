@@ -23,12 +23,12 @@ from tests.durable.helpers import (
     ServerProcess,
     StoreDb,
     connect,
-    eventually,
     is_ack,
     serving,
     sleep_graph,
 )
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
 
 class TcpProxy:

@@ -11,13 +11,13 @@ from tests.durable.helpers import (
     StoreDb,
     as_stored,
     connect,
-    eventually,
     progress_graph,
     run_messages,
     seqs,
     serving,
 )
-from tests.support.timing import SECOND
+from tests.support.timing import LONG_TIMEOUT, SECOND
+from tests.support.waiting import eventually
 
 
 async def test_reconnect_on_another_server_replays_then_follows_live(
@@ -125,7 +125,7 @@ async def test_follower_on_another_server_sees_the_owner_killed_as_interrupted(
             run = await store.run(job_id)
             return run is not None and run.status == "failed"
 
-        await eventually(stored_as_failed)
+        await eventually(stored_as_failed, LONG_TIMEOUT)
 
     messages = run_messages(followed, job_id)
     assert seqs(messages) == list(range(1, len(messages) + 1))

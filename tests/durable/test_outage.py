@@ -13,14 +13,14 @@ from tests.durable.helpers import (
     ServerProcess,
     StoreDb,
     connect,
-    eventually,
     free_port,
     is_terminal,
     progress_graph,
     serving,
     sleep_graph,
 )
-from tests.support.timing import SECOND
+from tests.support.timing import LONG_TIMEOUT, SECOND
+from tests.support.waiting import eventually
 
 
 async def _terminal(
@@ -88,12 +88,12 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
         async def durable_run_completes() -> bool:
             return (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
 
-        await eventually(durable_run_completes)
+        await eventually(durable_run_completes, LONG_TIMEOUT)
 
         async def logged_reconnected() -> bool:
             return "store.reconnected" in server.log()
 
-        await eventually(logged_reconnected)
+        await eventually(logged_reconnected, LONG_TIMEOUT)
     # asyncpg's pool logs its own retries with a traceback (backing off up to 60 s);
     # noderun itself logs none.
     log = server.log()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.durable.helpers import StoreDb, connect, eventually, progress_graph, serving
-from tests.support.timing import SECOND
+from tests.durable.helpers import StoreDb, connect, progress_graph, serving
+from tests.support.timing import LONG_TIMEOUT, SECOND
+from tests.support.waiting import eventually
 
 
 async def test_finished_runs_older_than_the_retention_are_deleted(
@@ -26,7 +27,7 @@ async def test_finished_runs_older_than_the_retention_are_deleted(
         async def deleted() -> bool:
             return await store.run(finished) is None and await store.frames(finished) == []
 
-        await eventually(deleted)
+        await eventually(deleted, LONG_TIMEOUT)
         run = await store.run(running)
         assert run is not None and run.status == "running"
         assert await store.frames(running) != []

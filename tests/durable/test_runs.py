@@ -9,14 +9,14 @@ from tests.durable.helpers import (
     StoreDb,
     as_stored,
     connect,
-    eventually,
     is_ack,
     progress_graph,
     run_messages,
     seqs,
     serving,
 )
-from tests.support.timing import SECOND
+from tests.support.timing import LONG_TIMEOUT, SECOND
+from tests.support.waiting import eventually
 
 
 async def test_ephemeral_run_writes_nothing_to_the_store(store: StoreDb, tmp_path: Path) -> None:
@@ -139,4 +139,4 @@ async def test_durable_run_goes_on_when_its_client_disconnects_right_after_run_j
             runs = [await store.run(job_id) for job_id in job_ids]
             return all(run is not None and run.status == "completed" for run in runs)
 
-        await eventually(all_completed)
+        await eventually(all_completed, LONG_TIMEOUT)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -63,12 +61,3 @@ async def started(
         yield store
     finally:
         await store.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = SECOND * 5) -> None:
-    """Wait until ``check()`` is true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(SECOND / 50)

@@ -24,8 +24,9 @@ from noderun.persistence import (
 )
 from noderun.persistence.base import StoreBase
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
-from .helpers import eventually, fast_options, frame, record, started, terminal
+from .helpers import fast_options, frame, record, started, terminal
 
 
 async def _committed(store: RunStore, job_id: str, count: int) -> None:

@@ -18,8 +18,9 @@ from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import INTERRUPTED_ERROR, open_store
 from noderun.persistence.postgres import PostgresStore
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
-from .helpers import eventually, fast_options, frame, record, started, terminal
+from .helpers import fast_options, frame, record, started, terminal
 
 #: The owner never beats within the test; the sweeper's short lease judges it dead.
 _OWNER: dict[str, Any] = {"heartbeat_interval": SECOND * 60, "lease_timeout": SECOND * 120}

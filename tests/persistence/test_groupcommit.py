@@ -12,6 +12,7 @@ from noderun.persistence import StoreOptions, StoreUnavailable, WriteRejected
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item
 from noderun.persistence.health import Health
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
 from .helpers import record
 
@@ -81,8 +82,8 @@ async def test_unavailable_store_is_retried_without_losing_or_reordering() -> No
         committer.put(Append("j1", seq, b"x"))
     end = _finish("j1", 3)
     committer.put(end)
-    await asyncio.sleep(SECOND / 10)
-    assert backend.attempts > 2 and not end.done.done()
+    await eventually(lambda: backend.attempts > 2)
+    assert not end.done.done()
     backend.down = False
     await asyncio.wait_for(end.done, SECOND)
     assert backend.committed == [("j1", 1), ("j1", 2), ("j1", 3)]
@@ -174,25 +175,25 @@ def _keys(batch: Sequence[Item]) -> list[tuple[str, int]]:
 async def test_batches_in_flight_never_share_a_run_and_keep_each_runs_order() -> None:
     backend, committer = _gated(commit_concurrency=2)
     committer.put(Append("j1", 1, b"x"))
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 1)
     assert [_keys(b) for b in backend.started] == [[("j1", 1)]]
     # j1 is in flight: its next items wait; j2's go into a second transaction.
     committer.put(Append("j1", 2, b"x"))
     committer.put(Append("j2", 1, b"x"))
     end = _finish("j1", 3)
     committer.put(end)
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 2)
     assert [_keys(b) for b in backend.started] == [[("j1", 1)], [("j2", 1)]]
     # Both slots taken: nothing more starts until one ends.
     committer.put(Append("j3", 1, b"x"))
     await asyncio.sleep(SECOND / 20)
     assert len(backend.started) == 2
     backend.gates[1].set()  # j2's ends first: j1's items still wait for j1's batch
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 3)
     assert [_keys(b) for b in backend.started[2:]] == [[("j3", 1)]]
     flushed = asyncio.ensure_future(committer.flush())
     backend.gates[0].set()
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 4)
     assert [_keys(b) for b in backend.started[3:]] == [[("j1", 2), ("j1", 3)]]
     assert not flushed.done()  # j1's and j3's batches are still in flight
     backend.gates[2].set()
@@ -209,12 +210,12 @@ async def test_a_create_behind_its_runs_writes_waits_with_the_rest_of_that_run()
     committer.put(Create(record("j1"), loop.create_future()))  # a new run of that id
     committer.put(Append("j1", 1, b"x"))
     committer.put(Append("j2", 1, b"x"))
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 1)
     # The create would be applied before the finish of the old run: it waits, and
     # so does the new run's append; other runs go on.
     assert [_keys(b) for b in backend.started] == [[("j1", 1), ("j2", 1)]]
     backend.gates[0].set()
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 2)
     assert [_keys(b) for b in backend.started[1:]] == [[("j1", 0), ("j1", 1)]]
     backend.gates[1].set()
     await committer.close(SECOND)
@@ -224,7 +225,7 @@ async def test_a_create_past_its_deadline_fails_and_is_withdrawn() -> None:
     backend, committer = _gated(connect_timeout=SECOND / 10, finish_timeout=SECOND / 10)
     loop = asyncio.get_running_loop()
     committer.put(Append("j0", 1, b"x"))  # holds the only commit slot
-    await asyncio.sleep(SECOND / 50)
+    await eventually(lambda: len(backend.started) >= 1)
     create = Create(record("j1"), loop.create_future(), expires=loop.time() + SECOND / 10)
     committer.put(create)
     end = Finish("j2", "completed", 1, b"end", None, 0.0, loop.create_future(), loop.time())
@@ -234,7 +235,7 @@ async def test_a_create_past_its_deadline_fails_and_is_withdrawn() -> None:
     with pytest.raises(StoreUnavailable, match="finish not committed within"):
         await asyncio.wait_for(end.done, SECOND)
     backend.gates[0].set()
-    await asyncio.sleep(SECOND / 20)
+    await eventually(lambda: len(backend.started) >= 2)
     # The create was withdrawn; the finish that missed its deadline still commits.
     assert [_keys(b) for b in backend.started[1:]] == [[("j2", 1)]]
     backend.gates[1].set()

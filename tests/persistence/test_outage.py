@@ -15,8 +15,9 @@ from structlog.testing import capture_logs
 from noderun.contract import RunStore
 from noderun.persistence import StoreUnavailable
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
-from .helpers import eventually, frame, record, started, terminal
+from .helpers import frame, record, started, terminal
 
 
 class Outage:

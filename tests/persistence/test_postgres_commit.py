@@ -27,8 +27,9 @@ from noderun.persistence.groupcommit import Append, Create, Finish, Item
 from noderun.persistence.postgres import PostgresStore
 from noderun.persistence.postgres_schema import FRAMES_CHANNEL, MIGRATIONS, SCHEMA_VERSION
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
-from .helpers import eventually, fast_options, frame, record, started, terminal
+from .helpers import fast_options, frame, record, started, terminal
 
 # Startup-phase requests after which the client sends another untyped message.
 _SSL_REQUEST = 80877103

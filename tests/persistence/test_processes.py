@@ -8,8 +8,9 @@ from pathlib import Path
 
 from noderun.contract import RunStore, StoredFrame
 from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
-from .helpers import eventually, frame, record, started, terminal
+from .helpers import frame, record, started, terminal
 
 RUNS = 8
 FRAMES = 150
