@@ -23,8 +23,9 @@ from noderun.server.supervisor import (
     worker_server_id,
 )
 from tests.durable.helpers import progress_graph
-from tests.server.helpers import TIMEOUT, Client, Frame, graph, nd, new_job_id
+from tests.server.helpers import Client, Frame, graph, nd, new_job_id
 from tests.server.process import Process
+from tests.support.timing import TIMEOUT
 
 PID_NODES = textwrap.dedent(
     """
