@@ -45,12 +45,19 @@ ATTEMPTS = 60
 
 def events(server: Process, name: str) -> list[dict[str, object]]:
     """The JSON log lines of ``server`` whose event is ``name``."""
+    # Several processes write to one file: a line may hold more than one record.
+    decoder = json.JSONDecoder()
     found = []
     for line in server.output().splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record.get("event") == name:
+        position = line.find("{")
+        while position != -1:
+            try:
+                record, end = decoder.raw_decode(line, position)
+            except json.JSONDecodeError:
+                break
+            if isinstance(record, dict) and record.get("event") == name:
                 found.append(record)
+            position = line.find("{", end)
     return found
 
 
