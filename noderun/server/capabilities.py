@@ -9,21 +9,13 @@ this server's settings.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 
 from noderun.server.settings import Settings
 
-__all__ = ["MAX_RPC_BATCH", "capabilities", "server_version"]
+__all__ = ["MAX_RPC_BATCH", "capabilities"]
 
 #: Most workflow ids one ``get_workflow_interfaces`` may name (NodeTool's bound).
 MAX_RPC_BATCH = 100
-
-
-def server_version() -> str:
-    try:
-        return importlib.metadata.version("noderun")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def capabilities(settings: Settings, registry_revision: int, version: str) -> dict[str, object]:

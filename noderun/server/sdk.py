@@ -32,9 +32,10 @@ from noderun.runtime.errors import GraphError, WorkflowError
 from noderun.runtime.graph import plan_graph
 from noderun.runtime.registry import Registry
 from noderun.runtime.workflows import StoredWorkflow, WorkflowCatalog, run_error
-from noderun.server.capabilities import MAX_RPC_BATCH, capabilities, server_version
+from noderun.server.capabilities import MAX_RPC_BATCH, capabilities
 from noderun.server.errors import ApiError
 from noderun.server.settings import Settings
+from noderun.server.version import VERSION
 
 __all__ = ["SdkService"]
 
@@ -63,7 +64,7 @@ class SdkService:
         self.catalog = NodeCatalog(registry)
         self.workflows = workflows
         self._started = time.monotonic()
-        self._version = server_version()
+        self._version = VERSION
 
     def reload_nodes(self) -> None:
         """Rebuild the node catalog after start-up added nodes (NodeTool workers)."""
