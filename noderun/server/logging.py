@@ -94,7 +94,10 @@ def configure_logging(level: str = "info", *, stream: Any = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per record (message and newline together): print() writes them
+        # separately, and on an unbuffered stream (python -u, PYTHONUNBUFFERED) two
+        # processes sharing one output file then interleave records on one line.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -146,3 +146,37 @@ def test_stdlib_and_structlog_records_share_one_renderer() -> None:
     assert [r["event"] for r in records] == ["connect to db?password=x&token=***", "hello"]
     assert records[0]["logger"] == "asyncpg.test" and records[0]["level"] == "warning"
     assert records[1]["url"] == "/ws?api_key=***"
+
+
+_WRITER = """
+import sys
+import structlog
+from noderun.server.logging import configure_logging
+configure_logging("info", stream=sys.stderr)
+log = structlog.get_logger()
+for i in range(int(sys.argv[1])):
+    log.info("record", writer=sys.argv[2], i=i, padding="x" * 200)
+"""
+
+
+def test_processes_sharing_an_unbuffered_output_file_write_whole_lines(tmp_path: Path) -> None:
+    # As --workers children do: one inherited stderr file, and python -u makes every
+    # write a system call, so a record written in two pieces would interleave.
+    records = 3000
+    out = tmp_path / "shared.log"
+    with out.open("wb") as shared:
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-u", "-c", _WRITER, str(records), name],
+                stdout=subprocess.DEVNULL,
+                stderr=shared,
+            )
+            for name in ("a", "b")
+        ]
+        for writer in writers:
+            assert writer.wait(timeout=TIMEOUT * 6) == 0
+    lines = out.read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]
+    assert len(parsed) == 2 * records
+    for name in ("a", "b"):
+        assert [r["i"] for r in parsed if r["writer"] == name] == list(range(records))

@@ -45,19 +45,13 @@ ATTEMPTS = 60
 
 def events(server: Process, name: str) -> list[dict[str, object]]:
     """The JSON log lines of ``server`` whose event is ``name``."""
-    # Several processes write to one file: a line may hold more than one record.
-    decoder = json.JSONDecoder()
+    # Several processes write to one file, each record in one write: whole lines.
     found = []
     for line in server.output().splitlines():
-        position = line.find("{")
-        while position != -1:
-            try:
-                record, end = decoder.raw_decode(line, position)
-            except json.JSONDecodeError:
-                break
-            if isinstance(record, dict) and record.get("event") == name:
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == name:
                 found.append(record)
-            position = line.find("{", end)
     return found
 
 
