@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import msgspec
 import structlog
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -47,6 +47,7 @@ from noderun.assets.form import (
     boundary_of,
 )
 from noderun.assets.sweeper import run_sweeper, sweep_interval
+from noderun.server.answers import AssetAnswer, ErrorBody, RestError, TemporaryAsset
 from noderun.server.auth import Authenticator
 from noderun.server.settings import Settings
 
@@ -135,7 +136,7 @@ class AssetsApi:
         record = self.store.get(user_id, request.path_params["asset_id"])
         if record is None:
             return _error(404, "NOT_FOUND", "Asset not found", _Style.REST)
-        return JSONResponse(_asset_json(record, request))
+        return _json(_asset_json(record, request))
 
     async def _download(self, request: Request) -> Response:
         user_id = self._user(request, _Style.REST)
@@ -188,8 +189,8 @@ class AssetsApi:
             receiver.discard()
         log.debug("assets.stored", asset_id=record.id, size=record.size, user_id=user_id)
         if style is _Style.SDK_V1:
-            return JSONResponse(_temporary_json(record))
-        return JSONResponse(_asset_json(record, request))
+            return _json(_temporary_json(record))
+        return _json(_asset_json(record, request))
 
     # -- auth ------------------------------------------------------------------------
 
@@ -357,55 +358,53 @@ class _FileStream(Response):
 # -- shapes ----------------------------------------------------------------------------
 
 
-def _asset_json(record: AssetRecord, request: Request) -> dict[str, object]:
+def _asset_json(record: AssetRecord, request: Request) -> AssetAnswer:
     """NodeTool's asset JSON; ``expires_at`` is noderun's, set for temporary assets.
 
     ``get_url`` is absolute, as the address the client used: .NET on Linux and macOS
     parses a bare ``/path`` as a local file, and the SDK downloads ``get_url`` as given.
     """
     base = str(request.base_url).rstrip("/")
-    return {
-        "id": record.id,
-        "user_id": record.user_id,
-        "workflow_id": None,
-        "parent_id": record.user_id,
-        "name": record.name,
-        "content_type": record.content_type,
-        "size": record.size,
-        "metadata": record.metadata,
-        "created_at": _iso(record.created_at),
-        "get_url": f"{base}/api/assets/{record.id}/download",
-        "thumb_url": None,
-        "duration": None,
-        "node_id": None,
-        "job_id": None,
-        "expires_at": None if record.expires_at is None else _iso(record.expires_at),
-    }
+    return AssetAnswer(
+        id=record.id,
+        user_id=record.user_id,
+        parent_id=record.user_id,
+        name=record.name,
+        content_type=record.content_type,
+        size=record.size,
+        metadata=record.metadata,
+        created_at=_iso(record.created_at),
+        get_url=f"{base}/api/assets/{record.id}/download",
+        expires_at=None if record.expires_at is None else _iso(record.expires_at),
+    )
 
 
-def _temporary_json(record: AssetRecord) -> dict[str, object]:
+def _temporary_json(record: AssetRecord) -> TemporaryAsset:
     """The SDK v1 temporary-upload answer (``version`` 1)."""
-    return {
-        "version": 1,
-        "uri": asset_uri(record.id),
-        "name": record.name,
-        "content_type": record.content_type,
-        "size": record.size,
-        "expires_at": None if record.expires_at is None else _iso(record.expires_at),
-    }
+    return TemporaryAsset(
+        uri=asset_uri(record.id),
+        name=record.name,
+        content_type=record.content_type,
+        size=record.size,
+        expires_at=None if record.expires_at is None else _iso(record.expires_at),
+    )
 
 
-def _error(status: int, code: str, message: str, style: _Style) -> JSONResponse:
+_encode = msgspec.json.Encoder().encode
+
+
+def _json(answer: msgspec.Struct, status: int = 200) -> Response:
+    return Response(_encode(answer), status_code=status, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str, style: _Style) -> Response:
+    """The SDK API's error body on its route, NodeTool's REST ``{"detail"}`` on the others."""
+    body: msgspec.Struct
     if style is _Style.SDK_V1:
-        body: dict[str, object] = {
-            "code": code,
-            "message": message,
-            "retryable": False,
-            "detail": message,
-        }
+        body = ErrorBody(code=code, message=message, detail=message, retryable=False)
     else:
-        body = {"detail": message}
-    return JSONResponse(body, status_code=status)
+        body = RestError(detail=message)
+    return _json(body, status)
 
 
 def _too_large(limit: int) -> str:

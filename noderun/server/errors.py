@@ -13,6 +13,8 @@ SDK reads ``code``, ``detail`` and ``retryable``); an RPC answers it as
 
 from __future__ import annotations
 
+from noderun.server.answers import ErrorBody
+
 __all__ = ["ApiError"]
 
 
@@ -26,10 +28,7 @@ class ApiError(Exception):
         self.message = message
         self.retryable = retryable
 
-    def body(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "message": self.message,
-            "detail": self.message,
-            "retryable": self.retryable,
-        }
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            code=self.code, message=self.message, detail=self.message, retryable=self.retryable
+        )

@@ -11,15 +11,16 @@ import datetime
 
 import msgspec
 
-from noderun.contract import RunRecord, store_key, wire_job_id
+from noderun.contract import RunRecord, RunStatus, store_key, wire_job_id
 from noderun.runtime.hub import Hub
 from noderun.runtime.run import Run
+from noderun.server.answers import CancelAnswer, JobAnswer
 from noderun.server.errors import ApiError
 
 __all__ = ["cancel_job", "job_snapshot"]
 
 
-async def job_snapshot(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
+async def job_snapshot(hub: Hub, job_id: str, user_id: str) -> JobAnswer:
     """The job as NodeTool's ``JobResponse``; :class:`ApiError` 404 when not the user's."""
     run = hub.get(job_id, user_id)
     if run is not None:
@@ -30,12 +31,12 @@ async def job_snapshot(hub: Hub, job_id: str, user_id: str) -> dict[str, object]
     return _record_snapshot(record)
 
 
-async def cancel_job(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
+async def cancel_job(hub: Hub, job_id: str, user_id: str) -> CancelAnswer:
     """Ask for the run's cancellation; a finished run answers ``cancel_requested: false``."""
     run = hub.get(job_id, user_id)
     if run is not None:
         requested = not run.finished and run.cancel()
-        status: str = run.status
+        status: RunStatus = run.status
     else:
         record = await _record(hub, job_id, user_id)
         if record is None:
@@ -44,13 +45,13 @@ async def cancel_job(hub: Hub, job_id: str, user_id: str) -> dict[str, object]:
         requested = not record.finished and await hub.store.request_cancel(
             store_key(user_id, job_id)
         )
-        status = record.status
-    return {
-        "job_id": job_id,
-        "status": status,
-        "cancel_requested": requested,
-        "message": "Job cancellation requested" if requested else "Job already finished",
-    }
+        status = RunStatus(record.status)
+    return CancelAnswer(
+        job_id=job_id,
+        status=status,
+        cancel_requested=requested,
+        message="Job cancellation requested" if requested else "Job already finished",
+    )
 
 
 async def _record(hub: Hub, job_id: str, user_id: str) -> RunRecord | None:
@@ -77,37 +78,36 @@ def _snapshot(
     job_id: str,
     user_id: str,
     workflow_id: str,
-    status: str,
+    status: RunStatus,
     created_at: float,
     finished_at: float | None,
     terminal: object,
     durable: bool,
-) -> dict[str, object]:
+) -> JobAnswer:
     """A job as NodeTool's ``JobResponse`` (the C# SDK's ``GetJobAsync``)."""
     result = terminal.get("result") if isinstance(terminal, dict) else None
     error = terminal.get("error") if isinstance(terminal, dict) else None
     outputs = result.get("outputs", result) if isinstance(result, dict) else None
     finished = finished_at is not None
-    return {
-        "id": job_id,
-        "job_id": job_id,
-        "user_id": user_id,
-        "job_type": "workflow",
-        "status": status,
-        "workflow_id": workflow_id,
-        "progress": 1.0 if finished else 0.0,
-        "result": result if isinstance(result, dict) else None,
-        "outputs": outputs,
-        "error": error if isinstance(error, str) else None,
-        "created_at": _iso(created_at),
-        "started_at": _iso(created_at),
-        "completed_at": _iso(finished_at),
-        "finished_at": _iso(finished_at),
-        "durable": durable,
-    }
+    return JobAnswer(
+        id=job_id,
+        job_id=job_id,
+        user_id=user_id,
+        status=status,
+        workflow_id=workflow_id,
+        progress=1.0 if finished else 0.0,
+        result=result if isinstance(result, dict) else None,
+        outputs=outputs,
+        error=error if isinstance(error, str) else None,
+        created_at=_iso(created_at),
+        started_at=_iso(created_at),
+        completed_at=_iso(finished_at),
+        finished_at=_iso(finished_at),
+        durable=durable,
+    )
 
 
-def _run_snapshot(run: Run) -> dict[str, object]:
+def _run_snapshot(run: Run) -> JobAnswer:
     terminal: object = None
     finished_at: float | None = None
     if run.terminal is not None:
@@ -126,13 +126,13 @@ def _run_snapshot(run: Run) -> dict[str, object]:
     )
 
 
-def _record_snapshot(record: RunRecord) -> dict[str, object]:
+def _record_snapshot(record: RunRecord) -> JobAnswer:
     terminal = msgspec.msgpack.decode(record.terminal_frame) if record.terminal_frame else None
     return _snapshot(
         job_id=wire_job_id(record.job_id, record.user_id),
         user_id=record.user_id,
         workflow_id=record.workflow_id,
-        status=record.status,
+        status=RunStatus(record.status),
         created_at=record.created_at,
         finished_at=(record.finished_at or record.created_at) if record.finished else None,
         terminal=terminal,

@@ -10,34 +10,43 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from noderun.server.answers import Alive, NotReady, ProbeHealth, Ready, Starting, VersionInfo
 from noderun.server.lifecycle import Lifecycle
 from noderun.server.version import VERSION
 
 __all__ = ["probe_routes"]
 
 
-def probe_routes(lifecycle: Lifecycle) -> list[Route]:
-    async def livez(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "alive"})
+_encode = msgspec.json.Encoder().encode
 
-    async def readyz(_request: Request) -> JSONResponse:
+
+def _json(answer: msgspec.Struct, status: int = 200) -> Response:
+    return Response(_encode(answer), status_code=status, media_type="application/json")
+
+
+def probe_routes(lifecycle: Lifecycle) -> list[Route]:
+    async def livez(_request: Request) -> Response:
+        return _json(Alive())
+
+    async def readyz(_request: Request) -> Response:
         reasons = await lifecycle.not_ready()
         if reasons:
-            return JSONResponse({"status": "unavailable", "reasons": reasons}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return _json(NotReady(reasons=reasons), 503)
+        return _json(Ready())
 
-    async def version(_request: Request) -> JSONResponse:
-        return JSONResponse({"name": "noderun", "version": VERSION})
+    async def version(_request: Request) -> Response:
+        return _json(VersionInfo(version=VERSION))
 
-    async def health(_request: Request) -> JSONResponse:
+    async def health(_request: Request) -> Response:
         hub = lifecycle.hub
         if hub is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok", "active_runs": len(hub.active)})
+            return _json(Starting(), 503)
+        return _json(ProbeHealth(active_runs=len(hub.active)))
 
     return [
         Route("/livez", livez),

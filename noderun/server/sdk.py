@@ -32,6 +32,21 @@ from noderun.runtime.errors import GraphError, WorkflowError
 from noderun.runtime.graph import plan_graph
 from noderun.runtime.registry import Registry
 from noderun.runtime.workflows import StoredWorkflow, WorkflowCatalog, run_error
+from noderun.server.answers import (
+    Capabilities,
+    InterfaceError,
+    ObjectSchema,
+    PreflightAnswer,
+    PreflightIssue,
+    PropertySchema,
+    SdkHealth,
+    SummaryPage,
+    WorkflowAnswer,
+    WorkflowInterface,
+    WorkflowInterfaces,
+    WorkflowPage,
+    WorkflowSummary,
+)
 from noderun.server.capabilities import MAX_RPC_BATCH, capabilities
 from noderun.server.errors import ApiError
 from noderun.server.settings import Settings
@@ -72,15 +87,14 @@ class SdkService:
 
     # -- server ---------------------------------------------------------------------
 
-    def health(self, active_runs: int) -> dict[str, object]:
-        return {
-            "status": "ok",
-            "version": self._version,
-            "uptime": int(time.monotonic() - self._started),
-            "active_runs": active_runs,
-        }
+    def health(self, active_runs: int) -> SdkHealth:
+        return SdkHealth(
+            version=self._version,
+            uptime=int(time.monotonic() - self._started),
+            active_runs=active_runs,
+        )
 
-    def capabilities(self) -> dict[str, object]:
+    def capabilities(self) -> Capabilities:
         return capabilities(self._settings, self.catalog.revision, self._version)
 
     # -- nodes ----------------------------------------------------------------------
@@ -106,32 +120,32 @@ class SdkService:
             raise ApiError(404, "WORKFLOW_NOT_FOUND", f"workflow {workflow_id!r} not found")
         return workflow
 
-    def workflow(self, workflow_id: str) -> dict[str, object]:
+    def workflow(self, workflow_id: str) -> WorkflowAnswer:
         return self._response(self._workflow(workflow_id))
 
-    def workflows_page(self, limit: int, cursor: str | None) -> dict[str, object]:
+    def workflows_page(self, limit: int, cursor: str | None) -> WorkflowPage:
         """``{"workflows": [full workflow], "next"}``; ``limit`` clamped to 1..500."""
         page, following = self._page(max(1, min(limit, 500)), cursor)
-        return {"workflows": [self._response(wf) for wf in page], "next": following}
+        return WorkflowPage(workflows=[self._response(wf) for wf in page], next=following)
 
-    def summaries(self, limit: int, cursor: str | None) -> dict[str, object]:
+    def summaries(self, limit: int, cursor: str | None) -> SummaryPage:
         if not 1 <= limit <= 100:
             raise ApiError(400, "INVALID_INPUT", "limit must be 1..100")
         page, following = self._page(limit, cursor)
-        return {
-            "workflows": [
-                {
-                    "id": wf.id,
-                    "name": wf.name,
-                    "description": wf.description,
-                    "revision": wf.etag,
-                    "registry_revision": self.catalog.revision,
-                    "run_mode": wf.run_mode,
-                }
+        return SummaryPage(
+            workflows=[
+                WorkflowSummary(
+                    id=wf.id,
+                    name=wf.name,
+                    description=wf.description,
+                    revision=wf.etag,
+                    registry_revision=self.catalog.revision,
+                    run_mode=wf.run_mode,
+                )
                 for wf in page
             ],
-            "next": following,
-        }
+            next=following,
+        )
 
     def _page(self, limit: int, cursor: str | None) -> tuple[list[StoredWorkflow], str | None]:
         """A page of workflows; the cursor is the offset of the next page, as a string."""
@@ -145,7 +159,7 @@ class SdkService:
         end = start + limit
         return workflows[start:end], str(end) if end < len(workflows) else None
 
-    def interface(self, workflow_id: str, version: int = 1) -> dict[str, object]:
+    def interface(self, workflow_id: str, version: int = 1) -> WorkflowInterface:
         if version != 1:
             raise ApiError(
                 400,
@@ -154,7 +168,7 @@ class SdkService:
             )
         return self._interface(self._workflow(workflow_id))
 
-    def interfaces(self, ids: list[str], version: int = 1) -> dict[str, object]:
+    def interfaces(self, ids: list[str], version: int = 1) -> WorkflowInterfaces:
         if (
             version != 1
             or not 1 <= len(ids) <= MAX_RPC_BATCH
@@ -166,64 +180,49 @@ class SdkService:
                 "INVALID_INPUT",
                 f"expected 1 to {MAX_RPC_BATCH} unique workflow ids and version 1",
             )
-        found: list[dict[str, object]] = []
-        errors: list[dict[str, object]] = []
+        found: list[WorkflowInterface] = []
+        errors: list[InterfaceError] = []
         for workflow_id in ids:
             workflow = self.workflows.get(workflow_id)
             if workflow is None:
                 errors.append(
-                    {
-                        "workflow_id": workflow_id,
-                        "code": "workflow_not_found",
-                        "message": f"workflow {workflow_id!r} not found",
-                    }
+                    InterfaceError(
+                        workflow_id=workflow_id, message=f"workflow {workflow_id!r} not found"
+                    )
                 )
             else:
                 found.append(self._interface(workflow))
-        return {"interfaces": found, "errors": errors}
+        return WorkflowInterfaces(interfaces=found, errors=errors)
 
-    def _interface(self, workflow: StoredWorkflow) -> dict[str, object]:
-        return {
-            "version": 1,
-            "workflow_id": workflow.id,
-            "etag": workflow.etag,
-            "source": "server",
-            "inputs": workflow.input_pins,
-            "outputs": workflow.output_pins,
-            "diagnostics": workflow.diagnostics,
-        }
+    def _interface(self, workflow: StoredWorkflow) -> WorkflowInterface:
+        return WorkflowInterface(
+            workflow_id=workflow.id,
+            etag=workflow.etag,
+            inputs=workflow.input_pins,
+            outputs=workflow.output_pins,
+            diagnostics=workflow.diagnostics,
+        )
 
-    def _response(self, workflow: StoredWorkflow) -> dict[str, object]:
+    def _response(self, workflow: StoredWorkflow) -> WorkflowAnswer:
         """A workflow as NodeTool's ``WorkflowResponse``."""
-        return {
-            "id": workflow.id,
-            "access": "public",
-            "created_at": workflow.created_at,
-            "updated_at": workflow.updated_at,
-            "name": workflow.name,
-            "tool_name": None,
-            "description": workflow.description,
-            "tags": list(workflow.tags),
-            "thumbnail": None,
-            "thumbnail_url": None,
-            "graph": workflow.raw_graph,
-            "input_schema": _schema(workflow.input_pins, inputs=True),
-            "output_schema": _schema(workflow.output_pins, inputs=False),
-            "settings": workflow.settings,
-            "package_name": None,
-            "path": None,
-            "run_mode": workflow.run_mode,
-            "workspace_id": None,
-            "required_providers": None,
-            "required_models": None,
-            "html_app": None,
-            "app_doc": None,
-            "etag": workflow.etag,
-        }
+        return WorkflowAnswer(
+            id=workflow.id,
+            created_at=workflow.created_at,
+            updated_at=workflow.updated_at,
+            name=workflow.name,
+            description=workflow.description,
+            tags=list(workflow.tags),
+            graph=workflow.raw_graph,
+            input_schema=_schema(workflow.input_pins, inputs=True),
+            output_schema=_schema(workflow.output_pins, inputs=False),
+            settings=workflow.settings,
+            run_mode=workflow.run_mode,
+            etag=workflow.etag,
+        )
 
     # -- preflight ------------------------------------------------------------------
 
-    def preflight(self, request: PreflightWorkflow) -> dict[str, object]:
+    def preflight(self, request: PreflightWorkflow) -> PreflightAnswer:
         """Validate a run as ``run_job`` would, without running it.
 
         A stored workflow (``workflow_id`` + ``inputs``) or a ``graph`` (+ ``params``);
@@ -235,7 +234,7 @@ class SdkService:
         if request.interface_version != 1:
             raise ApiError(400, "INVALID_INPUT", "workflow interface version 1 is required")
         params = request.params if request.params is not None else request.inputs
-        issues: list[dict[str, object]] = []
+        issues: list[PreflightIssue] = []
         etag: str | None = None
         try:
             graph = request.graph
@@ -247,24 +246,21 @@ class SdkService:
             plan_graph(graph, params, self._registry)
         except GraphError as exc:
             issues.append(
-                {
-                    "severity": "error",
-                    "code": exc.code if isinstance(exc, WorkflowError) else "invalid_graph",
-                    "message": run_error(exc),
-                    "node_id": exc.node_id,
-                    "pin_name": exc.input if isinstance(exc, WorkflowError) else None,
-                }
+                PreflightIssue(
+                    code=exc.code if isinstance(exc, WorkflowError) else "invalid_graph",
+                    message=run_error(exc),
+                    node_id=exc.node_id,
+                    pin_name=exc.input if isinstance(exc, WorkflowError) else None,
+                )
             )
-        return {
-            "version": 1,
-            "level": request.level,
-            "workflow_id": request.workflow_id,
-            "workflow_etag": etag,
-            "runnable": not issues,
-            "issues": issues,
-            "requirements": [],
-            "cost": None,
-        }
+        return PreflightAnswer(
+            level=request.level,
+            workflow_id=request.workflow_id,
+            workflow_etag=etag,
+            runnable=not issues,
+            issues=issues,
+            requirements=[],
+        )
 
     # -- WebSocket RPC ---------------------------------------------------------------
 
@@ -312,23 +308,26 @@ class SdkService:
 _RPC_CODES = {400: "invalid_input", 404: "not_found", 503: "unavailable"}
 
 
-def _schema(pins: list[dict[str, object]], *, inputs: bool) -> dict[str, object]:
+def _schema(pins: list[dict[str, object]], *, inputs: bool) -> ObjectSchema:
     """A JSON schema of a workflow's inputs or outputs (``input_schema``/``output_schema``)."""
-    properties: dict[str, object] = {}
+    properties: dict[str, PropertySchema] = {}
     for pin in pins:
         kind = pin["type"]
         assert isinstance(kind, Mapping)
-        entry: dict[str, object] = {"title": pin["name"], "description": pin["description"]}
+        name, description = str(pin["name"]), pin["description"]
+        assert isinstance(description, str)
+        entry = PropertySchema(title=name, description=description)
         json_type = _JSON_TYPES.get(str(kind["type"]))
         if json_type is not None:
-            entry["type"] = json_type
+            entry.type = json_type
         if "values" in kind:
-            entry["enum"] = kind["values"]
+            entry.enum = kind["values"]
         if inputs:
-            entry["default"] = pin["default"]
-            if "min" in pin:
-                entry["minimum"] = pin["min"]
-            if "max" in pin:
-                entry["maximum"] = pin["max"]
-        properties[str(pin["name"])] = entry
-    return {"type": "object", "properties": properties, "required": []}
+            entry.default = pin["default"]
+            low, high = pin.get("min"), pin.get("max")
+            if isinstance(low, int | float):
+                entry.minimum = low
+            if isinstance(high, int | float):
+                entry.maximum = high
+        properties[name] = entry
+    return ObjectSchema(properties=properties, required=[])
