@@ -22,7 +22,7 @@ import msgspec
 
 from noderun.protocol import client, server
 
-__all__ = ["SCHEMA_ID", "asyncapi", "client_commands", "json_schema", "server_frames"]
+__all__ = ["SCHEMA_ID", "any_value", "asyncapi", "client_commands", "json_schema", "server_frames"]
 
 SCHEMA_ID = "https://noderun.dev/schema/ws-protocol.json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -48,12 +48,12 @@ def _components(ref_template: str) -> tuple[list[dict[str, Any]], dict[str, Any]
     commands = client_commands()
     types: list[Any] = [*dict.fromkeys(commands.values()), *server_frames()]
     schemas, defs = msgspec.json.schema_components(
-        types, schema_hook=_any_value, ref_template=ref_template
+        types, schema_hook=any_value, ref_template=ref_template
     )
     return list(schemas), dict(defs)
 
 
-def _any_value(kind: type) -> dict[str, Any]:
+def any_value(kind: type) -> dict[str, Any]:
     """Node values (``object`` in the structs) are any JSON value."""
     if kind is object:
         return {"description": "any value"}
@@ -112,6 +112,23 @@ def json_schema() -> dict[str, Any]:
     }
 
 
+#: PROTOCOL.md §1: when the server has tokens, the handshake carries one, as a bearer
+#: header or the ``api_key`` query parameter (else it is closed with 1008).
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Authorization: Bearer <token> on the handshake",
+    },
+    "apiKey": {
+        "type": "httpApiKey",
+        "name": "api_key",
+        "in": "query",
+        "description": "?api_key=<token> on the handshake (for clients that cannot set headers)",
+    },
+}
+
+
 def asyncapi(version: str) -> dict[str, Any]:
     """An AsyncAPI 3.0 document of ``/ws``: the server receives client frames, sends the rest."""
     ref = "#/components/schemas/{name}"
@@ -136,6 +153,7 @@ def asyncapi(version: str) -> dict[str, Any]:
             "contentType": "application/json",
             "payload": {"$ref": ref.format(name=struct.__name__)},
         }
+    security = [{"$ref": f"#/components/securitySchemes/{name}"} for name in _SECURITY_SCHEMES]
     channel_messages = {
         **{name: {"$ref": f"#/components/messages/{name}"} for name in messages},
         **{name: {"$ref": f"#/components/messages/{name}"} for name in sent},
@@ -146,7 +164,9 @@ def asyncapi(version: str) -> dict[str, Any]:
             "title": "noderun",
             "version": version,
             "description": "NodeTool-compatible node execution over one WebSocket. Binary "
-            "frames are MessagePack maps, text frames JSON objects, with the same content.",
+            "frames are MessagePack maps, text frames JSON objects, with the same content. "
+            "The HTTP routes on the same port are described by the OpenAPI document "
+            "(`noderun schema --openapi`).",
         },
         "defaultContentType": "application/json",
         "channels": {
@@ -160,13 +180,19 @@ def asyncapi(version: str) -> dict[str, Any]:
             "receiveClientFrame": {
                 "action": "receive",
                 "channel": {"$ref": "#/channels/ws"},
+                "security": security,
                 "messages": [{"$ref": f"#/channels/ws/messages/{name}"} for name in messages],
             },
             "sendServerFrame": {
                 "action": "send",
                 "channel": {"$ref": "#/channels/ws"},
+                "security": security,
                 "messages": [{"$ref": f"#/channels/ws/messages/{name}"} for name in sent],
             },
         },
-        "components": {"schemas": defs, "messages": {**messages, **sent}},
+        "components": {
+            "schemas": defs,
+            "messages": {**messages, **sent},
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
     }

@@ -147,7 +147,7 @@ class ExecutionDefaults(Answer, kw_only=True):
     asset_persistence: str
 
 
-class ExecutionOptions(Answer, kw_only=True):
+class SupportedOptions(Answer, kw_only=True):
     persistence: list[str]
     event_detail: list[str]
     asset_persistence: list[str]
@@ -183,7 +183,7 @@ class Capabilities(Answer, kw_only=True):
     python_bridge: str
     auth_modes: list[str]
     asset_uri_schemes: list[str]
-    execution_options: ExecutionOptions
+    execution_options: SupportedOptions
     limits: Limits
 
 

@@ -13,9 +13,9 @@ import datetime
 from noderun.server.answers import (
     Capabilities,
     ExecutionDefaults,
-    ExecutionOptions,
     Limits,
     Profiles,
+    SupportedOptions,
 )
 from noderun.server.settings import Settings
 
@@ -47,7 +47,7 @@ def capabilities(settings: Settings, registry_revision: int, version: str) -> Ca
         python_bridge="disabled",
         auth_modes=["bearer"] if settings.tokens else ["trusted_local"],
         asset_uri_schemes=["asset"],
-        execution_options=ExecutionOptions(
+        execution_options=SupportedOptions(
             persistence=["session", "job"] if durable else ["session"],
             event_detail=["full", "outputs", "terminal"],
             # No node here writes assets, so both policies behave the same.

@@ -1,5 +1,5 @@
 """``noderun serve``: start the server. Flags come from the settings' own fields.
-``noderun schema [--asyncapi]``: print the protocol's published schema.
+``noderun schema [--asyncapi | --openapi]``: print the published schemas.
 
 Exit statuses: 0 after a clean stop (SIGINT/SIGTERM, drained); 2 when a setting is
 unusable (bad value, unknown node module, taken port, unwritable store path); 3 when
@@ -64,12 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema = commands.add_parser(
         "schema",
-        help="print the /ws protocol's schema",
+        help="print the /ws protocol's schema or the HTTP API's",
         description="Print a JSON Schema (2020-12) of every client and server frame of /ws, "
-        "generated from the protocol's types; --asyncapi prints an AsyncAPI 3 document instead.",
+        "generated from the protocol's types; --asyncapi prints an AsyncAPI 3 document of "
+        "/ws instead, --openapi an OpenAPI 3.1 document of the HTTP routes.",
     )
-    schema.add_argument(
+    kinds = schema.add_mutually_exclusive_group()
+    kinds.add_argument(
         "--asyncapi", action="store_true", help="an AsyncAPI 3.0 document of the /ws channel"
+    )
+    kinds.add_argument(
+        "--openapi", action="store_true", help="an OpenAPI 3.1 document of the HTTP routes"
     )
     return parser
 
@@ -83,7 +88,7 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "schema":
-        return _print_schema(asyncapi=args.asyncapi)
+        return _print_schema(asyncapi=args.asyncapi, openapi=args.openapi)
     try:
         settings = settings_from(args)
     except SettingError as exc:
@@ -105,12 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _print_schema(*, asyncapi: bool) -> int:
+def _print_schema(*, asyncapi: bool, openapi: bool) -> int:
     import json
 
     from noderun.protocol import schema
 
-    document = schema.asyncapi(VERSION) if asyncapi else schema.json_schema()
+    if openapi:
+        from noderun.server.openapi import openapi as openapi_document
+
+        document = openapi_document(VERSION)
+    else:
+        document = schema.asyncapi(VERSION) if asyncapi else schema.json_schema()
     print(json.dumps(document, indent=2, sort_keys=False))
     return 0
 
