@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from tests.openapi_check import check_answer
 from tests.server.helpers import ServerHandle, running_server
 from tests.server.process import Process
 
@@ -29,3 +31,40 @@ def processes() -> Iterator[list[Process]]:
     yield started
     for process in started:
         process.kill()
+
+
+@pytest.fixture(autouse=True)
+def documented_http_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every HTTP answer a test here gets from a test server fits the OpenAPI document
+    (``noderun schema --openapi``): its route and status are documented, its body fits."""
+    handle = httpx.HTTPTransport.handle_request
+    handle_async = httpx.AsyncHTTPTransport.handle_async_request
+
+    def checked(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        response = handle(self, request)
+        if request.url.host == "127.0.0.1":
+            response.read()
+            _check(request, response)
+        return response
+
+    async def checked_async(
+        self: httpx.AsyncHTTPTransport, request: httpx.Request
+    ) -> httpx.Response:
+        response = await handle_async(self, request)
+        if request.url.host == "127.0.0.1":
+            await response.aread()
+            _check(request, response)
+        return response
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", checked)
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", checked_async)
+
+
+def _check(request: httpx.Request, response: httpx.Response) -> None:
+    check_answer(
+        request.method,
+        request.url.path,
+        response.status_code,
+        response.headers.get("content-type", ""),
+        response.content,
+    )
