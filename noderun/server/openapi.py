@@ -326,15 +326,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "Ask for a run's cancellation",
         {200: Answered("requested, or already finished", CancelAnswer), **_sdk_errors(404, 503)},
     ),
-    *(
-        Operation(
-            method,
-            "/api/{rest:path}",
-            "Any other path under /api/",
-            _sdk_errors(404),
-            description="Answers 404 (401 first without a valid token).",
-        )
-        for method in ("get", "put", "post", "delete", "patch")
+    Operation(
+        "get",
+        "/api/{rest:path}",
+        "Any other path under /api/",
+        _sdk_errors(404),
+        description="Answers 404 (401 first without a valid token).",
     ),
 )
 
@@ -463,8 +460,11 @@ def _operation(operation: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict
 
 
 def _operation_id(operation: Operation) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", openapi_path(operation.path))
-    return operation.method + "".join(word.capitalize() for word in words)
+    path = openapi_path(operation.path)
+    words = re.findall(r"[A-Za-z0-9]+", path)
+    # /api/assets/ is a route of its own beside /api/assets (NodeTool's spelling).
+    slash = "Slash" if path.endswith("/") and path != "/" else ""
+    return operation.method + "".join(word.capitalize() for word in words) + slash
 
 
 def openapi(version: str) -> dict[str, Any]:
