@@ -11,8 +11,8 @@ metadata and its type descriptors (:mod:`noderun.runtime.catalog`), the type inv
 (:mod:`noderun.runtime.workflows`). Their fields here are ``dict`` annotated with
 :func:`shaped`, which names the struct of the "Described" section below that the
 document shows for them. Those structs are not built by the code; the tests convert
-every node's metadata into them and validate real answers against the document, so a
-key added to a builder without its struct fails the suite.
+every node's metadata (noderun's and a NodeTool worker's) into them and validate real
+answers against the document, so a key or type changed on one side only fails the suite.
 """
 
 from __future__ import annotations
@@ -29,24 +29,43 @@ __all__ = [
     "DESCRIBED",
     "SHAPE_KEY",
     "Alive",
+    "Answer",
     "AssetAnswer",
+    "AssetUploadFields",
     "CancelAnswer",
     "Capabilities",
+    "DateTime",
+    "Described",
+    "Diagnostic",
     "ErrorBody",
+    "ExecutionDefaults",
+    "InputPin",
     "InterfaceError",
     "JobAnswer",
+    "Limits",
+    "NodeMetadata",
+    "NodeSummary",
+    "NodeTypeInventory",
     "NotReady",
     "ObjectSchema",
+    "OutputPin",
+    "OutputSlot",
     "PreflightAnswer",
     "PreflightIssue",
     "ProbeHealth",
+    "Profiles",
+    "PropertyMetadata",
     "PropertySchema",
     "Ready",
     "RestError",
     "SdkHealth",
     "Starting",
     "SummaryPage",
+    "SupportedOptions",
     "TemporaryAsset",
+    "TypeDescriptor",
+    "TypeExample",
+    "TypeUsage",
     "VersionInfo",
     "WorkflowAnswer",
     "WorkflowInterface",
@@ -375,59 +394,66 @@ class AssetUploadFields(Answer, kw_only=True):
 # -- described: built by the runtime as dicts ----------------------------------------------
 
 
-class TypeDescriptor(Answer, kw_only=True):
+class Described(msgspec.Struct, kw_only=True):
+    """Base of the node metadata's structs. A NodeTool worker's node keeps NodeTool's own
+    metadata (:mod:`noderun.nodetool.catalog`): only the keys it guarantees are required
+    (the fields without a default), and other keys are allowed."""
+
+
+class TypeDescriptor(Described, kw_only=True):
     """NodeTool's ``NodeTypeDefinition`` (``values`` for enums, ``type_name`` for named
-    types, only when they apply)."""
+    types)."""
 
     type: str
     optional: bool
     type_args: list[TypeDescriptor]
-    values: list[object] | UnsetType = UNSET
-    type_name: str | UnsetType = UNSET
+    values: list[object] | UnsetType | None = UNSET
+    type_name: str | UnsetType | None = UNSET
 
 
-class PropertyMetadata(Answer, kw_only=True):
+class PropertyMetadata(Described, kw_only=True):
     name: str
     type: TypeDescriptor
     default: object
-    title: str
     description: str | None
-    required: bool
-    min: float | UnsetType = UNSET
-    max: float | UnsetType = UNSET
-    values: list[object] | UnsetType = UNSET
+    title: str | UnsetType = UNSET
+    required: bool | UnsetType = UNSET
+    min: float | UnsetType | None = UNSET
+    max: float | UnsetType | None = UNSET
+    values: list[object] | UnsetType | None = UNSET
 
 
-class OutputSlot(Answer, kw_only=True):
+class OutputSlot(Described, kw_only=True):
     name: str
     type: TypeDescriptor
-    stream: bool
+    stream: bool | UnsetType = UNSET
 
 
-class NodeMetadata(Answer, kw_only=True):
-    """NodeTool's ``NodeMetadata`` (``GET /api/nodes/metadata?fields=full``)."""
+class NodeMetadata(Described, kw_only=True):
+    """NodeTool's ``NodeMetadata`` (``GET /api/nodes/metadata?fields=full``); noderun's
+    own nodes carry every key."""
 
     node_type: str
     title: str
     description: str
     namespace: str
-    layout: str
     properties: list[PropertyMetadata]
     outputs: list[OutputSlot]
-    basic_fields: list[str]
-    is_dynamic: bool
     is_streaming_output: bool
-    is_streaming_input: bool
-    supports_dynamic_inputs: bool
-    supports_dynamic_outputs: bool
-    expose_as_tool: bool
-    hidden: bool
-    deprecated: bool
-    replaced_by: str | None
-    the_model_info: dict[str, object]
-    recommended_models: list[object]
-    required_settings: list[str]
-    required_runtimes: list[str]
+    layout: str | UnsetType = UNSET
+    basic_fields: list[str] | UnsetType = UNSET
+    is_dynamic: bool | UnsetType = UNSET
+    is_streaming_input: bool | UnsetType = UNSET
+    supports_dynamic_inputs: bool | UnsetType = UNSET
+    supports_dynamic_outputs: bool | UnsetType = UNSET
+    expose_as_tool: bool | UnsetType = UNSET
+    hidden: bool | UnsetType = UNSET
+    deprecated: bool | UnsetType = UNSET
+    replaced_by: str | UnsetType | None = UNSET
+    the_model_info: dict[str, object] | UnsetType = UNSET
+    recommended_models: list[object] | UnsetType = UNSET
+    required_settings: list[str] | UnsetType = UNSET
+    required_runtimes: list[str] | UnsetType = UNSET
 
 
 class NodeSummary(Answer, kw_only=True):
@@ -506,7 +532,7 @@ class Diagnostic(Answer, kw_only=True):
 
 
 #: The described structs by the name :func:`shaped` uses.
-DESCRIBED: dict[str, type[Answer]] = {
+DESCRIBED: dict[str, type[msgspec.Struct]] = {
     kind.__name__: kind
     for kind in (
         TypeDescriptor,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from noderun.runtime.node import node
@@ -19,6 +20,7 @@ from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
 from noderun.server.cli import build_parser, settings_from
 from tests.nodetool.support import NODEPACK, require_nodetool
+from tests.openapi_check import check_answer
 from tests.server.helpers import (
     Client,
     Frame,
@@ -119,6 +121,21 @@ async def test_list_nodes_has_the_worker_nodes_with_their_package_metadata(
     for meta in (shout, nodes[DEMO + "Count"]):
         assert_metadata({**meta, "outputs": []})
         assert all(set(out) >= {"name", "type"} for out in meta["outputs"])
+
+
+def test_worker_node_metadata_fits_the_openapi_document(server: ServerHandle) -> None:
+    """A worker node keeps NodeTool's own metadata: the HTTP listing of them still fits
+    the document (``noderun schema --openapi``)."""
+    for query in ("?fields=full&namespace=noderuntest.demo", "?node_type=" + DEMO + "Pixel"):
+        response = httpx.get(server.http_url + "/api/nodes/metadata" + query, timeout=TIMEOUT)
+        assert response.status_code == 200
+        check_answer(
+            "GET",
+            "/api/nodes/metadata",
+            response.status_code,
+            response.headers["content-type"],
+            response.content,
+        )
 
 
 async def test_a_single_worker_node_run_completes_with_its_output(server: ServerHandle) -> None:
