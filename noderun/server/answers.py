@@ -383,12 +383,13 @@ class TemporaryAsset(Answer, kw_only=True):
     expires_at: DateTime | None
 
 
-class AssetUploadFields(Answer, kw_only=True):
-    """The upload's optional ``json`` form field (a JSON object; each key optional)."""
+class AssetUploadFields(msgspec.Struct, kw_only=True):
+    """The upload's optional ``json`` form field: a JSON object whose keys are all
+    optional; a value of another type counts as absent, other keys are ignored."""
 
-    name: str | UnsetType = UNSET
-    content_type: str | UnsetType = UNSET
-    metadata: dict[str, object] | UnsetType = UNSET
+    name: str | UnsetType | None = UNSET
+    content_type: str | UnsetType | None = UNSET
+    metadata: dict[str, object] | UnsetType | None = UNSET
 
 
 # -- described: built by the runtime as dicts ----------------------------------------------

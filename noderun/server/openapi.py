@@ -244,8 +244,9 @@ OPERATIONS: tuple[Operation, ...] = (
             Query("namespace", _STRING, "only this namespace and those under it"),
             Query(
                 "fields",
-                {"type": "string", "enum": ["full"]},
-                "full metadata; without it, node_type/title/description/namespace",
+                _STRING,
+                "full: every node's metadata; anything else or nothing: "
+                "node_type/title/description/namespace",
             ),
         ),
     ),
