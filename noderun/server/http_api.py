@@ -17,17 +17,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from noderun.protocol.client import GetWorkflowInterfaces, PreflightWorkflow
+from noderun.protocol.client import (
+    GetNodeTypeInventory,
+    GetWorkflowInterface,
+    GetWorkflowInterfaces,
+    ListWorkflows,
+    ListWorkflowSummaries,
+    PreflightWorkflow,
+)
 from noderun.runtime.hub import Hub
 from noderun.server.auth import Authenticator
 from noderun.server.errors import ApiError
 from noderun.server.jobs import cancel_job, job_snapshot
 from noderun.server.sdk import SdkService
 
-__all__ = ["HttpApi"]
+__all__ = ["QUERIES", "HttpApi", "NodesQuery", "query_fields"]
 
 Handler = Callable[[Request, str], Awaitable[object]]
 T = TypeVar("T")
+Q = TypeVar("Q", bound=msgspec.Struct)
 
 _encode = msgspec.json.Encoder().encode
 
@@ -42,6 +50,26 @@ def _refusal(exc: ApiError) -> Response:
     if headers:
         response.headers.update(headers)
     return response
+
+
+class NodesQuery(msgspec.Struct, kw_only=True):
+    """``GET /api/nodes/metadata``'s query: one node type, or the listing of a namespace
+    (and those under it), full when ``fields`` is ``full``."""
+
+    node_type: str | None = None
+    namespace: str | None = None
+    fields: str | None = None
+
+
+#: Route → the struct its query string is read into (the RPC's own, where there is one),
+#: for the OpenAPI document's parameters.
+QUERIES: dict[str, type[msgspec.Struct]] = {
+    "/api/nodes/metadata": NodesQuery,
+    "/api/sdk/v1/node-types": GetNodeTypeInventory,
+    "/api/workflows": ListWorkflows,
+    "/api/workflows/{workflow_id}/interface": GetWorkflowInterface,
+    "/api/sdk/v1/workflows": ListWorkflowSummaries,
+}
 
 
 class HttpApi:
@@ -95,16 +123,14 @@ class HttpApi:
         return _json(self._service.health(len(hub.active)))
 
     async def _nodes(self, request: Request, _user: str) -> object:
-        query = request.query_params
-        node_type = query.get("node_type")
-        if node_type:
-            return self._service.node(node_type)
-        return self._service.catalog.select(
-            namespace=query.get("namespace"), full=query.get("fields") == "full"
-        )
+        query = _query(request, NodesQuery)
+        if query.node_type:
+            return self._service.node(query.node_type)
+        return self._service.catalog.select(namespace=query.namespace, full=query.fields == "full")
 
     async def _node_types(self, request: Request, _user: str) -> object:
-        return self._service.inventory(_int(request, "cursor", 0), _int(request, "limit", 100))
+        query = _query(request, GetNodeTypeInventory)
+        return self._service.inventory(query.cursor, query.limit)
 
     async def _capabilities(self, _request: Request, _user: str) -> object:
         return self._service.capabilities()
@@ -115,22 +141,19 @@ class HttpApi:
     # -- workflows ------------------------------------------------------------------
 
     async def _workflows(self, request: Request, _user: str) -> object:
-        return self._service.workflows_page(
-            _int(request, "limit", 100), request.query_params.get("cursor")
-        )
+        query = _query(request, ListWorkflows)
+        return self._service.workflows_page(query.limit, query.cursor)
 
     async def _workflow(self, request: Request, _user: str) -> object:
         return self._service.workflow(request.path_params["workflow_id"])
 
     async def _interface(self, request: Request, _user: str) -> object:
-        return self._service.interface(
-            request.path_params["workflow_id"], _int(request, "version", 1)
-        )
+        query = _query(request, GetWorkflowInterface)
+        return self._service.interface(request.path_params["workflow_id"], query.version)
 
     async def _summaries(self, request: Request, _user: str) -> object:
-        return self._service.summaries(
-            _int(request, "limit", 50), request.query_params.get("cursor")
-        )
+        query = _query(request, ListWorkflowSummaries)
+        return self._service.summaries(query.limit, query.cursor)
 
     async def _interfaces(self, request: Request, _user: str) -> object:
         body = await _body(request, GetWorkflowInterfaces)
@@ -154,14 +177,34 @@ class HttpApi:
         raise ApiError(404, "NOT_FOUND", f"no API route {request.method} {request.url.path}")
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "INVALID_INPUT", f"{name} must be an integer, not {raw!r}") from None
+def _query(request: Request, kind: type[Q]) -> Q:
+    """The query string read into ``kind``: a parameter absent or empty keeps its field's
+    default, an integer field's value must be an integer."""
+    values: dict[str, object] = {}
+    for field in query_fields(kind):
+        raw = request.query_params.get(field.encode_name)
+        if raw is None or raw == "":
+            continue
+        if field.type is int:
+            try:
+                values[field.name] = int(raw)
+            except ValueError:
+                raise ApiError(
+                    400, "INVALID_INPUT", f"{field.encode_name} must be an integer, not {raw!r}"
+                ) from None
+        else:
+            values[field.name] = raw
+    return msgspec.convert(values, kind)
+
+
+#: RPC fields a query string does not set: the frame's ``request_id``, and the ``id`` the
+#: HTTP route takes from its path (``{workflow_id}``).
+_NOT_QUERY = frozenset({"request_id", "id"})
+
+
+def query_fields(kind: type[msgspec.Struct]) -> list[msgspec.structs.FieldInfo]:
+    """The fields of ``kind`` a query string may set."""
+    return [field for field in msgspec.structs.fields(kind) if field.name not in _NOT_QUERY]
 
 
 async def _body(request: Request, kind: type[T]) -> T:

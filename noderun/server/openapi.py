@@ -11,6 +11,7 @@ the app is here and validate real answers of a real server against the document.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from noderun.server.answers import (
     WorkflowInterfaces,
     WorkflowPage,
 )
+from noderun.server.http_api import QUERIES, query_fields
 
 __all__ = ["OPERATIONS", "Operation", "openapi", "openapi_path"]
 
@@ -73,13 +75,6 @@ class Answered:
 
 
 @dataclass(frozen=True)
-class Query:
-    name: str
-    schema: Mapping[str, Any]
-    description: str
-
-
-@dataclass(frozen=True)
 class Operation:
     method: str
     path: str
@@ -87,7 +82,9 @@ class Operation:
     answers: Mapping[int, Answered]
     #: Takes ``/ws``'s tokens as ``Authorization: Bearer`` (when the server has tokens).
     authed: bool = True
-    query: Sequence[Query] = ()
+    #: What each query parameter means; their names, types and defaults are those of the
+    #: struct the handler reads the query into (``http_api.QUERIES``).
+    query: Mapping[str, str] = field(default_factory=dict)
     request: Any = None
     description: str = ""
     #: The form fields sent as JSON (``encoding`` of a multipart body).
@@ -117,9 +114,8 @@ def _rest_errors(*statuses: int) -> dict[int, Answered]:
     return {status: Answered(reasons[status], RestError) for status in (401, *statuses)}
 
 
-_INT = {"type": "integer"}
 _STRING = {"type": "string"}
-_LIMIT_1_100 = {"type": "integer", "minimum": 1, "maximum": 100}
+_CURSOR = "the previous page's next (an offset, digits)"
 _UPLOAD = Raw(
     "multipart/form-data",
     {
@@ -239,26 +235,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/nodes/metadata",
         "Node metadata: one node type, or the listing",
         {200: Answered("the node type or the listing", _METADATA_LISTING), **_sdk_errors(404)},
-        query=(
-            Query("node_type", _STRING, "answer this node type only (404 when unknown)"),
-            Query("namespace", _STRING, "only this namespace and those under it"),
-            Query(
-                "fields",
-                _STRING,
-                "full: every node's metadata; anything else or nothing: "
-                "node_type/title/description/namespace",
-            ),
-        ),
+        query={
+            "node_type": "answer this node type only (404 when unknown)",
+            "namespace": "only this namespace and those under it",
+            "fields": "full: every node's metadata; anything else or nothing: "
+            "node_type/title/description/namespace",
+        },
     ),
     Operation(
         "get",
         "/api/sdk/v1/node-types",
         "A page of the distinct types node properties and outputs use",
         {200: Answered("one page", _ref("NodeTypeInventory")), **_sdk_errors(400)},
-        query=(
-            Query("cursor", {"type": "integer", "minimum": 0, "default": 0}, "offset"),
-            Query("limit", {**_LIMIT_1_100, "default": 100}, "page size"),
-        ),
+        query={"cursor": "offset, >= 0", "limit": "page size, 1..100"},
     ),
     Operation(
         "get",
@@ -279,10 +268,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/workflows",
         "A page of stored workflows",
         {200: Answered("one page", WorkflowPage), **_sdk_errors(400)},
-        query=(
-            Query("limit", {"type": "integer", "default": 100}, "page size, clamped to 1..500"),
-            Query("cursor", {"type": "string", "pattern": "^[0-9]*$"}, "the previous next"),
-        ),
+        query={"limit": "page size, clamped to 1..500", "cursor": _CURSOR},
     ),
     Operation(
         "get",
@@ -295,17 +281,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/workflows/{workflow_id}/interface",
         "A stored workflow's inputs and outputs",
         {200: Answered("the interface", WorkflowInterface), **_sdk_errors(400, 404)},
-        query=(Query("version", {"type": "integer", "const": 1, "default": 1}, "interface"),),
+        query={"version": "the interface version: 1"},
     ),
     Operation(
         "get",
         "/api/sdk/v1/workflows",
         "A page of workflow summaries",
         {200: Answered("one page", SummaryPage), **_sdk_errors(400)},
-        query=(
-            Query("limit", {**_LIMIT_1_100, "default": 50}, "page size"),
-            Query("cursor", {"type": "string", "pattern": "^[0-9]*$"}, "the previous next"),
-        ),
+        query={"limit": "page size, 1..100", "cursor": _CURSOR},
     ),
     Operation(
         "post",
@@ -425,16 +408,7 @@ def _operation(operation: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)\}", path)
     ]
-    parameters += [
-        {
-            "name": query.name,
-            "in": "query",
-            "required": False,
-            "description": query.description,
-            "schema": dict(query.schema),
-        }
-        for query in operation.query
-    ]
+    parameters += _query_parameters(operation)
     document: dict[str, Any] = {
         "operationId": _operation_id(operation),
         "summary": operation.summary,
@@ -458,6 +432,33 @@ def _operation(operation: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict
     # Either the bearer token, or nothing when the server runs without tokens.
     document["security"] = [{"bearer": []}, {}] if operation.authed else []
     return document
+
+
+def _query_parameters(operation: Operation) -> list[dict[str, Any]]:
+    kind = QUERIES.get(operation.path)
+    if kind is None:
+        if operation.query:
+            raise ValueError(f"{operation.path} reads no query into a struct")
+        return []
+    parameters = []
+    for item in query_fields(kind):
+        if item.encode_name not in operation.query:
+            raise ValueError(f"{operation.path}: query parameter {item.encode_name} undescribed")
+        # A query parameter is absent rather than null: the type without its None.
+        kinds = [arg for arg in typing.get_args(item.type) if arg is not type(None)]
+        schema = msgspec.json.schema(kinds[0] if kinds else item.type)
+        if item.default not in (None, msgspec.NODEFAULT):
+            schema["default"] = item.default
+        parameters.append(
+            {
+                "name": item.encode_name,
+                "in": "query",
+                "required": False,
+                "description": operation.query[item.encode_name],
+                "schema": schema,
+            }
+        )
+    return parameters
 
 
 def _operation_id(operation: Operation) -> str:

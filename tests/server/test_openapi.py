@@ -20,6 +20,7 @@ from noderun.runtime.catalog import NodeCatalog
 from noderun.runtime.registry import default_registry
 from noderun.server.answers import NodeMetadata, NodeTypeInventory
 from noderun.server.app import create_app
+from noderun.server.http_api import QUERIES, query_fields
 from noderun.server.openapi import openapi, openapi_path
 from noderun.server.settings import Settings
 from tests.openapi_check import check_answer, document
@@ -72,6 +73,11 @@ def test_every_route_of_the_app_is_documented_and_nothing_else() -> None:
         routed |= {(openapi_path(route.path), method.lower()) for method in methods}
     documented = {(path, method) for path, item in document()["paths"].items() for method in item}
     assert routed == documented
+    # Each route that reads its query into a struct documents that struct's parameters.
+    for path, kind in QUERIES.items():
+        parameters = document()["paths"][openapi_path(path)]["get"]["parameters"]
+        named = {parameter["name"] for parameter in parameters if parameter["in"] == "query"}
+        assert named == {field.encode_name for field in query_fields(kind)}
 
 
 def test_the_node_catalog_converts_into_the_described_structs() -> None:
