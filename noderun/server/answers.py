@@ -66,6 +66,7 @@ __all__ = [
     "TypeDescriptor",
     "TypeExample",
     "TypeUsage",
+    "UploadRefusal",
     "VersionInfo",
     "WorkflowAnswer",
     "WorkflowInterface",
@@ -101,6 +102,16 @@ class ErrorBody(Answer, kw_only=True):
     message: str
     detail: str
     retryable: bool
+
+
+class UploadRefusal(Answer, kw_only=True):
+    """A refusal of the SDK's temporary upload: :class:`ErrorBody`'s keys, in the order
+    that route has always sent them."""
+
+    code: str
+    message: str
+    retryable: bool
+    detail: str
 
 
 class RestError(Answer, kw_only=True):

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import msgspec
 import structlog
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -47,7 +47,7 @@ from noderun.assets.form import (
     boundary_of,
 )
 from noderun.assets.sweeper import run_sweeper, sweep_interval
-from noderun.server.answers import AssetAnswer, ErrorBody, RestError, TemporaryAsset
+from noderun.server.answers import AssetAnswer, RestError, TemporaryAsset, UploadRefusal
 from noderun.server.auth import Authenticator
 from noderun.server.settings import Settings
 
@@ -390,18 +390,17 @@ def _temporary_json(record: AssetRecord) -> TemporaryAsset:
     )
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 def _json(answer: msgspec.Struct, status: int = 200) -> Response:
-    return Response(_encode(answer), status_code=status, media_type="application/json")
+    """``answer`` encoded as the stdlib encodes it: an asset's metadata is the uploader's
+    JSON, and its numbers keep the spelling they always had (``1e+16``, not ``1e16``)."""
+    return JSONResponse(msgspec.to_builtins(answer), status_code=status)
 
 
 def _error(status: int, code: str, message: str, style: _Style) -> Response:
     """The SDK API's error body on its route, NodeTool's REST ``{"detail"}`` on the others."""
     body: msgspec.Struct
     if style is _Style.SDK_V1:
-        body = ErrorBody(code=code, message=message, detail=message, retryable=False)
+        body = UploadRefusal(code=code, message=message, retryable=False, detail=message)
     else:
         body = RestError(detail=message)
     return _json(body, status)

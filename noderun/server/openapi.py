@@ -41,6 +41,7 @@ from noderun.server.answers import (
     Starting,
     SummaryPage,
     TemporaryAsset,
+    UploadRefusal,
     VersionInfo,
     WorkflowAnswer,
     WorkflowInterface,
@@ -215,7 +216,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/api/sdk/v1/assets/temporary",
         "Upload a temporary asset (SDK v1), referenced as asset://<id> in inputs",
-        {200: Answered("the stored asset", TemporaryAsset), **_sdk_errors(400, 413)},
+        {
+            200: Answered("the stored asset", TemporaryAsset),
+            **{
+                status: Answered(answered.description, UploadRefusal)
+                for status, answered in _sdk_errors(400, 413).items()
+            },
+        },
         request=_UPLOAD,
         json_fields=("json",),
     ),
