@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import jsonschema
 import msgspec
+import openapi_spec_validator
 import pytest
 from starlette.routing import Route, WebSocketRoute
 
@@ -47,6 +48,7 @@ def _refs(node: object) -> Iterator[str]:
 def test_the_document_is_openapi_3_1_with_valid_schemas_and_resolving_refs() -> None:
     doc = openapi("0.1.0")
     assert doc["openapi"] == "3.1.0"
+    openapi_spec_validator.validate(doc)
     for name, schema in doc["components"]["schemas"].items():
         jsonschema.Draft202012Validator.check_schema({**schema, "$id": name})
     for ref in _refs(doc):
