@@ -90,6 +90,13 @@ class Discovery:
     load_errors: list[dict[str, Any]]
 
 
+def _plain(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``values`` as the dict the encoder takes (itself when it is one: it is encoded at once)."""
+    if values is None:
+        return {}
+    return values if type(values) is dict else dict(values)
+
+
 class _State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -207,21 +214,20 @@ class WorkerPool:
             "execute.stream" if stream else "execute",
             {
                 "node_type": node_type,
-                "fields": dict(fields),
-                "secrets": dict(secrets or {}),
-                "blobs": dict(blobs or {}),
+                "fields": _plain(fields),
+                "secrets": _plain(secrets),
+                "blobs": _plain(blobs),
             },
             node_type=node_type,
             on_event=on_event,
+            # The slot is the worker's until it answers, whether or not we still wait.
+            on_done=lambda: self._release(slot),
         )
-        request.future.add_done_callback(lambda future: self._settled(slot, future))
         try:
-            # Shielded: the worker's answer settles the request whether or not we wait.
-            frame = await asyncio.shield(request.future)
+            frame = await request.future
         except asyncio.CancelledError:
             self._abandon(process, request)
             raise
-        assert isinstance(frame, WorkerFrame)
         data = frame.data if isinstance(frame.data, dict) else {}
         if frame.type == "error":
             raise RemoteNodeError(
@@ -280,12 +286,9 @@ class WorkerPool:
         slot.busy -= 1
         self._dispatch()
 
-    def _settled(self, slot: _Slot, _future: asyncio.Future[object]) -> None:
-        self._release(slot)
-
     def _abandon(self, process: WorkerProcess, request: Request) -> None:
         """The caller stopped waiting: cancel in the worker, kill it if the node goes on."""
-        if request.future.done():
+        if request.settled:
             return
         process.cancel(request)
         grace = self.options.cancel_grace
@@ -296,11 +299,18 @@ class WorkerPool:
             request,
             f"{request.node_type} still running {grace:g}s after cancel",
         )
-        request.future.add_done_callback(lambda _future: timer.cancel())
+        on_done = request.on_done
+
+        def settled() -> None:
+            timer.cancel()
+            if on_done is not None:
+                on_done()
+
+        request.on_done = settled
 
     @staticmethod
     def _enforce_cancel(process: WorkerProcess, request: Request, reason: str) -> None:
-        if not request.future.done():
+        if not request.settled:
             process.kill(reason)
 
     # -- supervision --------------------------------------------------------------
@@ -321,7 +331,7 @@ class WorkerPool:
             ) from None
         request = process.submit("discover", {}, node_type="discover")
         try:
-            frame = await asyncio.wait_for(asyncio.shield(request.future), options.start_timeout)
+            frame = await asyncio.wait_for(request.future, options.start_timeout)
         except TimeoutError:
             process.kill("start-up deadline")
             await process.exited.wait()
@@ -337,7 +347,6 @@ class WorkerPool:
             process.kill("start-up cancelled")
             await process.exited.wait()
             raise
-        assert isinstance(frame, WorkerFrame)
         data = frame.data if isinstance(frame.data, dict) else {}
         nodes = data.get("nodes")
         if frame.type != "discover" or not isinstance(nodes, list):

@@ -31,16 +31,27 @@ class WorkerFrame(msgspec.Struct, frozen=True):
     data: Any = None
 
 
+class _Outgoing(msgspec.Struct):
+    """A frame as encoded: a struct, so the encoder writes the map without a dict."""
+
+    type: str
+    request_id: str | None
+    data: object
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WorkerFrame)
 
 
-def encode_frame(kind: str, request_id: str | None, data: object) -> bytes:
-    """The bytes of one frame, length prefix included."""
-    payload = _encoder.encode({"type": kind, "request_id": request_id, "data": data})
-    if len(payload) > MAX_FRAME:
-        raise WireError(f"{kind} frame of {len(payload)} bytes exceeds {MAX_FRAME}")
-    return _HEADER.pack(len(payload)) + payload
+def encode_frame(kind: str, request_id: str | None, data: object) -> bytearray:
+    """The bytes of one frame, length prefix included (one buffer, nothing copied)."""
+    frame = bytearray(_HEADER.size)
+    _encoder.encode_into(_Outgoing(kind, request_id, data), frame, _HEADER.size)
+    length = len(frame) - _HEADER.size
+    if length > MAX_FRAME:
+        raise WireError(f"{kind} frame of {length} bytes exceeds {MAX_FRAME}")
+    _HEADER.pack_into(frame, 0, length)
+    return frame
 
 
 class FrameBuffer:
@@ -56,26 +67,38 @@ class FrameBuffer:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[WorkerFrame]:
+    def feed(self, data: bytes | bytearray) -> list[WorkerFrame]:
         """Append ``data``; return every frame it completed, in order."""
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            view = memoryview(buffer)
+        else:
+            # The usual case, a read that starts at a frame: decoded where it lies.
+            view = memoryview(data)
         frames: list[WorkerFrame] = []
         start = 0
-        while len(buffer) - start >= _HEADER.size:
-            (length,) = _HEADER.unpack_from(buffer, start)
-            if length > MAX_FRAME:
-                raise WireError(f"frame length {length} exceeds {MAX_FRAME}")
-            end = start + _HEADER.size + length
-            if len(buffer) < end:
-                break
-            try:
-                frames.append(_decoder.decode(buffer[start + _HEADER.size : end]))
-            except msgspec.DecodeError as exc:
-                raise WireError(f"undecodable worker frame: {exc}") from None
-            start = end
-        if start:
+        size = len(view)
+        try:
+            while size - start >= _HEADER.size:
+                (length,) = _HEADER.unpack_from(view, start)
+                if length > MAX_FRAME:
+                    raise WireError(f"frame length {length} exceeds {MAX_FRAME}")
+                end = start + _HEADER.size + length
+                if size < end:
+                    break
+                try:
+                    frames.append(_decoder.decode(view[start + _HEADER.size : end]))
+                except msgspec.DecodeError as exc:
+                    raise WireError(f"undecodable worker frame: {exc}") from None
+                start = end
+        finally:
+            # Released before the buffer is resized (a bytearray with a view cannot be).
+            view.release()
+        if buffer:
             del buffer[:start]
+        elif start < size:
+            buffer += data[start:]
         return frames
 
     @property
