@@ -63,37 +63,61 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Goal:
-    """What a target should reach against its baseline, paired by round: at least
-    ``min_throughput`` times its runs/s, at most ``max_p50_delta_ms`` more p50."""
+    """What a target should reach: against its baseline, paired by round, at least
+    ``min_throughput`` times its runs/s and at most ``max_p50_delta_ms`` more p50;
+    on its own, at least ``min_runs_per_s``. ``None`` sets no goal for that figure."""
 
-    min_throughput: float
-    max_p50_delta_ms: float
+    min_throughput: float | None = None
+    max_p50_delta_ms: float | None = None
+    min_runs_per_s: float | None = None
 
     def met(
-        self, throughput: float | None, p50_delta_us: float | None
-    ) -> tuple[bool | None, bool | None]:
-        """Whether each half was met, None where its figure is unknown."""
-        return (
-            None if throughput is None else throughput >= self.min_throughput,
-            None if p50_delta_us is None else p50_delta_us <= self.max_p50_delta_ms * 1000,
-        )
+        self, throughput: float | None, p50_delta_us: float | None, runs_per_s: float | None
+    ) -> dict[str, bool | None]:
+        """Whether each goal that is set was met (None where its figure is unknown), by
+        the word the verdict uses for it."""
+        checks: dict[str, bool | None] = {}
+        if self.min_throughput is not None:
+            checks["throughput"] = None if throughput is None else throughput >= self.min_throughput
+        if self.max_p50_delta_ms is not None:
+            checks["p50"] = (
+                None if p50_delta_us is None else p50_delta_us <= self.max_p50_delta_ms * 1000
+            )
+        if self.min_runs_per_s is not None:
+            checks["runs/s"] = None if runs_per_s is None else runs_per_s >= self.min_runs_per_s
+        return checks
 
-    def verdict(self, throughput: float | None, p50_delta_us: float | None) -> str:
+    def verdict(
+        self, throughput: float | None, p50_delta_us: float | None, runs_per_s: float | None
+    ) -> str:
         words = {None: "n/a", True: "met", False: "missed"}
-        tp_ok, p50_ok = self.met(throughput, p50_delta_us)
-        return (
-            f"goal >= {self.min_throughput:.2f}x, <= +{self.max_p50_delta_ms:.2f} ms: "
-            f"throughput {words[tp_ok]}, p50 {words[p50_ok]}"
+        wanted = []
+        if self.min_throughput is not None:
+            wanted.append(f">= {self.min_throughput:.2f}x")
+        if self.max_p50_delta_ms is not None:
+            wanted.append(f"<= +{self.max_p50_delta_ms:.2f} ms")
+        if self.min_runs_per_s is not None:
+            wanted.append(f">= {self.min_runs_per_s:.0f} runs/s")
+        checks = self.met(throughput, p50_delta_us, runs_per_s)
+        return f"goal {', '.join(wanted)}: " + ", ".join(
+            f"{name} {words[ok]}" for name, ok in checks.items()
         )
 
-    def to_json(self, throughput: float | None, p50_delta_us: float | None) -> dict[str, object]:
-        tp_ok, p50_ok = self.met(throughput, p50_delta_us)
-        return {
-            "min_throughput": self.min_throughput,
-            "max_p50_delta_ms": self.max_p50_delta_ms,
-            "throughput_met": tp_ok,
-            "p50_met": p50_ok,
-        }
+    def to_json(
+        self, throughput: float | None, p50_delta_us: float | None, runs_per_s: float | None
+    ) -> dict[str, object]:
+        checks = self.met(throughput, p50_delta_us, runs_per_s)
+        entry: dict[str, object] = {}
+        if self.min_throughput is not None:
+            entry["min_throughput"] = self.min_throughput
+            entry["throughput_met"] = checks["throughput"]
+        if self.max_p50_delta_ms is not None:
+            entry["max_p50_delta_ms"] = self.max_p50_delta_ms
+            entry["p50_met"] = checks["p50"]
+        if self.min_runs_per_s is not None:
+            entry["min_runs_per_s"] = self.min_runs_per_s
+            entry["runs_per_s_met"] = checks["runs/s"]
+        return entry
 
 
 @dataclass
@@ -240,8 +264,10 @@ def _baseline_lines(targets: list[TargetSummary], by_name: dict[str, TargetSumma
         throughput = "n/a" if r["throughput"] is None else f"{r['throughput']:.2f}x"
         p50 = "n/a" if r["p50_delta_us"] is None else f"{r['p50_delta_us'] / 1000:+.2f} ms"
         sentence = f"{t.label}: throughput {throughput} ephemeral, p50 {p50}"
+        if t.goal is not None and t.goal.min_runs_per_s is not None:
+            sentence += f", {t.runs_per_s:.0f} runs/s"
         if t.goal is not None:
-            sentence += f" ({t.goal.verdict(r['throughput'], r['p50_delta_us'])})"
+            sentence += f" ({t.goal.verdict(r['throughput'], r['p50_delta_us'], t.runs_per_s)})"
         lines.append(sentence)
     return lines
 
@@ -350,7 +376,7 @@ def to_json(
         r = ratios(base, t)
         entry: dict[str, object] = {"baseline": base.name, **r}
         if t.goal is not None:
-            entry["goal"] = t.goal.to_json(r["throughput"], r["p50_delta_us"])
+            entry["goal"] = t.goal.to_json(r["throughput"], r["p50_delta_us"], t.runs_per_s)
         vs_baseline[t.name] = entry
     return {
         "config": config,

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -169,17 +169,23 @@ def spawn_servers(
     commands: Mapping[str, Sequence[str]],
     plan: CpuPlan,
     env: Mapping[str, str] | None = None,
+    spread: Collection[str] = (),
 ) -> Iterator[dict[str, ServerProcess]]:
     """Start each ``name → argv`` (``--host``/``--port`` are appended) on the plan's
     server CPUs with this environment plus ``env``, wait until all are healthy, pin
-    this process to the client CPU, and stop every server on exit, whatever happened."""
+    this process to the client CPU, and stop every server on exit, whatever happened.
+
+    The servers named in ``spread`` get every CPU the plan has, the client's included:
+    a server whose work runs in several processes (NodeTool workers) needs more than
+    the CPUs left beside the client."""
     child_env = {**os.environ, **(env or {})}
     servers: dict[str, ServerProcess] = {}
     try:
-        if plan.servers is not None:
-            os.sched_setaffinity(0, plan.servers)
         try:
             for name, argv in commands.items():
+                if plan.servers is not None and plan.client is not None:
+                    cpus = plan.servers | plan.client if name in spread else plan.servers
+                    os.sched_setaffinity(0, cpus)
                 servers[name] = _start(name, argv, free_port(), child_env)
         finally:
             if plan.client is not None:

@@ -140,38 +140,51 @@ def test_durable_targets_ask_for_job_persistence_and_compare_with_terminal() -> 
         assert target.expected_frames == by_name["terminal"].expected_frames
     assert by_name["durable-pg"].goal == Goal(min_throughput=0.5, max_p50_delta_ms=1.0)
     servers = {t.server for t in TARGETS}
-    assert len(servers) == 6, (
-        "each durable target, the workers one and the remote one has a server of its own"
+    assert len(servers) == 7, (
+        "each durable target, the workers one and each remote one has a server of its own"
     )
 
 
-def test_the_remote_target_runs_the_same_concat_as_a_nodetool_node() -> None:
-    remote = {t.name: t for t in TARGETS}["remote"]
-    assert remote.spec == RunSpec("terminal", node_type="noderunbench.text.Concat")
-    assert remote.baseline == "terminal"
-    request = msgspec.msgpack.decode(remote.spec.request(JOB_ID))
-    (node,) = request["data"]["graph"]["nodes"]
-    assert node["type"] == "noderunbench.text.Concat"
-    assert node["data"] == {"a": "hello ", "b": "world"}
+def test_the_remote_targets_run_the_same_concat_as_a_nodetool_node() -> None:
+    by_name = {t.name: t for t in TARGETS}
+    for name in ("remote", "remote-w2"):
+        remote = by_name[name]
+        assert remote.spec == RunSpec("terminal", node_type="noderunbench.text.Concat")
+        assert remote.baseline == "terminal"
+        request = msgspec.msgpack.decode(remote.spec.request(JOB_ID))
+        (node,) = request["data"]["graph"]["nodes"]
+        assert node["type"] == "noderunbench.text.Concat"
+        assert node["data"] == {"a": "hello ", "b": "world"}
+    assert by_name["remote"].goal == Goal(max_p50_delta_ms=1.5)
+    assert by_name["remote-w2"].goal == Goal(min_runs_per_s=1000)
+    assert GROUPS["remotes"] == ("terminal", "remote", "remote-w2")
 
 
-def test_quick_bench_remote_node_beside_native_and_floor(tmp_path: Path) -> None:
-    """A NodeTool worker answers every run of the remote target correctly, measured in
-    the same run as the native node and the floor."""
+def test_quick_bench_remote_nodes_beside_native_and_floor(tmp_path: Path) -> None:
+    """NodeTool workers answer every run of the remote targets correctly (one worker,
+    then two), measured in the same run as the native node and the floor; their
+    servers and workers may use every CPU."""
     require_nodetool()
     out = tmp_path / "bench.json"
-    proc = _bench("--only", "floor,terminal,remote", "--json", str(out))
+    proc = _bench("--only", "floor,remotes", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
     summary = data["summary"]
-    assert set(summary) == {"floor", "terminal", "remote"}
+    assert set(summary) == {"floor", "terminal", "remote", "remote-w2"}
     for name in summary:
         assert summary[name]["failures"] == 0, summary[name]["first_failure"]
         assert summary[name]["runs_per_s"] > 0
         assert summary[name]["p50_us"] > 0
-    assert set(summary["remote"]["frames_per_run"]) == {"2"}
-    assert data["vs_baseline"]["remote"]["baseline"] == "terminal"
+    for name in ("remote", "remote-w2"):
+        assert set(summary[name]["frames_per_run"]) == {"2"}
+        assert data["vs_baseline"][name]["baseline"] == "terminal"
+    assert set(data["vs_baseline"]["remote"]["goal"]) == {"max_p50_delta_ms", "p50_met"}
+    assert set(data["vs_baseline"]["remote-w2"]["goal"]) == {"min_runs_per_s", "runs_per_s_met"}
     assert "remote node: throughput " in proc.stdout
+    assert "remote, 2 workers: throughput " in proc.stdout
+    assert "goal >= 1000 runs/s: runs/s " in proc.stdout
+    if (os.cpu_count() or 1) > 1:
+        assert "remote servers and their workers on every CPU" in proc.stdout
 
 
 def test_quick_bench_workers_target_beside_terminal(tmp_path: Path) -> None:
@@ -311,6 +324,22 @@ def test_report_compares_durable_targets_with_their_baseline_per_round() -> None
     assert isinstance(goal, dict)
     assert goal["durable-pg"]["goal"]["throughput_met"] is True
     assert goal["durable-pg"]["goal"]["p50_met"] is False
+
+
+def test_a_goal_judges_only_the_figures_it_sets() -> None:
+    """A runs/s goal is absolute (the target's median), a p50 goal against the baseline."""
+    terminal = TargetSummary("terminal", "noderun terminal", 2)
+    remote = TargetSummary("remote-w2", "remote, 2 workers", 2, baseline="terminal")
+    remote.goal = Goal(min_runs_per_s=1000)
+    terminal.rounds += [_round([100.0], 5000), _round([100.0], 5000)]
+    remote.rounds += [_round([2000.0], 900), _round([2000.0], 1100)]
+    text = render([terminal, remote], "header", None, [])
+    assert "remote, 2 workers: throughput 0.20x ephemeral, p50 +1.90 ms, 1000 runs/s" in text
+    assert "(goal >= 1000 runs/s: runs/s met)" in text
+    assert Goal(max_p50_delta_ms=1.5).verdict(0.1, 2000.0, 10.0) == "goal <= +1.50 ms: p50 missed"
+    entry = to_json([terminal, remote], {}, None)["vs_baseline"]
+    assert isinstance(entry, dict)
+    assert entry["remote-w2"]["goal"] == {"min_runs_per_s": 1000, "runs_per_s_met": True}
 
 
 def test_report_survives_a_target_whose_every_run_failed() -> None:
