@@ -9,7 +9,10 @@
   most ``queue_limit``; beyond that it fails at once with
   :class:`~noderun.nodetool.errors.QueueFull` (overflow policy: reject the
   newcomer). A slot is released when the worker answers, not when the caller
-  leaves, so an abandoned request still counts against its worker.
+  leaves, so an abandoned request still counts against its worker. The queue
+  holds what to send, not waiting callers: where a slot frees (in the read
+  callback of the answer), the next job's frame is written at once, so a busy
+  worker never waits for a caller's task to be scheduled.
 * A caller cancelled mid-request sends the worker ``cancel`` (a cooperative
   flag); a node still running ``cancel_grace`` later gets its worker killed.
 * A worker that exits, or stops answering a liveness probe for
@@ -120,13 +123,37 @@ class _Slot:
         self.tasks: set[asyncio.Task[None]] = set()
 
 
+class _Job:
+    """One execute: what to send, and the caller's future (queued, then in flight)."""
+
+    __slots__ = ("data", "future", "kind", "node_type", "on_event", "process", "request")
+
+    def __init__(
+        self,
+        kind: str,
+        node_type: str,
+        data: dict[str, object],
+        on_event: Callable[[WorkerFrame], None] | None,
+        future: asyncio.Future[WorkerFrame],
+    ) -> None:
+        self.kind = kind
+        self.node_type = node_type
+        self.data = data
+        self.on_event = on_event
+        self.future = future
+        #: Set once sent: the request, and the process it went to.
+        self.request: Request | None = None
+        self.process: WorkerProcess | None = None
+
+
 class WorkerPool:
     def __init__(self, options: PoolOptions) -> None:
         if options.workers < 1 or options.concurrency < 1 or options.queue_limit < 0:
             raise ValueError("workers and concurrency must be at least 1, queue_limit at least 0")
         self.options = options
         self._slots = [_Slot(index) for index in range(options.workers)]
-        self._waiters: deque[asyncio.Future[_Slot]] = deque()
+        #: Jobs waiting for capacity, oldest first.
+        self._waiters: deque[_Job] = deque()
         self._state = _State.NEW
         self.restarts = 0
 
@@ -154,9 +181,9 @@ class WorkerPool:
             return
         self._state = _State.CLOSING
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(PoolClosed("queued node"))
+            job = self._waiters.popleft()
+            if not job.future.done():
+                job.future.set_exception(PoolClosed(job.node_type))
         # Restarts and watchdogs first: a restart cancelled mid-launch kills what it started.
         tasks = [task for slot in self._slots for task in slot.tasks]
         for task in tasks:
@@ -207,26 +234,35 @@ class WorkerPool:
         :class:`RemoteNodeError` (the node raised), :class:`WorkerLost`,
         :class:`QueueFull` or :class:`PoolClosed`.
         """
-        slot = await self._acquire(node_type)
-        process = slot.process
-        assert process is not None
-        request = process.submit(
+        if self._state is not _State.RUNNING:
+            raise PoolClosed(node_type)
+        job = _Job(
             "execute.stream" if stream else "execute",
+            node_type,
             {
                 "node_type": node_type,
                 "fields": _plain(fields),
                 "secrets": _plain(secrets),
                 "blobs": _plain(blobs),
             },
-            node_type=node_type,
-            on_event=on_event,
-            # The slot is the worker's until it answers, whether or not we still wait.
-            on_done=lambda: self._release(slot),
+            on_event,
+            asyncio.get_running_loop().create_future(),
         )
+        slot = None if self._waiters else self._free_slot()
+        if slot is not None:
+            self._send(slot, job)
+        elif len(self._waiters) >= self.options.queue_limit:
+            raise QueueFull(node_type, self.options.queue_limit)
+        else:
+            self._waiters.append(job)
         try:
-            frame = await request.future
+            frame = await job.future
         except asyncio.CancelledError:
-            self._abandon(process, request)
+            if job.request is not None and job.process is not None:
+                self._abandon(job.process, job.request)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(job)
             raise
         data = frame.data if isinstance(frame.data, dict) else {}
         if frame.type == "error":
@@ -235,28 +271,30 @@ class WorkerPool:
             )
         return data
 
-    async def _acquire(self, node_type: str) -> _Slot:
-        if self._state is not _State.RUNNING:
-            raise PoolClosed(node_type)
-        if not self._waiters:
-            slot = self._free_slot()
-            if slot is not None:
-                slot.busy += 1
-                return slot
-        if len(self._waiters) >= self.options.queue_limit:
-            raise QueueFull(node_type, self.options.queue_limit)
-        waiter: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    def _send(self, slot: _Slot, job: _Job) -> None:
+        """Send ``job`` on ``slot``'s worker; the slot is the job's until the worker answers,
+        whether or not its caller still waits."""
+        process = slot.process
+        assert process is not None
+        slot.busy += 1
         try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Cancelled after the slot was handed over: give it back.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release(waiter.result())
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            raise
+            job.request = process.submit(
+                job.kind,
+                job.data,
+                node_type=job.node_type,
+                on_event=job.on_event,
+                on_done=lambda: self._release(slot),
+                future=job.future,
+            )
+        except Exception as exc:
+            # A value msgpack cannot carry: this job fails, the slot was never used.
+            slot.busy -= 1
+            if job.future.done():
+                return
+            job.future.set_exception(exc)
+            job.future.exception()
+            return
+        job.process = process
 
     def _free_slot(self) -> _Slot | None:
         best: _Slot | None = None
@@ -270,17 +308,21 @@ class WorkerPool:
         return best
 
     def _dispatch(self) -> None:
-        """Hand free capacity to the queue, first come first served."""
+        """Send queued jobs to free capacity, first come first served.
+
+        Called where capacity frees (most often in the read callback that settled the
+        previous request), so the worker gets its next frame at once, before any
+        caller's task runs.
+        """
         waiters = self._waiters
         while waiters:
             slot = self._free_slot()
             if slot is None:
                 return
-            waiter = waiters.popleft()
-            if waiter.done():
-                continue
-            slot.busy += 1
-            waiter.set_result(slot)
+            job = waiters.popleft()
+            if job.future.done():
+                continue  # its caller gave up while it waited
+            self._send(slot, job)
 
     def _release(self, slot: _Slot) -> None:
         slot.busy -= 1
@@ -402,9 +444,9 @@ class WorkerPool:
 
     def _fail_waiters(self, exc: NodeToolError) -> None:
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(exc)
+            job = self._waiters.popleft()
+            if not job.future.done():
+                job.future.set_exception(exc)
 
     async def _watch(self, slot: _Slot, process: WorkerProcess) -> None:
         """Kill ``process`` if, while it has work, it leaves a probe unanswered."""

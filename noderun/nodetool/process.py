@@ -197,18 +197,19 @@ class WorkerProcess:
         node_type: str = "",
         on_event: Callable[[WorkerFrame], None] | None = None,
         on_done: Callable[[], None] | None = None,
+        future: asyncio.Future[WorkerFrame] | None = None,
     ) -> Request:
         """Send one request; its :attr:`Request.future` settles with the answer.
 
         ``data`` is encoded before this returns (the caller may reuse it);
         ``on_done`` runs once when the request settles, whether or not anyone
-        still waits for its future. No backpressure here: the pool bounds how
-        many requests a worker has in flight, and each is one frame in the
-        pipe's buffer.
+        still waits for its future (``future``, or a new one). No backpressure
+        here: the pool bounds how many requests a worker has in flight, and each
+        is one frame in the pipe's buffer.
         """
-        request = Request(
-            kind, node_type, on_event, on_done, asyncio.get_running_loop().create_future()
-        )
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+        request = Request(kind, node_type, on_event, on_done, future)
         if not self.alive:
             request.settle(None, self._lost(request))
             return request

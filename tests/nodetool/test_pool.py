@@ -190,6 +190,33 @@ async def test_beyond_the_queue_limit_a_request_fails_at_once() -> None:
             await busy
 
 
+async def test_a_queued_request_whose_caller_leaves_is_never_sent() -> None:
+    """The queue holds what to send: a caller gone before a slot frees sends nothing, a
+    value msgpack cannot carry fails only its own request, and the next one is sent
+    the moment the worker answers."""
+    async with started(concurrency=1, queue_limit=4) as pool:
+        progressed, on_event = progress_seen()
+        busy = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
+        await progressed.wait()
+        leaving = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "gone"}))
+        unsendable = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": object()}))
+        queued = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "q"}))
+        await asyncio.sleep(0)  # one loop turn: the three are in the queue
+        assert pool.queued == 3
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert pool.queued == 2
+        busy.cancel()
+        with pytest.raises(TypeError):
+            await unsendable
+        assert (await queued)["outputs"] == {"output": "Q!"}
+        with pytest.raises(asyncio.CancelledError):
+            await busy
+        assert pool.busy == 0
+        assert pool.queued == 0
+
+
 async def test_two_workers_run_two_nodes_at_once() -> None:
     async with started(workers=2) as pool:
         assert len(set(pool.worker_pids())) == 2
