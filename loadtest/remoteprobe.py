@@ -1,6 +1,7 @@
 """Where a remote node's time goes: the NodeTool worker round trip, layer by layer.
 
-``python -m loadtest.remoteprobe [--runs N] [--layers wire,pool,run] [--workers W]``
+``python -m loadtest.remoteprobe [--runs N] [--layers wire,pool,run] [--workers W]
+[--concurrency C] [--worker-env NAME=VALUE]``
 
 Starts one (or ``--workers``) real ``nodetool.worker --stdio`` with the bench's node
 package (``loadtest/nodepack``) and runs ``noderunbench.text.Concat`` back to back
@@ -42,6 +43,10 @@ NODE = "noderunbench.text.Concat"
 LAYERS = ("wire", "pool", "run")
 
 
+#: Extra environment for the workers (``--worker-env``).
+_WORKER_ENV: dict[str, str] = {}
+
+
 def _options(workers: int) -> PoolOptions:
     return PoolOptions(
         workers=workers,
@@ -49,7 +54,7 @@ def _options(workers: int) -> PoolOptions:
         namespaces=("noderunbench",),
         queue_limit=100_000,
         hang_timeout=0,
-        env={"PYTHONPATH": str(NODEPACK)},
+        env={"PYTHONPATH": str(NODEPACK), **_WORKER_ENV},
     )
 
 
@@ -231,7 +236,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="pool and run layers only")
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the workers' environment (repeatable), e.g. TMPDIR=/dev/shm",
+    )
     args = parser.parse_args(argv)
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--worker-env takes NAME=VALUE, not {item!r}")
+        _WORKER_ENV[name] = value
     args.layers = [layer.strip() for layer in args.layers.split(",")]
     unknown = set(args.layers) - set(LAYERS)
     if unknown:

@@ -419,20 +419,27 @@ def workers_readiness(pool: _CountsWorkers) -> ReadinessCheck:
     return check
 
 
-async def _start_workers(
-    settings: Settings, registry: Registry, assets: AssetStore | None
-) -> WorkerPool:
-    python = settings.nodetool_python or sys.executable
-    options = PoolOptions(
+def pool_options(settings: Settings) -> PoolOptions:
+    """The NodeTool worker pool that ``settings`` ask for."""
+    return PoolOptions(
         workers=settings.nodetool_workers,
-        python=python,
+        python=settings.nodetool_python or sys.executable,
         namespaces=settings.nodetool_namespaces,
         concurrency=settings.nodetool_concurrency,
         queue_limit=settings.nodetool_queue,
         start_timeout=settings.nodetool_start_timeout,
         cancel_grace=settings.nodetool_cancel_grace,
         hang_timeout=settings.nodetool_hang_timeout,
+        # Each execute makes and removes a workspace there (tempfile.mkdtemp).
+        env={"TMPDIR": settings.nodetool_tmpdir} if settings.nodetool_tmpdir else {},
     )
+
+
+async def _start_workers(
+    settings: Settings, registry: Registry, assets: AssetStore | None
+) -> WorkerPool:
+    options = pool_options(settings)
+    python = options.python
     try:
         return await start_nodetool(options, registry, assets)
     except NodeToolError as exc:

@@ -366,6 +366,14 @@ class Settings:
     nodetool_start_timeout: float = setting(
         60.0, "seconds the NodeTool workers may take to start", check=_positive, metavar="S"
     )
+    nodetool_tmpdir: str = setting(
+        "",
+        "directory the NodeTool workers make each execute's workspace in (their `TMPDIR`); "
+        "a tmpfs such as `/dev/shm` makes every execute cheaper where `/tmp` is on disk",
+        check=_directory,
+        metavar="DIR",
+        shown_default="the environment's",
+    )
     assets_dir: str = setting(
         "./noderun-assets",
         "directory of uploaded assets (created at start)",

@@ -9,6 +9,7 @@ import pytest
 
 from noderun.persistence.options import ENV_VARIABLES, StoreOptions
 from noderun.server.cli import build_parser, settings_from
+from noderun.server.lifecycle import pool_options
 from noderun.server.serve import config_for
 from noderun.server.settings import (
     STORE_VARIABLE_HELP,
@@ -171,3 +172,12 @@ def test_tls_and_proxy_settings_reach_uvicorn() -> None:
     assert config.forwarded_allow_ips == "10.0.0.1,10.0.0.2"
     # Off unless asked for (uvicorn's own default trusts localhost).
     assert config_for(parse(), object()).proxy_headers is False
+
+
+def test_the_nodetool_tmpdir_is_the_workers_tmpdir(tmp_path: Path) -> None:
+    """Each NodeTool execute makes its workspace under the workers' ``TMPDIR``."""
+    assert pool_options(parse("--nodetool-workers", "1")).env == {}
+    settings = parse(env={"NODERUN_NODETOOL_TMPDIR": str(tmp_path)})
+    assert pool_options(settings).env == {"TMPDIR": str(tmp_path)}
+    with pytest.raises(SettingError, match="does not exist"):
+        parse("--nodetool-tmpdir", str(tmp_path / "missing"))
