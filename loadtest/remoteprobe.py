@@ -33,8 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.cpu import process_tree_cpu_seconds
+from loadtest.inprocess import _Sink
 from noderun.nodetool.pool import PoolOptions, WorkerPool
 from noderun.nodetool.process import WorkerProcess
+from noderun.protocol.codec import Outbound
+from noderun.protocol.server import JobUpdate
 
 __all__ = ["main"]
 
@@ -56,6 +59,30 @@ def _options(workers: int) -> PoolOptions:
         hang_timeout=0,
         env={"PYTHONPATH": str(NODEPACK), **_WORKER_ENV},
     )
+
+
+#: The terminal's result (explicit types, as the SDK asks for them).
+_EXPECTED = {"outputs": {"n1": {"output": {"type": "string", "value": "hello world"}}}}
+
+
+class _CheckedSink(_Sink):
+    """The in-process sink, counting only runs that completed with the right output."""
+
+    __slots__ = ("completed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.completed = 0
+
+    def deliver(self, item: Outbound) -> None:
+        super().deliver(item)
+        message = item.message
+        if (
+            isinstance(message, JobUpdate)
+            and message.status == "completed"
+            and message.result == _EXPECTED
+        ):
+            self.completed += 1
 
 
 def _frame(job_id: str) -> bytes:
@@ -174,7 +201,6 @@ async def _pool(runs: int, concurrency: int, workers: int) -> dict[str, Any]:
 
 
 async def _run(runs: int, concurrency: int, workers: int) -> dict[str, Any]:
-    from loadtest.inprocess import _Sink
     from noderun.nodetool.startup import start_nodetool
     from noderun.protocol.codec import decode_frame
     from noderun.runtime.hub import Hub
@@ -187,19 +213,20 @@ async def _run(runs: int, concurrency: int, workers: int) -> dict[str, Any]:
     await runners.start()
     try:
         hub = Hub(registry, runners)
-        sink = _Sink()
+        sink = _CheckedSink()
         frames = {index: _frame(f"probe-{index}") for index in range(-min(200, runs), runs)}
 
         async def request(index: int) -> None:
-            before = sink.terminals
             run = hub.create(decode_frame(frames.pop(index), text=False), "1", sink)  # type: ignore[arg-type]
             run.start()
             if run.task is not None:
                 await run.task
-            assert sink.terminals == before + 1
 
         pids = [pid for pid in pool.worker_pids() if pid is not None]
-        return await _timed("run", request, runs, concurrency, pids)
+        result = await _timed("run", request, runs, concurrency, pids)
+        if sink.completed != runs + min(200, runs):
+            raise RuntimeError(f"{sink.completed} completed of {runs + min(200, runs)} runs")
+        return result
     finally:
         await runners.close()
         await pool.close()
