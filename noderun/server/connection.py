@@ -32,6 +32,7 @@ import structlog
 
 from noderun.runtime.hub import Hub
 from noderun.server import durable
+from noderun.server.direct import DirectWriter
 from noderun.server.outbox import Outbox
 from noderun.server.sdk import SdkService
 from noderun.server.session import (
@@ -75,7 +76,7 @@ class Connection:
         self._receive = receive
         self._send = send
         self.user_id = user_id
-        self._outbox = Outbox(outbound_limit, outbound_bytes, send)
+        self._outbox = Outbox(outbound_limit, outbound_bytes, send, DirectWriter.behind(send))
         self.session = Session(hub, self._outbox, self._act, user_id=user_id, sdk=sdk)
         self._ping_interval = ping_interval
         self._ping_timer: asyncio.TimerHandle | None = None

@@ -20,6 +20,11 @@ Backpressure (PROTOCOL.md §1: a client that keeps reading is never closed):
   Replayed frames and answers are taken past it: both are bounded elsewhere (the
   replay buffer; the reader sends its own answers before it reads on).
 
+Under uvicorn's websockets-sansio protocol the sender writes the frames it holds
+straight to the transport, all of them in one write, whenever that is exactly
+what the ASGI ``send`` would do (:mod:`noderun.server.direct`); otherwise one ASGI
+``send`` per frame.
+
 Why not ``asyncio.Queue``: its getter/putter bookkeeping and the writer's wake-up
 per frame were the largest cost the server added per run over a bare echo in
 the benchmark's profile; a deque and one future do the same job here.
@@ -33,6 +38,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from noderun.protocol.codec import Outbound
+from noderun.server.direct import BATCH_BYTES, DirectWriter, frame_header
 
 __all__ = ["HARD_FACTOR", "Outbox"]
 
@@ -43,13 +49,16 @@ HARD_FACTOR = 4
 
 
 class Outbox:
-    def __init__(self, limit: int, max_bytes: int, send: Send) -> None:
+    def __init__(
+        self, limit: int, max_bytes: int, send: Send, direct: DirectWriter | None = None
+    ) -> None:
         self._frames: deque[tuple[bytes, bool]] = deque()
         self._limit = limit
         self._max_bytes = max_bytes
         self._hard_frames = limit * HARD_FACTOR
         self._hard_bytes = max_bytes * HARD_FACTOR
         self._send = send
+        self._direct = direct
         self._sending = False
         self._held = False
         self._wakeup: asyncio.Future[None] | None = None
@@ -131,8 +140,12 @@ class Outbox:
         self._sending = True
         frames = self._frames
         send = self._send
+        direct = self._direct
         try:
             while frames:
+                if direct is not None and direct.ready():
+                    self._write_direct(direct)
+                    continue
                 data, text = frames.popleft()
                 self.bytes -= len(data)
                 if text:
@@ -151,6 +164,27 @@ class Outbox:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def _write_direct(self, direct: DirectWriter) -> None:
+        """Hand queued frames, up to :data:`BATCH_BYTES` of them, to the transport at once."""
+        frames = self._frames
+        chunks: list[bytes] = []
+        written = 0
+        count = 0
+        while frames and written < BATCH_BYTES:
+            data, text = frames.popleft()
+            size = len(data)
+            chunks.append(frame_header(size, text))
+            chunks.append(data)
+            written += size
+            count += 1
+        self.bytes -= written
+        direct.write(chunks)
+        self.sent += count
+        if (self._writable is not None or self._on_writable is not None) and (
+            self._below_low_water()
+        ):
+            self._release_writers()
 
     async def run_writer(self) -> None:
         """The writer task: sleeps until a frame is queued by someone not holding the outbox."""
