@@ -29,7 +29,12 @@ def wrap_explicit(value: object) -> object:
     if exact is dict:
         if "type" in value:  # type: ignore[operator]
             return value
-        return {key: wrap_explicit(item) for key, item in value.items()}  # type: ignore[attr-defined]
+        # A node's outputs are usually scalars: wrapped here, without a call each.
+        wrapped: dict[object, object] = {}
+        for key, item in value.items():  # type: ignore[attr-defined]
+            kind = _SCALARS.get(type(item))
+            wrapped[key] = {"type": kind, "value": item} if kind is not None else wrap_explicit(item)
+        return wrapped
     # Subclasses of the scalar types; bool before int: bool is a subclass of int.
     if isinstance(value, str):
         return {"type": "string", "value": value}

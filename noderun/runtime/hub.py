@@ -327,7 +327,9 @@ class Hub:
         )
         run.store_key = key
         self.active[key] = run
-        self._finished.pop(key, None)
+        finished = self._finished
+        if key in finished:  # a membership test: far cheaper than OrderedDict.pop's miss
+            del finished[key]
         return run
 
     def _finished_run(self, run: Run) -> None:

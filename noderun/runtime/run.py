@@ -224,7 +224,9 @@ class Run:
         self.task: asyncio.Task[None] | None = None
         self.terminal: Outbound | None = None
         self.subscribers: list[Subscriber] = [subscriber] if subscriber is not None else []
-        self._buffer: deque[Outbound] = deque(maxlen=limits.replay_limit)
+        # Made by the first message before the terminal: a run whose only message is
+        # its terminal (the usual single-node call) replays it from ``terminal``.
+        self._buffer: deque[Outbound] | None = None
         self._limits = limits
         self._grace_timer: asyncio.TimerHandle | None = None
         self._on_finished = on_finished
@@ -324,12 +326,26 @@ class Run:
 
     def replay(self, after_seq: int) -> tuple[list[Outbound], bool]:
         """Buffered messages with ``job_seq > after_seq``, and whether some were dropped."""
-        items = [item for item in self._buffer if item.seq > after_seq]
+        buffer = self._buffer
+        items: list[Outbound]
+        if buffer is not None:
+            items = [item for item in buffer if item.seq > after_seq]
+        else:
+            terminal = self.terminal
+            items = []
+            if terminal is not None and terminal.seq > after_seq and self._limits.replay_limit:
+                items.append(terminal)
         # While FINISHING the terminal is numbered but not yet published (buffered):
         # it is still to come, not lost.
         upcoming = self.seq if self._state is _FINISHING else self.seq + 1
         first = items[0].seq if items else upcoming
         return items, first > after_seq + 1
+
+    def _buffered(self) -> deque[Outbound]:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque(maxlen=self._limits.replay_limit)
+        return buffer
 
     # -- emitting -----------------------------------------------------------------
 
@@ -341,7 +357,7 @@ class Run:
         self.seq += 1
         message.job_seq = self.seq
         item = Outbound(message, self.seq)
-        self._buffer.append(item)
+        self._buffered().append(item)
         if self._keeps:
             self._sink.keep(self.store_key, item)
         for subscriber in self.subscribers:
@@ -362,7 +378,7 @@ class Run:
             ),
             self.seq,
         )
-        self._buffer.append(item)
+        self._buffered().append(item)
         if self._keeps:
             self._sink.keep(self.store_key, item)
         for subscriber in self.subscribers:
@@ -554,7 +570,8 @@ class Run:
             # The store's terminal, not the run's own (see sink.DurableSink).
             self._outcome = RunStatus(message.status)
         self.terminal = item
-        self._buffer.append(item)
+        if self._buffer is not None:
+            self._buffer.append(item)
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
