@@ -9,14 +9,8 @@ collection on (``callgrind_control -i on``), makes ``--runs`` runs over
 instructions (``Ir``) from its dump. Everything the server process executes in
 that window counts: uvicorn, websockets' framing, the event loop, the collector.
 
-``--mode app`` counts the application alone: the ASGI app (noderun's, or the
-floor's ``_websocket``) fed ``--runs`` frames by a fake ``receive`` and answering
-into a fake ``send``, in one process run twice under callgrind (with no run and
-with ``--runs`` runs) and subtracted. No uvicorn, no socket: what is left is
-what each application adds per run.
-
-``python -m loadtest.callgrind [--mode server|app] [--target noderun|floor|both]
-[--runs N] [--connections C] [--detail terminal|full] [--out DIR]``
+``python -m loadtest.callgrind [--target noderun|floor|both] [--runs N]
+[--connections C] [--detail terminal|full] [--out DIR]``
 
 The dumps (``DIR/callgrind.<target>.out``) open with ``callgrind_annotate``.
 """
@@ -30,9 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from loadtest.client import BenchConnection, RunSpec
 from loadtest.servers import HOST, ServerProcess, free_port, python_module, wait_healthy
@@ -114,79 +106,8 @@ def measure(target: str, runs: int, warmup: int, connections: int, detail: str, 
     return total / runs
 
 
-def _total(dump: Path) -> int:
-    match = _TOTALS.search(dump.read_bytes())
-    if match is None:
-        raise RuntimeError(f"no totals in {dump}")
-    return int(match.group(1))
-
-
-def measure_app(target: str, runs: int, detail: str, out: Path) -> float:
-    """Instructions per run of ``target``'s ASGI app alone (see the module docstring)."""
-    totals = []
-    for count in (0, runs):
-        dump = out / f"callgrind.app.{target}.{count}.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={dump}",
-                *python_module("loadtest.callgrind", "--child", target, str(count), detail),
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        totals.append(_total(dump))
-    return (totals[1] - totals[0]) / runs
-
-
-async def _app_child(target: str, runs: int, detail: str) -> None:
-    spec = RunSpec("full" if detail == "full" else "terminal")
-    frames = [spec.request(f"{i:032x}") for i in range(runs)]
-    messages: Iterator[dict[str, Any]] = iter(
-        [
-            {"type": "websocket.connect"},
-            *({"type": "websocket.receive", "bytes": frame} for frame in frames),
-            {"type": "websocket.disconnect", "code": 1000},
-        ]
-    )
-
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: Any) -> None:
-        pass
-
-    scope: dict[str, Any] = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
-    if target == "floor":
-        from loadtest.echo import app
-
-        await app(scope, receive, send)  # type: ignore[arg-type]
-        return
-    from noderun.server.app import create_app
-    from noderun.server.heap import settle_heap
-    from noderun.server.settings import load_settings
-
-    settings = load_settings(env={"NODERUN_STORE": "none", "NODERUN_PING_INTERVAL": "0"})
-    noderun = create_app(settings)
-    lifecycle = noderun.state.lifecycle
-    await lifecycle.start()
-    settle_heap()  # as serve() does once the server is ready
-    try:
-        await noderun(scope, receive, send)
-    finally:
-        await lifecycle.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
-    if argv is None and len(sys.argv) == 5 and sys.argv[1] == "--child":
-        import uvloop
-
-        uvloop.run(_app_child(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
-        return
     parser = argparse.ArgumentParser(prog="python -m loadtest.callgrind", description=__doc__)
-    parser.add_argument("--mode", choices=("server", "app"), default="server")
     parser.add_argument("--target", choices=("noderun", "floor", "both"), default="both")
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
@@ -199,12 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     for target in targets:
         for stale in args.out.glob(f"callgrind.{target}.out*"):
             stale.unlink()
-        if args.mode == "app":
-            results[target] = measure_app(target, args.runs, args.detail, args.out)
-        else:
-            results[target] = measure(
-                target, args.runs, args.warmup, args.connections, args.detail, args.out
-            )
+        results[target] = measure(
+            target, args.runs, args.warmup, args.connections, args.detail, args.out
+        )
         print(f"{target}: {results[target]:,.0f} instructions per run", flush=True)
     if len(results) == 2:
         delta = results["noderun"] - results["floor"]
