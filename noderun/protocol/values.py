@@ -33,7 +33,10 @@ def wrap_explicit(value: object) -> object:
         wrapped: dict[object, object] = {}
         for key, item in value.items():  # type: ignore[attr-defined]
             kind = _SCALARS.get(type(item))
-            wrapped[key] = {"type": kind, "value": item} if kind is not None else wrap_explicit(item)
+            if kind is not None:
+                wrapped[key] = {"type": kind, "value": item}
+            else:
+                wrapped[key] = wrap_explicit(item)
         return wrapped
     # Subclasses of the scalar types; bool before int: bool is a subclass of int.
     if isinstance(value, str):
