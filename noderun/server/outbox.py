@@ -130,10 +130,22 @@ class Outbox:
 
     def release(self) -> bool:
         """End :meth:`hold`; ``True`` when the caller should now :meth:`drain` (frames are
-        queued and no send is under way). Not a coroutine: the reader awaits only when
-        there is something to send."""
+        queued and no send is under way). Not a coroutine: what can be written straight
+        to the transport is written here, and the reader awaits only for the rest."""
         self._held = False
-        return bool(self._frames) and not self._sending
+        frames = self._frames
+        if not frames or self._sending:
+            return False
+        direct = self._direct
+        if direct is None:
+            return True
+        while direct.ready():
+            self._write_direct(direct)
+            if not frames:
+                if self._flush_waiters:
+                    self._flushed()
+                return False
+        return True
 
     async def drain(self) -> None:
         """Send every queued frame, including those queued while sending."""
@@ -160,10 +172,13 @@ class Outbox:
         finally:
             self._sending = False
         if self._flush_waiters:
-            waiters, self._flush_waiters = self._flush_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._flushed()
+
+    def _flushed(self) -> None:
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _write_direct(self, direct: DirectWriter) -> None:
         """Hand queued frames, up to :data:`BATCH_BYTES` of them, to the transport at once."""
