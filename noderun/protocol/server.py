@@ -60,7 +60,10 @@ JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 NodeStatus = Literal["running", "completed", "error"]
 
 
-class _RunMessage(msgspec.Struct, kw_only=True, tag_field="type"):
+# gc=False: the messages of finished runs are kept for replay, and an untracked struct
+# costs the cyclic collector no walk. A message holds data only (ids, a node's
+# outputs), nothing that could refer back to it: it can be part of no cycle.
+class _RunMessage(msgspec.Struct, kw_only=True, tag_field="type", gc=False):
     job_id: str
     workflow_id: str
     job_seq: int = 0

@@ -117,7 +117,8 @@ class Hub:
         #: Runs not finished yet (queued ones included), by ``contract.store_key``: the
         #: job id scoped to its user, a string so its hash is computed once per run.
         self.active: dict[str, Run] = {}
-        self._finished: OrderedDict[str, tuple[Run, float]] = OrderedDict()
+        #: Finished runs kept for replay, oldest first (their ``finished_at`` ascending).
+        self._finished: OrderedDict[str, Run] = OrderedDict()
         config = self.config
         self._admission = Admission(
             Limits(
@@ -143,8 +144,7 @@ class Hub:
         run = self.active.get(key)
         if run is not None:
             return run
-        entry = self._finished.get(key)
-        return entry[0] if entry is not None else None
+        return self._finished.get(key)
 
     def get_durable(self, key: str) -> Run | None:
         """The active durable run stored under ``key`` (:func:`~noderun.contract.store_key`),
@@ -259,8 +259,7 @@ class Hub:
         key = run.store_key
         if self.active.get(key) is run:
             del self.active[key]
-        entry = self._finished.get(key)
-        if entry is not None and entry[0] is run:
+        if self._finished.get(key) is run:
             del self._finished[key]
         self._admission.release(run, _start)
         on_created(run, _refusal(error, job_id))
@@ -350,7 +349,8 @@ class Hub:
             del self.active[key]
         self._admission.release(run, _start)
         finished = self._finished
-        finished[key] = (run, time.monotonic())
+        run.finished_at = time.monotonic()
+        finished[key] = run
         count = len(finished)
         if count >= self._prune_at or count % 64 == 0:
             self._prune_finished()
@@ -368,8 +368,8 @@ class Hub:
             pop(last=False)
         cutoff = time.monotonic() - self.config.finished_ttl
         expired = 0
-        for _run, at in finished.values():
-            if at >= cutoff:
+        for run in finished.values():
+            if run.finished_at >= cutoff:
                 break
             expired += 1
         for _ in range(expired):

@@ -173,6 +173,7 @@ class Run:
         "detail",
         "execution",
         "explicit_types",
+        "finished_at",
         "job_id",
         "kind",
         "require_terminal_result",
@@ -244,6 +245,8 @@ class Run:
         #: It holds an in-flight slot; ``waiting``: it is queued for one.
         self.admitted = False
         self.waiting = False
+        #: When the hub moved it to its finished runs (``time.monotonic()``).
+        self.finished_at = 0.0
 
     @property
     def state(self) -> RunState:
