@@ -536,10 +536,12 @@ def execute_single_inline(
     for the node's outputs (``full`` and ``outputs``). Raises :class:`NodeFailed`.
     """
     spec = node.spec
-    args = dict(node.properties)
+    # Not copied: ``**`` copies them into the call, so the plan's own are not touched.
+    args = node.properties
     if report_nodes:
         events.node_started(node, args)
     if spec.takes_context:
+        args = dict(args)
         args["ctx"] = NodeContext(events, node.id, node.name, asyncio.get_running_loop())
     try:
         value = spec.fn(**args)
