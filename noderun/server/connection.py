@@ -95,12 +95,18 @@ class Connection:
 
     async def serve(self) -> None:
         """Run until the client disconnects; then detach from every run (they go on)."""
-        writer = asyncio.get_running_loop().create_task(self._write())
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(self._write())
+        # The reader is a task of its own: each frame the client sends resumes it alone,
+        # not the chain of coroutines that awaits serve() (uvicorn's, Starlette's routing,
+        # the endpoint), which every resumption would otherwise pass through and back.
+        reader = loop.create_task(self._read())
         self._schedule_ping()
         self._schedule_watch()
         try:
-            await self._read()
+            await reader
         finally:
+            reader.cancel()
             self.session.closed()
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
