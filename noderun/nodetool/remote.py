@@ -8,14 +8,22 @@ is relayed: ``progress`` → ``node_progress``, a ``log_update`` → ``log_updat
 streamed outputs, and its text values also → ``chunk``.
 
 Outputs that come with a blob (images, audio) become the NodeTool asset ref
-with the bytes inline in ``data``: MessagePack ``bin`` to a binary client, the
-JSON encoder's base64 text to a text client. The other way, a value given to a
-media property travels as the request's blob, which the worker hands the node
-as a file of its workspace, when it is bare bytes, an asset ref with inline
-bytes (``bin``, or base64 text from a text client), or a reference to a stored
+with ``uri`` ``""`` and the bytes inline in ``data``: that is the value inside
+the run (a downstream node gets the bytes) and what a binary client gets
+(MessagePack ``bin``). A text client gets it the way NodeTool's ``data_uri``
+asset output mode writes it, ``uri`` a ``data:`` URI and ``data`` null: the
+JSON encoding of every frame does that (:func:`noderun.protocol.codec.text_form`),
+so stored frames replayed to a text client get it too.
+
+The other way, a value given to a media property travels as the request's
+blob, which the worker hands the node as a file of its workspace, when it is
+bare bytes, an asset ref with inline bytes (``bin``, or from a text client
+base64 text or a ``data:`` URI in ``data``), a ref whose ``uri`` is a ``data:``
+URI (what a text client got for a media output), or a reference to a stored
 asset of the run's user (``asset://<id>``, ``asset_id`` or its download URL):
-the asset's bytes are read from the store. Another user's asset, or no such
-asset, fails the node naming the input, before anything is sent.
+the asset's bytes are read from the store. Bad base64, a bad ``data:`` URI,
+another user's asset, or no such asset, fails the node naming the input,
+before anything is sent.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from noderun.assets import AssetNotFound, AssetResolver, AssetStore, asset_id_of
 from noderun.nodetool.errors import MediaInputError
 from noderun.nodetool.pool import WorkerPool
 from noderun.nodetool.wire import WorkerFrame
+from noderun.protocol.media import DATA_SCHEME, parse_data_uri
 from noderun.runtime.context import NodeContext
 from noderun.runtime.node import NodeSpec, Property
 
@@ -142,11 +151,17 @@ class _Call:
         if isinstance(data, bytes | bytearray):
             return bytes(data)
         if isinstance(data, str) and data:
-            # A text client's base64, as the JSON encoder writes ``bin`` back.
+            if data[:5].lower() == DATA_SCHEME:
+                return self._from_data_uri(name, "data", data)
+            # A text client's base64, as the JSON encoder writes ``bin``.
             try:
                 return base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 raise MediaInputError(self.node_type, name, "data is not base64") from None
+        uri = value.get("uri") if isinstance(value, dict) else None
+        if isinstance(uri, str) and uri[:5].lower() == DATA_SCHEME:
+            # What a text client got for a media output (and may send back).
+            return self._from_data_uri(name, "uri", uri)
         asset_id = asset_id_of(value)
         if asset_id is None:
             return None
@@ -160,6 +175,13 @@ class _Call:
             raise MediaInputError(
                 self.node_type, name, f"asset {asset_id!r} not found for this user"
             ) from None
+
+    def _from_data_uri(self, name: str, key: str, uri: str) -> bytes:
+        try:
+            return parse_data_uri(uri)[1]
+        except ValueError as exc:
+            reason = f"{key} is a bad data: URI ({exc})"
+            raise MediaInputError(self.node_type, name, reason) from None
 
 
 def _unary(call: _Call, single: bool) -> Callable[..., Any]:

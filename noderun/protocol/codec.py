@@ -22,9 +22,25 @@ import msgspec
 
 from noderun.protocol.client import COMMANDS, ClientFrame, Envelope, Ping, Pong, RunJob
 from noderun.protocol.errors import CommandError, FrameError, MessageError
+from noderun.protocol.media import with_data_uris
+from noderun.protocol.server import (
+    Chunk,
+    JobNotice,
+    JobUpdate,
+    NodeUpdate,
+    OutputUpdate,
+    RpcResponse,
+)
 from noderun.protocol.values import out_of_range
 
-__all__ = ["Outbound", "decode_frame", "encode_json", "encode_msgpack"]
+__all__ = [
+    "VALUE_FIELDS",
+    "Outbound",
+    "decode_frame",
+    "encode_json",
+    "encode_msgpack",
+    "text_form",
+]
 
 _NIL_MSGPACK = b"\xc0"
 _NIL_JSON = b"null"
@@ -40,6 +56,17 @@ encode_msgpack = msgspec.msgpack.Encoder().encode
 encode_json = msgspec.json.Encoder().encode
 
 _TYPE_ONLY: dict[str, type[Ping] | type[Pong]] = {"ping": Ping, "pong": Pong}
+
+#: The fields of server messages that carry node values (anything a node produced or
+#: was given), which :func:`text_form` looks into; the other messages carry none.
+VALUE_FIELDS: dict[type, tuple[str, ...]] = {
+    JobUpdate: ("result",),
+    JobNotice: ("result",),
+    NodeUpdate: ("result", "properties"),
+    OutputUpdate: ("value",),
+    Chunk: ("content",),
+    RpcResponse: ("result",),
+}
 
 #: A run of digits long enough to spell an integer outside MessagePack's range: only
 #: then is a JSON ``data`` walked for one (a 19-digit negative can be out of range).
@@ -148,12 +175,49 @@ def _str_field(raw: bytes, key: str, *, text: bool) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: How bytes under a ``data`` key look in JSON (msgspec writes bytes as a base64 string,
+#: keys without spaces): only a frame that contains this can hold a media ref with bytes.
+_DATA_TEXT = b'"data":"'
+
+
+def text_form(message: object) -> object:
+    """``message`` as a text (JSON) client gets it: media values with their bytes as
+    ``data:`` URIs (:mod:`noderun.protocol.media`), as NodeTool's servers write them in
+    text mode. A copy where that changes anything, else ``message`` itself.
+
+    ``message`` is a server message struct, or a map (a stored frame decoded for replay,
+    which is walked whole).
+    """
+    fields = VALUE_FIELDS.get(type(message))
+    if fields is None or not isinstance(message, msgspec.Struct):
+        return _converted(message) if isinstance(message, dict) else message
+    changes: dict[str, object] = {}
+    for name in fields:
+        value = getattr(message, name)
+        converted = _converted(value)
+        if converted is not value:
+            changes[name] = converted
+    return msgspec.structs.replace(message, **changes) if changes else message
+
+
+def _converted(value: object) -> object:
+    try:
+        return with_data_uris(value)
+    except RecursionError:
+        # Nested nearly as deep as msgspec decodes, with the walk's frames on top: sent
+        # as it is (base64 in ``data``) rather than not at all.
+        return value
+
+
 class Outbound:
     """One outgoing message with its encodings, each made at most once.
 
     A run hands the same :class:`Outbound` to every attached connection, to its
     replay buffer and to a durable store; each asks for the encoding it needs,
-    so a message is encoded once per wire format however many read it.
+    so a message is encoded once per wire format however many read it. The two
+    differ beyond syntax in one way: media bytes are ``bin`` in MessagePack and a
+    ``data:`` URI in JSON (:func:`text_form`); the store keeps the MessagePack, and
+    a stored frame replayed to a text client is converted like a live one.
     """
 
     __slots__ = ("_json", "_msgpack", "message", "seq")
@@ -171,9 +235,23 @@ class Outbound:
         return data
 
     def json(self) -> bytes:
+        """The message as a text frame: JSON, with media values as ``data:`` URIs.
+
+        The JSON is written first and, for a message that can carry values, looked at
+        (one substring search, far cheaper than walking the message): only a frame with
+        a string under a ``data`` key can hold bytes to convert, so only such a frame
+        pays for :func:`text_form`'s walk and a second encoding.
+        """
         data = self._json
         if data is None:
-            data = self._json = encode_json(self.ensure_message())
+            message = self.ensure_message()
+            data = encode_json(message)
+            kind = type(message)
+            if (kind in VALUE_FIELDS or kind is dict) and data.find(_DATA_TEXT) >= 0:
+                converted = text_form(message)
+                if converted is not message:
+                    data = encode_json(converted)
+            self._json = data
         return data
 
     @classmethod

@@ -2,7 +2,8 @@
 (PROTOCOL.md §8).
 
 JSON in and out (encoded with msgspec: a non-finite float in a node default becomes
-``null`` rather than a failed listing). Every route but ``/api/health`` takes the
+``null`` rather than a failed listing; a media value's bytes become a ``data:`` URI, as
+for a text client on ``/ws``). Every route but ``/api/health`` takes the
 tokens ``/ws`` takes, as ``Authorization: Bearer``; without one it answers 401.
 A refusal is ``{"code", "message", "detail", "retryable"}`` with a 4xx/5xx status.
 """
@@ -25,6 +26,7 @@ from noderun.protocol.client import (
     ListWorkflowSummaries,
     PreflightWorkflow,
 )
+from noderun.protocol.media import with_data_uris
 from noderun.runtime.hub import Hub
 from noderun.server.auth import Authenticator
 from noderun.server.errors import ApiError
@@ -168,7 +170,9 @@ class HttpApi:
         return hub
 
     async def _job(self, request: Request, user_id: str) -> object:
-        return await job_snapshot(self._running_hub(), request.path_params["job_id"], user_id)
+        snapshot = await job_snapshot(self._running_hub(), request.path_params["job_id"], user_id)
+        # JSON, so media outputs as a text client gets them on /ws: data: URIs.
+        return with_data_uris(snapshot)
 
     async def _cancel(self, request: Request, user_id: str) -> object:
         return await cancel_job(self._running_hub(), request.path_params["job_id"], user_id)

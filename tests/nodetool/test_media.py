@@ -71,3 +71,30 @@ async def test_base64_media_from_a_text_client_is_a_blob_and_bad_base64_fails(
     assert good[-1]["result"] == {"outputs": {"size": {"output": len(PNG)}}}
     assert bad[-1]["status"] == "failed"
     assert "'image'" in bad[-1]["error"] and "not base64" in bad[-1]["error"]
+
+
+async def test_a_data_uri_from_a_text_client_is_a_blob_and_a_bad_one_fails(
+    server: ServerHandle,
+) -> None:
+    """The reverse of the text mode's media outputs: a ``data:`` URI (in ``uri``, as a text
+    client gets an output back, or in ``data``) is the input's bytes."""
+    uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    async with connect(server, headers=bearer(ALICE)) as client:
+        # What a text client got for Pixel's output, sent back as ImageSize's input.
+        pixel = (await run(client, graph(nd("p", DEMO + "Pixel", level=3)), text=True))[-1]
+        returned = pixel["result"]["outputs"]["p"]["output"]
+        round_trip = (await run(client, size_of(returned), text=True))[-1]
+        in_uri = (await run(client, size_of({"type": "image", "uri": uri}), text=True))[-1]
+        in_data = (await run(client, size_of({"type": "image", "data": uri}), text=True))[-1]
+        bad = [
+            (await run(client, size_of({"type": "image", "uri": bad_uri}), text=True))[-1]
+            for bad_uri in ("data:image/png;base64,not base64!", "data:image/png;base64")
+        ]
+    assert returned["uri"].startswith("data:image/png;base64,") and returned["data"] is None
+    png_size = len(base64.b64decode(returned["uri"].partition(",")[2]))
+    assert round_trip["result"] == {"outputs": {"size": {"output": png_size}}}
+    for terminal in (in_uri, in_data):
+        assert terminal["result"] == {"outputs": {"size": {"output": len(PNG)}}}, terminal
+    for terminal in bad:
+        assert terminal["status"] == "failed", terminal
+        assert "'image'" in terminal["error"] and "bad data: URI" in terminal["error"]

@@ -195,18 +195,42 @@ async def test_a_streaming_worker_node_reports_progress_chunks_and_logs(
     ]
 
 
-async def test_an_image_output_arrives_as_bytes_in_binary_and_base64_in_text(
+async def test_an_image_output_arrives_as_bytes_in_binary_and_as_a_data_uri_in_text(
     server: ServerHandle,
 ) -> None:
+    """NodeTool's asset output modes: the bytes inline over MessagePack; over JSON, ``uri``
+    a ``data:`` URI and ``data`` null, in every frame that carries the value."""
+    nodes = graph(
+        nd("p", DEMO + "Pixel", level=9),
+        nd("out", "nodetool.output.Output", name="pixel"),
+        edges=[edge("p", "out", "value")],
+    )
     async with connect(server) as client:
-        binary = (await run(client, graph(nd("p", DEMO + "Pixel", level=9))))[-1]
-        text = (await run(client, graph(nd("p", DEMO + "Pixel", level=9)), text=True))[-1]
-    image = binary["result"]["outputs"]["p"]["output"]
+        binary = await run(client, nodes)
+        text = await run(client, nodes, text=True)
+    image = binary[-1]["result"]["outputs"]["pixel"][0]
     assert image["type"] == "image"
     assert isinstance(image["data"], bytes) and image["data"].startswith(b"\x89PNG")
     assert image["uri"] == ""
-    text_image = text["result"]["outputs"]["p"]["output"]
-    assert base64.b64decode(text_image["data"]) == image["data"]
+    expected = {
+        **image,
+        "uri": "data:image/png;base64," + base64.b64encode(image["data"]).decode(),
+        "data": None,
+    }
+    assert text[-1]["status"] == "completed", text[-1]
+    carried = [
+        text[-1]["result"]["outputs"]["pixel"][0],
+        *(f["value"] for f in of(text, "output_update")),
+        *(
+            f["result"]["output"]
+            for f in of(text, "node_update")
+            if f["node_id"] == "p" and f["result"]
+        ),
+    ]
+    assert len(carried) >= 3
+    assert all(value == expected for value in carried), carried
+    # The binary frames of the same run are unchanged by the text client's.
+    assert [f["value"] for f in of(binary, "output_update")] == [image]
 
 
 async def test_media_travels_between_worker_nodes_and_from_the_client_as_blobs(
