@@ -58,6 +58,35 @@ log = structlog.get_logger(__name__)
 _PROBE = "noderun.ping"
 
 
+#: What a worker runs first, as ``python -c`` with the server's pid, the module and its
+#: arguments: on Linux, ask the kernel to SIGKILL it when the server dies
+#: (``PR_SET_PDEATHSIG``): a ``kill -9`` runs none of the server's shutdown, and a worker
+#: whose stdin closes still finishes the nodes it runs, forever for a hung one. A server
+#: gone before that is noticed by the pid check (the parent is someone else then; a
+#: wrapper script that runs the interpreter without ``exec`` is the parent too, so only a
+#: server that no longer exists stops the start). Then it runs the module exactly as
+#: ``python -m`` does (``runpy._run_module_as_main`` is what ``-m`` calls), in this same
+#: interpreter: no second start-up, the interpreter's flags kept.
+_BOOTSTRAP = """\
+import os, sys
+if sys.platform.startswith("linux"):
+    import ctypes, signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+server = int(sys.argv[1])
+if os.getppid() != server:
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        sys.exit("noderun: the server exited before this NodeTool worker started")
+import runpy
+module, sys.argv = sys.argv[2], ["-m", *sys.argv[3:]]
+runpy._run_module_as_main(module)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
     workers: int = 1
@@ -78,7 +107,8 @@ class PoolOptions:
     env: Mapping[str, str] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
-        argv = [self.python, "-m", "nodetool.worker", "--stdio"]
+        """``python -m nodetool.worker --stdio``, by way of :data:`_BOOTSTRAP`."""
+        argv = [self.python, "-c", _BOOTSTRAP, str(os.getpid()), "nodetool.worker", "--stdio"]
         if self.namespaces:
             argv += ["--namespaces", ",".join(self.namespaces)]
         return argv

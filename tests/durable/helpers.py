@@ -146,8 +146,10 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         log_level: str = "warning",
         port: int | None = None,
+        start_within: float = SECOND * 15,
     ) -> None:
         self.store_url = store_url
+        self.start_within = start_within
         self.port = port or free_port()
         self.log_path = log_dir / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
         self.command = [
@@ -197,7 +199,7 @@ class ServerProcess:
     async def start(self) -> None:
         """Spawn the server and wait until ``GET /health`` answers 200."""
         process = self.spawn()
-        deadline = time.monotonic() + SECOND * 15
+        deadline = time.monotonic() + self.start_within
         while not await _healthy(self.port):
             if process.poll() is not None:
                 raise AssertionError(
@@ -242,12 +244,21 @@ async def serving(
     log_level: str = "warning",
     clean: bool = True,
     port: int | None = None,
+    start_within: float = SECOND * 15,
 ) -> AsyncIterator[ServerProcess]:
     """A started server (on ``port``, else a free one), stopped (or killed) on exit.
 
     With ``clean``, a test that passed also asserts the server logged no traceback.
     """
-    server = ServerProcess(store_url, log_dir, args=args, env=env, log_level=log_level, port=port)
+    server = ServerProcess(
+        store_url,
+        log_dir,
+        args=args,
+        env=env,
+        log_level=log_level,
+        port=port,
+        start_within=start_within,
+    )
     try:
         await server.start()
         yield server
@@ -262,13 +273,18 @@ async def serving(
 
 
 class Client:
-    """A WebSocket client speaking MessagePack; keeps the exact bytes of each frame."""
+    """A WebSocket client speaking MessagePack (JSON text with ``text``); keeps the exact
+    bytes of each frame."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, *, text: bool = False) -> None:
         self.ws = ws
+        self.text = text
 
     async def send(self, frame: Mapping[str, object]) -> None:
-        await self.ws.send(msgspec.msgpack.encode(frame))
+        if self.text:
+            await self.ws.send(msgspec.json.encode(frame).decode())
+        else:
+            await self.ws.send(msgspec.msgpack.encode(frame))
 
     async def command(self, command: str, data: Mapping[str, object]) -> None:
         """A command the way the SDK sends it (``type`` and ``request_id`` too)."""
@@ -307,8 +323,13 @@ class Client:
 
     async def recv(self, within: float = SECOND * 10) -> Received:
         raw = await asyncio.wait_for(self.ws.recv(), within)
-        assert isinstance(raw, bytes), f"expected a binary frame, got {raw!r}"
-        frame = msgspec.msgpack.decode(raw)
+        if self.text:
+            assert isinstance(raw, str), f"expected a text frame, got {raw!r}"
+            raw = raw.encode()
+            frame = msgspec.json.decode(raw)
+        else:
+            assert isinstance(raw, bytes), f"expected a binary frame, got {raw!r}"
+            frame = msgspec.msgpack.decode(raw)
         assert isinstance(frame, dict), f"server sent a non-map frame: {frame!r}"
         return Received(raw, frame)
 
@@ -359,7 +380,7 @@ def as_stored(received: Sequence[Received]) -> list[tuple[int, bytes]]:
 
 
 @contextlib.asynccontextmanager
-async def connect(server: ServerProcess) -> AsyncIterator[Client]:
+async def connect(server: ServerProcess, *, text: bool = False) -> AsyncIterator[Client]:
     async with ws_connect(
         server.ws_url,
         compression=None,
@@ -371,7 +392,7 @@ async def connect(server: ServerProcess) -> AsyncIterator[Client]:
         open_timeout=SECOND * 5,
         close_timeout=SECOND * 5,
     ) as ws:
-        yield Client(ws)
+        yield Client(ws, text=text)
 
 
 # -- the store's database ----------------------------------------------------------
