@@ -1,4 +1,5 @@
-"""Media between clients, the asset store and NodeTool workers, over a real server WebSocket."""
+"""Media between clients, the asset store and NodeTool workers, and auth around worker
+nodes, over a real server WebSocket and HTTP API with tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from tests.nodetool.test_server import DEMO, nodetool_server, run
 from tests.server.helpers import ServerHandle, connect, graph, nd
-from tests.server.test_assets_api import ALICE, BOB, upload
+from tests.server.test_assets_api import ALICE, BOB, request, upload
+from tests.server.test_endpoint import closed_with
+from tests.support.timing import START_TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,3 +101,30 @@ async def test_a_data_uri_from_a_text_client_is_a_blob_and_a_bad_one_fails(
     for terminal in bad:
         assert terminal["status"] == "failed", terminal
         assert "'image'" in terminal["error"] and "bad data: URI" in terminal["error"]
+
+
+async def test_worker_nodes_and_their_runs_are_behind_the_servers_tokens(
+    server: ServerHandle,
+) -> None:
+    """Auth is the server's, for worker nodes as for any other: no token, no socket and no
+    node listing; a run of a worker node is its user's (another user's token finds no such
+    job); secrets come from the server's environment whoever runs the node."""
+    assert await closed_with(server) == (1008, "Missing authentication")
+    assert await closed_with(server, headers=bearer("nope")) == (1008, "Invalid authentication")
+    assert request(server, "GET", "/api/nodes/metadata").status == 401
+    listed = request(server, "GET", "/api/nodes/metadata", token=BOB)
+    assert listed.status == 200
+    assert DEMO + "Shout" in {meta["node_type"] for meta in listed.json()}
+    async with connect(server, headers=bearer(ALICE)) as client:
+        job_id = await client.run_job(graph(nd("p", DEMO + "Pixel", level=9)))
+        pixel = (await client.until_terminal(job_id, START_TIMEOUT))[-1]
+        secret = (await run(client, graph(nd("s", DEMO + "Secret"))))[-1]
+    assert pixel["status"] == "completed", pixel
+    assert secret["result"] == {"outputs": {"s": {"output": "from-the-server"}}}
+    mine = request(server, "GET", f"/api/jobs/{job_id}", token=ALICE)
+    assert mine.status == 200
+    assert request(server, "GET", f"/api/jobs/{job_id}", token=BOB).status == 404
+    # JSON over HTTP: the image as a text client gets it on /ws.
+    image = pixel["result"]["outputs"]["p"]["output"]
+    uri = "data:image/png;base64," + base64.b64encode(image["data"]).decode()
+    assert mine.json()["outputs"] == {"p": {"output": {**image, "uri": uri, "data": None}}}
