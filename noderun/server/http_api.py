@@ -26,7 +26,6 @@ from noderun.protocol.client import (
     ListWorkflowSummaries,
     PreflightWorkflow,
 )
-from noderun.protocol.media import with_data_uris
 from noderun.runtime.hub import Hub
 from noderun.server.auth import Authenticator
 from noderun.server.errors import ApiError
@@ -170,9 +169,7 @@ class HttpApi:
         return hub
 
     async def _job(self, request: Request, user_id: str) -> object:
-        snapshot = await job_snapshot(self._running_hub(), request.path_params["job_id"], user_id)
-        # JSON, so media outputs as a text client gets them on /ws: data: URIs.
-        return with_data_uris(snapshot)
+        return await job_snapshot(self._running_hub(), request.path_params["job_id"], user_id)
 
     async def _cancel(self, request: Request, user_id: str) -> object:
         return await cancel_job(self._running_hub(), request.path_params["job_id"], user_id)

@@ -3,6 +3,8 @@
 A run this process holds (ephemeral or durable) is answered from memory, fresher than
 the store; any other durable run from the store, so a job is readable from every server
 sharing it. A user sees only their own runs: another user's is "not found".
+Media values in the result have their bytes as ``data:`` URIs (JSON), as on ``/ws`` in
+text mode.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import datetime
 import msgspec
 
 from noderun.contract import RunRecord, RunStatus, store_key, wire_job_id
+from noderun.protocol.media import with_data_uris
 from noderun.runtime.hub import Hub
 from noderun.runtime.run import Run
 from noderun.server.answers import CancelAnswer, JobAnswer
@@ -85,7 +88,8 @@ def _snapshot(
     durable: bool,
 ) -> JobAnswer:
     """A job as NodeTool's ``JobResponse`` (the C# SDK's ``GetJobAsync``)."""
-    result = terminal.get("result") if isinstance(terminal, dict) else None
+    # JSON: media values as a text client gets them on /ws, their bytes as data: URIs.
+    result = with_data_uris(terminal.get("result")) if isinstance(terminal, dict) else None
     error = terminal.get("error") if isinstance(terminal, dict) else None
     outputs = result.get("outputs", result) if isinstance(result, dict) else None
     finished = finished_at is not None
