@@ -1,8 +1,9 @@
-"""Durable run stores (PROTOCOL.md §5): an embedded sqlite store and a PostgreSQL store.
+"""Durable run stores (PROTOCOL.md §5): one :class:`Store` on a backend per database,
+an embedded sqlite file or PostgreSQL.
 
-Both implement :class:`noderun.contract.RunStore`; :func:`open_store` picks one
-from a URL. The PostgreSQL store is imported only when asked for, so asyncpg stays an
-optional dependency.
+The store implements :class:`noderun.contract.RunStore`; :func:`open_store` picks its
+backend from a URL. The PostgreSQL backend is imported only when asked for, so asyncpg
+stays an optional dependency.
 """
 
 from noderun.persistence.errors import (
@@ -20,12 +21,14 @@ from noderun.persistence.identity import default_server_id
 from noderun.persistence.options import StoreOptions
 from noderun.persistence.recovery import INTERRUPTED_ERROR
 from noderun.persistence.retention import run_retention
+from noderun.persistence.store import Store
 
 __all__ = [
     "INTERRUPTED_ERROR",
     "RunExists",
     "SchemaTooNew",
     "ServerIdInUse",
+    "Store",
     "StoreConfigError",
     "StoreError",
     "StoreFull",

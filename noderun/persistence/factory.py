@@ -1,10 +1,10 @@
-"""Choose and build a run store from a URL."""
+"""Choose and build a run store from a URL: a :class:`Store` on the backend it names."""
 
 from __future__ import annotations
 
-from noderun.persistence.base import StoreBase
 from noderun.persistence.errors import StoreConfigError
 from noderun.persistence.options import StoreOptions
+from noderun.persistence.store import Store
 
 __all__ = ["open_store"]
 
@@ -14,7 +14,7 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 def open_store(
     url: str, *, server_id: str | None = None, options: StoreOptions | None = None
-) -> StoreBase:
+) -> Store:
     """Build (not start) the store that ``url`` names.
 
     The result satisfies :class:`noderun.contract.RunStore` (structurally:
@@ -33,17 +33,17 @@ def open_store(
         path = url[len(_SQLITE_PREFIX) :]
         if not path or "?" in path:
             raise StoreConfigError("url", url, "expected sqlite:///PATH without query")
-        from noderun.persistence.sqlite import SqliteStore
+        from noderun.persistence.sqlite import SqliteBackend
 
-        return SqliteStore(path, server_id=server_id, options=options)
+        return Store(SqliteBackend(path, options), server_id=server_id)
     if url.startswith(_POSTGRES_SCHEMES):
         try:
-            from noderun.persistence.postgres import PostgresStore
+            from noderun.persistence.postgres import PostgresBackend
         except ImportError as exc:
             if exc.name != "asyncpg":
                 raise
             raise StoreConfigError(
                 "url", url, "asyncpg is not installed: pip install 'noderun[postgres]'"
             ) from exc
-        return PostgresStore(url, server_id=server_id, options=options)
+        return Store(PostgresBackend(url, options), server_id=server_id)
     raise StoreConfigError("url", url, "scheme must be sqlite:/// or postgresql://")

@@ -24,7 +24,7 @@ import asyncpg
 import structlog
 
 from noderun.contract import RunRecord, StoredFrame, wire_job_id
-from noderun.persistence.base import StoreBase, Written
+from noderun.persistence.backend import Owner, Written
 from noderun.persistence.errors import (
     RunExists,
     StoreError,
@@ -39,7 +39,7 @@ from noderun.persistence.postgres_listener import Listener
 from noderun.persistence.postgres_schema import CANCEL_CHANNEL, FRAMES_CHANNEL, migrate
 from noderun.persistence.recovery import INTERRUPTED_ERROR, interrupted_frame
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresBackend"]
 
 log = structlog.get_logger(__name__)
 
@@ -85,26 +85,22 @@ async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
         )
 
 
-class PostgresStore(StoreBase):
-    """:class:`~noderun.contract.RunStore` on PostgreSQL, reached through ``dsn``."""
+class PostgresBackend:
+    """The :class:`~noderun.persistence.backend.Backend` of a PostgreSQL database,
+    reached through ``dsn``."""
 
-    backend = "postgres"
+    name = "postgres"
+    #: Followers and cancels are woken by notifications: nothing polls.
+    follow_poll = None
+    cancel_poll = None
+    #: Who writes; set by ``open``.
+    _owner: Owner
+    _listener: Listener
 
-    def __init__(
-        self, dsn: str, *, server_id: str | None = None, options: StoreOptions | None = None
-    ) -> None:
-        super().__init__(server_id=server_id, options=options)
+    def __init__(self, dsn: str, options: StoreOptions | None = None) -> None:
         self.dsn = dsn
+        self.options = options or StoreOptions()
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._listener = Listener(
-            dsn,
-            self._server_id,
-            options=self._options,
-            health=self._health,
-            on_frames=self._waiters.wake,
-            on_cancel=self._deliver_cancel,
-            on_reconnected=self._listener_reconnected,
-        )
         #: Idle writer connections; None once closed. A commit takes one (or opens one
         #: when none is idle) and gives it back, so commits in flight together never
         #: share one; the list is as long as the most commits ever in flight at once.
@@ -114,9 +110,9 @@ class PostgresStore(StoreBase):
     async def _connection(self) -> AsyncIterator[Conn]:
         pool = self._pool
         if pool is None:
-            raise StoreUnavailable(self.backend, "store not started")
+            raise StoreUnavailable(self.name, "store not started")
         with connecting():
-            conn = await pool.acquire(timeout=self._options.connect_timeout)
+            conn = await pool.acquire(timeout=self.options.connect_timeout)
         try:
             with translated():
                 yield conn
@@ -131,8 +127,18 @@ class PostgresStore(StoreBase):
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def _open(self) -> None:
-        options = self._options
+    async def open(self, owner: Owner) -> None:
+        self._owner = owner
+        options = self.options
+        self._listener = Listener(
+            self.dsn,
+            owner.server_id,
+            options=options,
+            health=owner.health,
+            on_frames=owner.wake,
+            on_cancel=owner.cancel,
+            on_reconnected=owner.catch_up,
+        )
         try:
             with connecting():
                 self._pool = await asyncpg.create_pool(
@@ -150,14 +156,14 @@ class PostgresStore(StoreBase):
             self._writers = [await self._connect_writer()]
         except WriteRejected as exc:
             # E.g. no right to create the tables: the store cannot be used at all.
-            await self._close_backend()
-            raise StoreUnavailable(self.backend, exc.reason) from exc
+            await self.close()
+            raise StoreUnavailable(self.name, exc.reason) from exc
         except BaseException:
-            await self._close_backend()
+            await self.close()
             raise
 
     async def _connect_writer(self) -> Connection:
-        options = self._options
+        options = self.options
         with connecting():
             return await asyncpg.connect(
                 self.dsn,
@@ -165,47 +171,36 @@ class PostgresStore(StoreBase):
                 command_timeout=options.pg_command_timeout,
             )
 
-    async def _close_backend(self) -> None:
+    async def close(self) -> None:
         writers, self._writers = self._writers or [], None
         for writer in writers:
             try:
-                await asyncio.wait_for(writer.close(), self._options.connect_timeout)
+                await asyncio.wait_for(writer.close(), self.options.connect_timeout)
             except Exception:
                 writer.terminate()
         await self._listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), self._options.finish_timeout)
+                await asyncio.wait_for(pool.close(), self.options.finish_timeout)
             except Exception:
                 pool.terminate()
 
     # -- notifications --------------------------------------------------------------
 
-    def _background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         return [("listener", self._listener.run())]
 
-    async def _listener_reconnected(self) -> None:
-        """Notifications sent while the listener was away are lost: catch up."""
-        self._waiters.wake_all()
-        with contextlib.suppress(StoreError):
-            for job_id in await self._pending_cancels():
-                self._deliver_cancel(job_id)
-
-    async def _pending_cancels(self) -> list[str]:
+    async def pending_cancels(self) -> list[str]:
+        """Every cancel flag of this server's running runs: after a reconnect, the
+        notifications sent meanwhile are lost (cancels are at-least-once)."""
         async with self._connection() as conn:
             rows = await conn.fetch(
                 """SELECT job_id FROM noderun_runs
                     WHERE server_id = $1 AND status = 'running' AND cancel_requested""",
-                self._server_id,
+                self._owner.server_id,
             )
         return [row["job_id"] for row in rows]
-
-    def _run_added(self) -> None:
-        pass  # cancels arrive by NOTIFY
-
-    async def _wait_for_commit(self, event: asyncio.Event) -> None:
-        await event.wait()
 
     # -- leases and recovery --------------------------------------------------------
 
@@ -249,56 +244,52 @@ class PostgresStore(StoreBase):
         await _notify_frames(conn, job_ids)
         return job_ids
 
-    async def _sweep(self, *, include_self: bool) -> list[str]:
+    async def sweep(self, *, starting: bool) -> list[str]:
         live = """SELECT server_id FROM noderun_servers
             WHERE last_heartbeat >= now() - make_interval(secs => $2) AND server_id <> $1"""
-        if include_self:
+        if starting:
             where = f"r.server_id = $1 OR r.server_id NOT IN ({live})"
         else:
             where = f"r.server_id <> $1 AND r.server_id NOT IN ({live})"
-        lease = self._options.lease_timeout
+        lease = self.options.lease_timeout
+        me = self._owner.server_id
         async with self._connection() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO noderun_servers (server_id) VALUES ($1)
                     ON CONFLICT (server_id) DO UPDATE SET last_heartbeat = now()""",
-                self._server_id,
+                me,
             )
-            interrupted = await self._interrupt(conn, where, self._server_id, lease)
+            interrupted = await self._interrupt(conn, where, me, lease)
             await conn.execute(
                 """DELETE FROM noderun_servers WHERE server_id <> $1
                     AND last_heartbeat < now() - make_interval(secs => $2)""",
-                self._server_id,
+                me,
                 lease,
             )
         return interrupted
 
-    async def _register_and_recover(self) -> list[str]:
-        return await self._sweep(include_self=True)
-
-    async def _heartbeat_and_sweep(self) -> list[str]:
-        return await self._sweep(include_self=False)
-
-    async def _interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
+    async def interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
         async with self._connection() as conn, conn.transaction():
             return await self._interrupt(
                 conn,
                 "r.job_id = ANY($1::text[]) AND r.server_id = $2 AND r.epoch = $3",
                 job_ids,
-                self._server_id,
-                self._epoch,
+                self._owner.server_id,
+                self._owner.epoch,
             )
 
-    async def _retire(self) -> list[str]:
+    async def retire(self) -> list[str]:
+        owner = self._owner
         async with self._connection() as conn, conn.transaction():
             interrupted = await self._interrupt(
-                conn, "r.server_id = $1 AND r.epoch = $2", self._server_id, self._epoch
+                conn, "r.server_id = $1 AND r.epoch = $2", owner.server_id, owner.epoch
             )
-            await conn.execute("DELETE FROM noderun_servers WHERE server_id = $1", self._server_id)
+            await conn.execute("DELETE FROM noderun_servers WHERE server_id = $1", owner.server_id)
         return interrupted
 
     # -- runs and frames ------------------------------------------------------------
 
-    async def _commit(self, batch: Sequence[Item]) -> Written:
+    async def commit(self, batch: Sequence[Item]) -> Written:
         """Commit ``batch`` with one call of ``noderun_commit`` on a writer connection.
 
         Of two creates of one id, the first is kept and the second refused here; the
@@ -306,7 +297,8 @@ class PostgresStore(StoreBase):
         of runs not running here.
         """
         encoded = encode_batch(batch)
-        row = await self._call_commit(self._server_id, self._epoch, *encoded.arguments)
+        owner = self._owner
+        row = await self._call_commit(owner.server_id, owner.epoch, *encoded.arguments)
         refused: dict[Create, StoreError] = {
             create: RunExists(create.job_id, "running") for create in encoded.duplicates
         }
@@ -355,7 +347,7 @@ class PostgresStore(StoreBase):
     def _idle_writer(self) -> Connection | None:
         writers = self._writers
         if writers is None:
-            raise StoreUnavailable(self.backend, "store not open")
+            raise StoreUnavailable(self.name, "store not open")
         while writers:
             conn = writers.pop()
             if not conn.is_closed():  # else the server ended it while it was idle
@@ -369,7 +361,7 @@ class PostgresStore(StoreBase):
         else:
             writers.append(conn)
 
-    async def _terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
+    async def terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
         async with self._connection() as conn:
             rows = await conn.fetch(
                 """SELECT job_id, last_seq, terminal_frame FROM noderun_runs
@@ -379,19 +371,19 @@ class PostgresStore(StoreBase):
             )
         return {row["job_id"]: StoredFrame(row["last_seq"], row["terminal_frame"]) for row in rows}
 
-    async def _not_running_here(self, job_ids: Sequence[str]) -> list[str]:
+    async def not_running_here(self, job_ids: Sequence[str]) -> list[str]:
         async with self._connection() as conn:
             rows = await conn.fetch(
                 """SELECT job_id FROM noderun_runs WHERE job_id = ANY($1::text[])
                     AND status = 'running' AND server_id = $2 AND epoch = $3""",
                 job_ids,
-                self._server_id,
-                self._epoch,
+                self._owner.server_id,
+                self._owner.epoch,
             )
         here = {row["job_id"] for row in rows}
         return [job_id for job_id in job_ids if job_id not in here]
 
-    async def _get_run(self, job_id: str) -> RunRecord | None:
+    async def get_run(self, job_id: str) -> RunRecord | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(
                 f"SELECT {_RUN_COLUMNS} FROM noderun_runs WHERE job_id = $1", job_id
@@ -406,11 +398,11 @@ class PostgresStore(StoreBase):
         )
         return [StoredFrame(row["seq"], row["frame"]) for row in rows]
 
-    async def _read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]:
+    async def read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]:
         async with self._connection() as conn:
             return await self._fetch_frames(conn, job_id, after_seq)
 
-    async def _read_tail(
+    async def read_tail(
         self, job_id: str, after_seq: int
     ) -> tuple[RunRecord | None, list[StoredFrame]]:
         async with self._connection() as conn:
@@ -422,20 +414,20 @@ class PostgresStore(StoreBase):
 
     # -- cancel and retention -------------------------------------------------------
 
-    async def _request_cancel(self, job_id: str) -> str | None:
+    async def request_cancel(self, job_id: str) -> str | None:
         async with self._connection() as conn, conn.transaction():
             owner: str | None = await conn.fetchval(
                 """UPDATE noderun_runs SET cancel_requested = true
                     WHERE job_id = $1 AND status = 'running' RETURNING server_id""",
                 job_id,
             )
-            if owner is not None and owner != self._server_id:
+            if owner is not None and owner != self._owner.server_id:
                 await conn.execute(
                     "SELECT pg_notify($1, $2)", CANCEL_CHANNEL, json.dumps([owner, job_id])
                 )
         return owner
 
-    async def _delete_finished_before(self, cutoff: float) -> int:
+    async def delete_finished_before(self, cutoff: float) -> int:
         total = 0
         while True:
             async with self._connection() as conn, conn.transaction():

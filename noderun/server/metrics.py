@@ -33,8 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from noderun.nodetool import WorkerPool
-from noderun.persistence.base import StoreBase
 from noderun.persistence.stats import BATCH_RUNS, COMMIT_SECONDS
+from noderun.persistence.store import Store
 from noderun.runtime.hub import Hub
 from noderun.runtime.pool import RunnerPool
 
@@ -134,7 +134,7 @@ class ServerCollector(Collector):
             yield from _runs(hub)
             if hub.pool is not None:
                 yield from _runners(hub.pool)
-            if isinstance(hub.store, StoreBase):
+            if isinstance(hub.store, Store):
                 yield from _store(hub.store)
         workers = sources.workers
         if workers is not None:
@@ -210,7 +210,7 @@ def _runners(pool: RunnerPool) -> Iterator[Metric]:
     )
 
 
-def _store(store: StoreBase) -> Iterator[Metric]:
+def _store(store: Store) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "noderun_store_up", "1 while the run store's last operation succeeded.", int(store.up)
     )

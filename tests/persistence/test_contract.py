@@ -22,7 +22,7 @@ from noderun.persistence import (
     open_store,
     run_retention,
 )
-from noderun.persistence.base import StoreBase
+from noderun.persistence.store import Store
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
@@ -349,8 +349,8 @@ async def test_run_retention_deletes_old_runs_periodically(store_url: str) -> No
         assert await store.get_run("j2") is not None
 
 
-def _base(store: RunStore) -> StoreBase:
-    assert isinstance(store, StoreBase)
+def _base(store: RunStore) -> Store:
+    assert isinstance(store, Store)
     return store
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from noderun.persistence import StoreConfigError, StoreOptions, open_store
-from noderun.persistence.postgres import PostgresStore
-from noderun.persistence.sqlite import SqliteStore
+from noderun.persistence import Store, StoreConfigError, StoreOptions, open_store
+from noderun.persistence.postgres import PostgresBackend
+from noderun.persistence.sqlite import SqliteBackend
 
 
 @pytest.mark.parametrize(
@@ -20,15 +20,15 @@ from noderun.persistence.sqlite import SqliteStore
 )
 def test_sqlite_urls_name_relative_and_absolute_paths(url: str, path: str) -> None:
     store = open_store(url, server_id="s1")
-    assert isinstance(store, SqliteStore)
-    assert (store.path, store.server_id) == (path, "s1")
+    assert isinstance(store, Store) and isinstance(store.backend, SqliteBackend)
+    assert (store.backend.path, store.server_id) == (path, "s1")
 
 
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h:5433/db"])
 def test_postgres_urls_open_the_postgres_store(url: str) -> None:
     store = open_store(url)
-    assert isinstance(store, PostgresStore)
-    assert store.dsn == url
+    assert isinstance(store.backend, PostgresBackend)
+    assert store.backend.dsn == url
     assert len(store.server_id) == 32  # a uuid4 hex when none is given
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import INTERRUPTED_ERROR, open_store
-from noderun.persistence.postgres import PostgresStore
+from noderun.persistence.postgres import PostgresBackend
+from noderun.persistence.postgres_listener import Listener
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
@@ -115,14 +116,17 @@ async def test_an_earlier_start_of_the_same_server_id_cannot_touch_the_new_ones_
         await before.create_run(record("old"))
         after = open_store(store_url, server_id="srv-1", options=fast_options(**_OWNER))
         # As if the earlier start had lost its claim on the id with its link.
-        if isinstance(after, PostgresStore):
+        backend = after.backend
+        if isinstance(backend, PostgresBackend):
 
             async def no_claim(*args: object, **kwargs: object) -> None:
                 pass
 
-            monkeypatch.setattr(after._listener, "_claim", no_claim)
+            # The listener is made when the store opens; the earlier start's has
+            # claimed the id already.
+            monkeypatch.setattr(Listener, "_claim", no_claim)
         else:
-            monkeypatch.setattr(after, "_claim_server_id", lambda: None)
+            monkeypatch.setattr(backend, "_claim_server_id", lambda: None)
         await after.start()
         try:
             old = await after.get_run("old")

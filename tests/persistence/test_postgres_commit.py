@@ -22,10 +22,10 @@ from structlog.testing import capture_logs
 
 from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import SchemaTooNew, open_store
-from noderun.persistence.base import StoreBase
 from noderun.persistence.groupcommit import Append, Create, Finish, Item
-from noderun.persistence.postgres import PostgresStore
+from noderun.persistence.postgres import PostgresBackend
 from noderun.persistence.postgres_schema import FRAMES_CHANNEL, MIGRATIONS, SCHEMA_VERSION
+from noderun.persistence.store import Store
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
@@ -122,7 +122,13 @@ class WireCounter:
             client.close()
 
 
-async def _lifecycle(store: StoreBase, job_id: str, frames: int) -> None:
+def _postgres(store: RunStore) -> tuple[Store, PostgresBackend]:
+    """The store and its backend, whose commit the tests call directly."""
+    assert isinstance(store, Store) and isinstance(store.backend, PostgresBackend)
+    return store, store.backend
+
+
+async def _lifecycle(store: RunStore, job_id: str, frames: int) -> None:
     """Create a run, append ``frames`` frames and finish it without waiting in between,
     as a short durable run does: its items can share one commit."""
     created = store.create_run(record(job_id))
@@ -134,7 +140,7 @@ async def _lifecycle(store: StoreBase, job_id: str, frames: int) -> None:
     )
 
 
-async def _staggered(store: StoreBase, job_id: str, delay: int) -> None:
+async def _staggered(store: RunStore, job_id: str, delay: int) -> None:
     """Like :func:`_lifecycle`, but waiting for each commit and starting ``delay`` loop
     turns late, so that batches mix one run's create with other runs' frames."""
     for _ in range(delay):
@@ -152,11 +158,10 @@ async def test_a_group_commit_is_one_round_trip(pg_url: str) -> None:
     """Whatever a batch holds (creates, appends, finishes, of one run or of many), its
     commit is one round trip and nothing else touches the database meanwhile."""
     async with WireCounter(pg_url).running() as wire, started(wire.url, **_QUIET) as s:
-        store = s
-        assert isinstance(store, PostgresStore)
+        store, backend = _postgres(s)
         # A new connection costs round trips once (asyncpg prepares the statement and
         # looks up the array types): open more writers than commits will be in flight.
-        await asyncio.gather(*(store._commit([Append("none", 1, b"")]) for _ in range(8)))
+        await asyncio.gather(*(backend.commit([Append("none", 1, b"")]) for _ in range(8)))
         connections, trips, commits = len(wire.round_trips), wire.total, store.group_commits
         for n in range(5):
             await _lifecycle(store, f"seq-{n}", 2)
@@ -174,8 +179,7 @@ async def test_concurrent_commits_each_take_a_writer_connection(pg_url: str) -> 
     """Commits in flight together do not share a connection; all of them commit, and
     the connections are kept for later commits."""
     async with WireCounter(pg_url).running() as wire, started(wire.url, **_QUIET) as s:
-        store = s
-        assert isinstance(store, PostgresStore)
+        store, backend = _postgres(s)
         rounds = [[f"a{n}" for n in range(8)], [f"b{n}" for n in range(8)]]
         for job_id in (*rounds[0], *rounds[1]):
             await store.create_run(record(job_id))
@@ -184,7 +188,7 @@ async def test_concurrent_commits_each_take_a_writer_connection(pg_url: str) -> 
         async def commit(job_id: str) -> None:
             done: asyncio.Future[StoredFrame | None] = loop.create_future()
             finish = Finish(job_id, "completed", 2, terminal(job_id, 2), None, 1.0, done)
-            refused, not_here = await store._commit([Append(job_id, 1, frame(job_id, 1)), finish])
+            refused, not_here = await backend.commit([Append(job_id, 1, frame(job_id, 1)), finish])
             assert (refused, not_here) == ({}, ())
 
         connections = len(wire.round_trips)
@@ -251,8 +255,7 @@ async def test_a_run_created_in_the_commit_is_not_notified(pg_url: str) -> None:
     listener = await asyncpg.connect(pg_url)
     try:
         async with started(pg_url, **_QUIET) as s:
-            store = s
-            assert isinstance(store, StoreBase)
+            store, _ = _postgres(s)
             await store.create_run(record("earlier"))
             await listener.add_listener(
                 FRAMES_CHANNEL, lambda _c, _pid, _channel, payload: notified.put_nowait(payload)
@@ -334,8 +337,8 @@ async def test_a_commit_replayed_after_its_reply_was_lost_has_the_same_effect(
 ) -> None:
     """The commit of an attempt whose reply was lost, sent again: its creates are
     recognised (not refused as already running), its frames are not doubled."""
-    async with started(pg_url) as store:
-        assert isinstance(store, PostgresStore)
+    async with started(pg_url) as s:
+        store, backend = _postgres(s)
         loop = asyncio.get_running_loop()
         running = Create(record("running"), loop.create_future())
         short = Create(record("short"), loop.create_future())
@@ -348,7 +351,7 @@ async def test_a_commit_replayed_after_its_reply_was_lost_has_the_same_effect(
             Finish("short", "completed", 2, terminal("short", 2), None, 1.0, done),
         ]
         for _attempt in range(2):
-            refused, not_here = await store._commit(batch)
+            refused, not_here = await backend.commit(batch)
             assert (refused, not_here) == ({}, ())
         for job_id, status in (("running", "running"), ("short", "completed")):
             run = await store.get_run(job_id)
@@ -358,5 +361,5 @@ async def test_a_commit_replayed_after_its_reply_was_lost_has_the_same_effect(
         # Another server's create of a running id is still refused.
         async with started(pg_url) as other:
             again = Create(record("running"), loop.create_future())
-            refused, _ = await other._commit([again])  # type: ignore[attr-defined]
+            refused, _ = await _postgres(other)[1].commit([again])
             assert list(refused) == [again]

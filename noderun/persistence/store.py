@@ -1,16 +1,16 @@
-"""The part of a run store that does not depend on the database.
+"""The run store: :class:`Store` implements :class:`noderun.contract.RunStore` over
+a :class:`~noderun.persistence.backend.Backend`, one per database.
 
-:class:`StoreBase` implements :class:`noderun.contract.RunStore` on top of a few
-backend primitives (``_open``, ``_commit``, ``_read_tail`` …) that the sqlite and
-PostgreSQL stores provide. It owns the lifecycle (start fails fast, close drains then
-releases), the group-commit writer, the heartbeat/sweep task, followers and cancel
-callbacks.
+Everything that does not depend on the database is here: the lifecycle (start fails
+fast, close drains then releases), the group-commit writer, fencing of writes of runs
+lost to another server, the heartbeat and its recovery sweeps, followers, and cancel
+delivery (pushed by the backend, or polled when the database cannot push).
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
+import contextlib
 import math
 import secrets
 import time
@@ -21,15 +21,15 @@ from collections.abc import (
     Callable,
     Collection,
     Coroutine,
-    Mapping,
     Sequence,
 )
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
 
 from noderun.contract import TERMINAL_STATUSES, RunRecord, StoredFrame
+from noderun.persistence.backend import Backend, Owner
 from noderun.persistence.errors import StoreError, StoreUnavailable
 from noderun.persistence.groupcommit import Append, Create, Finish, GroupCommitter, Item, Outcome
 from noderun.persistence.health import Health
@@ -39,15 +39,11 @@ from noderun.persistence.recovery import interrupted_frame
 from noderun.persistence.stats import CommitStats
 from noderun.persistence.waiters import Waiters
 
-__all__ = ["StoreBase", "Written"]
+__all__ = ["Store"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-#: What a backend's commit returns: the creates it refused (and why), and the job ids
-#: of the batch's appends and finishes it dropped because their run no longer runs here.
-Written = tuple[Mapping[Create, StoreError], Collection[str]]
 
 
 class _Workflow(msgspec.Struct):
@@ -67,26 +63,33 @@ def _consume(future: asyncio.Future[Any]) -> None:
 _NO_OUTCOME = Outcome()
 
 
-class StoreBase(abc.ABC):
-    """Backend-independent run store; subclasses implement the ``_``-prefixed primitives.
+class Store:
+    """A run store on ``backend`` (its options are the store's).
 
     Lifecycle: ``start()`` once, then any operation, then ``close()``. Calling an
     operation outside that window raises :class:`StoreUnavailable`.
     """
 
-    backend: ClassVar[str]
-
-    def __init__(self, *, server_id: str | None = None, options: StoreOptions | None = None):
+    def __init__(self, backend: Backend, *, server_id: str | None = None) -> None:
+        self.backend = backend
+        self._name = backend.name
         self._server_id = check_server_id(server_id) if server_id else uuid.uuid4().hex
-        #: This incarnation of the server id: the runs it creates carry it, and only its
-        #: own runs take its writes. A restart with the same id is another owner.
-        self._epoch = secrets.randbits(62)
-        self._options = options or StoreOptions()
-        self._health = Health(self.backend)
+        self._options = backend.options
+        self._health = Health(backend.name)
         self._waiters = Waiters()
+        self._owner = Owner(
+            server_id=self._server_id,
+            epoch=secrets.randbits(62),
+            health=self._health,
+            wake=self._waiters.wake,
+            cancel=self._deliver_cancel,
+            catch_up=self._catch_up,
+        )
         self._cancel_callbacks: list[Callable[[str], None]] = []
         #: Runs created here and not finished yet: the ones cancels can target.
         self._active: set[str] = set()
+        #: Set when a run is created here: the cancel poll (if any) wakes up.
+        self._cancel_kick = asyncio.Event()
         self._committer = GroupCommitter(
             self._commit_fenced,
             health=self._health,
@@ -125,12 +128,13 @@ class StoreBase(abc.ABC):
         if self._state == "started":
             return
         if self._state != "new":
-            raise StoreUnavailable(self.backend, "store closed")
-        await self._open()
+            raise StoreUnavailable(self._name, "store closed")
+        backend = self.backend
+        await backend.open(self._owner)
         try:
-            recovered = await self._register_and_recover()
+            recovered = await backend.sweep(starting=True)
         except BaseException:
-            await self._close_backend()
+            await backend.close()
             raise
         self._state = "started"
         if recovered:
@@ -138,9 +142,11 @@ class StoreBase(abc.ABC):
             self._waiters.wake(recovered)
         self._committer.start()
         self._spawn(self._heartbeat_loop(), "heartbeat")
-        for name, coro in self._background():
+        if backend.cancel_poll is not None:
+            self._spawn(self._cancel_poll_loop(backend.cancel_poll), "cancel-poll")
+        for name, coro in backend.background():
             self._spawn(coro, name)
-        log.info("store.started", backend=self.backend, server_id=self._server_id)
+        log.info("store.started", backend=self._name, server_id=self._server_id)
 
     async def close(self) -> None:
         """Commit pending items (within ``finish_timeout``), fail this server's runs that
@@ -162,16 +168,16 @@ class StoreBase(abc.ABC):
                 log.error("store.task_failed", task=task.get_name(), error=repr(task.exception()))
         self._tasks.clear()
         try:
-            interrupted = await self._retire()
+            interrupted = await self.backend.retire()
             if interrupted:
                 log.warning("store.runs_interrupted", count=len(interrupted), at="close")
         except StoreError as exc:
             log.warning("store.retire_failed", error=str(exc))
         finally:
-            await self._close_backend()
+            await self.backend.close()
             self._state = "closed"
         self._waiters.wake_all()
-        log.info("store.closed", backend=self.backend, server_id=self._server_id)
+        log.info("store.closed", backend=self._name, server_id=self._server_id)
 
     def create_run(self, record: RunRecord) -> asyncio.Future[None]:
         """Queue the run row for the next group commit; the future resolves once committed.
@@ -256,11 +262,11 @@ class StoreBase(abc.ABC):
 
     async def get_run(self, job_id: str) -> RunRecord | None:
         self._check_open()
-        return await self._guard("get_run", self._get_run(job_id))
+        return await self._guard("get_run", self.backend.get_run(job_id))
 
     async def read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]:
         self._check_open()
-        return await self._guard("read_frames", self._read_frames(job_id, after_seq))
+        return await self._guard("read_frames", self.backend.read_frames(job_id, after_seq))
 
     async def follow(self, job_id: str, after_seq: int) -> AsyncIterator[StoredFrame]:
         """Committed frames after ``after_seq``, then live ones until the terminal frame.
@@ -269,27 +275,35 @@ class StoreBase(abc.ABC):
         :class:`StoreUnavailable` when a read fails or the store is closed meanwhile.
         """
         self._check_open()
+        backend = self.backend
+        poll = backend.follow_poll
         event = self._waiters.register(job_id)
         try:
             position = after_seq
             while True:
                 self._check_open()
                 event.clear()
-                run, frames = await self._guard("follow", self._read_tail(job_id, position))
+                run, frames = await self._guard("follow", backend.read_tail(job_id, position))
                 for stored in frames:
                     position = stored.seq
                     yield stored
-                # _read_tail reads the run before its frames, so a finished run's
+                # read_tail reads the run before its frames, so a finished run's
                 # terminal frame was among them.
                 if run is None or run.finished:
                     return
-                await self._wait_for_commit(event)
+                if poll is None:
+                    await event.wait()
+                else:
+                    # Commits of other processes are invisible to ``event``: look
+                    # again after a while.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), poll)
         finally:
             self._waiters.unregister(job_id, event)
 
     async def request_cancel(self, job_id: str) -> bool:
         self._check_open()
-        owner = await self._guard("request_cancel", self._request_cancel(job_id))
+        owner = await self._guard("request_cancel", self.backend.request_cancel(job_id))
         if owner is None:
             return False
         if owner == self._server_id:
@@ -303,7 +317,9 @@ class StoreBase(abc.ABC):
 
     async def delete_finished_before(self, cutoff: float) -> int:
         self._check_open()
-        return await self._guard("delete_finished_before", self._delete_finished_before(cutoff))
+        return await self._guard(
+            "delete_finished_before", self.backend.delete_finished_before(cutoff)
+        )
 
     @property
     def group_commits(self) -> int:
@@ -314,7 +330,7 @@ class StoreBase(abc.ABC):
 
     def _check_open(self) -> None:
         if self._state != "started":
-            raise StoreUnavailable(self.backend, f"store {self._state}")
+            raise StoreUnavailable(self._name, f"store {self._state}")
 
     async def _guard(self, during: str, operation: Awaitable[T]) -> T:
         try:
@@ -351,7 +367,7 @@ class StoreBase(abc.ABC):
                     self._active.add(item.job_id)
                     added = True
         if added:
-            self._run_added()
+            self._cancel_kick.set()
         if self._waiters:
             self._waiters.wake({item.job_id for item in batch})
 
@@ -364,7 +380,7 @@ class StoreBase(abc.ABC):
         a run still executing has its node work cancelled (its terminal then takes the
         same path). Both are rare, so the extra read costs the hot path nothing.
         """
-        refused, not_here = await self._commit(batch)
+        refused, not_here = await self.backend.commit(batch)
         if not not_here:
             return Outcome(refused) if refused else _NO_OUTCOME
         finishes = {
@@ -392,12 +408,12 @@ class StoreBase(abc.ABC):
         return Outcome(refused, fenced)
 
     async def _stored_terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
-        """``_terminals``, retried until it succeeds: the batch is committed already, and
-        committing it again would refuse its creates (their rows exist now)."""
+        """The backend's ``terminals``, retried until it succeeds: the batch is committed
+        already, and committing it again would refuse its creates (their rows exist now)."""
         delay = self._options.retry_initial
         while True:
             try:
-                return await self._guard("fenced finish", self._terminals(job_ids))
+                return await self._guard("fenced finish", self.backend.terminals(job_ids))
             except StoreUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._options.retry_max)
@@ -429,7 +445,7 @@ class StoreBase(abc.ABC):
 
     async def _fail_orphan(self, job_id: str) -> None:
         try:
-            failed = await self._guard("orphan", self._interrupt_runs([job_id]))
+            failed = await self._guard("orphan", self.backend.interrupt_runs([job_id]))
         except StoreError as exc:
             # Crash recovery fails it at the latest when this server stops.
             log.warning("store.orphan_not_failed", job_id=job_id, error=str(exc))
@@ -447,7 +463,7 @@ class StoreBase(abc.ABC):
         while True:
             await asyncio.sleep(self._options.heartbeat_interval)
             try:
-                swept = await self._guard("heartbeat", self._heartbeat_and_sweep())
+                swept = await self._guard("heartbeat", self.backend.sweep(starting=False))
             except StoreUnavailable:
                 continue  # logged by Health; the next beat retries
             except StoreError:
@@ -461,85 +477,31 @@ class StoreBase(abc.ABC):
                 # write, that another server failed it while this one was cut off.
                 try:
                     lost = await self._guard(
-                        "heartbeat", self._not_running_here(list(self._active))
+                        "heartbeat", self.backend.not_running_here(list(self._active))
                     )
                 except StoreError:
                     continue
                 self._lose(lost)
 
-    def _background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-        """Hook: extra long-lived tasks of the backend, as ``(name, coroutine)``."""
-        return []
+    async def _cancel_poll_loop(self, interval: float) -> None:
+        """Deliver cancel requests of a backend that cannot push them; it looks only
+        while this server owns running runs."""
+        while True:
+            if not self._active:
+                self._cancel_kick.clear()
+                await self._cancel_kick.wait()
+            await asyncio.sleep(interval)
+            try:
+                job_ids = await self._guard("cancel poll", self.backend.pending_cancels())
+            except StoreError:
+                continue  # StoreUnavailable is logged by Health; try again next round
+            for job_id in job_ids:
+                self._deliver_cancel(job_id)
 
-    # -- backend primitives -------------------------------------------------------
-
-    @abc.abstractmethod
-    def _run_added(self) -> None:
-        """A run owned here was created (the sqlite store starts polling for cancels)."""
-
-    @abc.abstractmethod
-    async def _open(self) -> None:
-        """Connect, create or migrate the schema, and claim this server id (raise
-        ServerIdInUse while another live server holds it); raise StoreUnavailable fast."""
-
-    @abc.abstractmethod
-    async def _close_backend(self) -> None:
-        """Release connections and threads (never raises StoreError)."""
-
-    @abc.abstractmethod
-    async def _register_and_recover(self) -> list[str]:
-        """Upsert this server's lease and interrupt runs of this id and of dead servers."""
-
-    @abc.abstractmethod
-    async def _heartbeat_and_sweep(self) -> list[str]:
-        """Refresh this server's lease and interrupt runs of dead servers."""
-
-    @abc.abstractmethod
-    async def _interrupt_runs(self, job_ids: Sequence[str]) -> list[str]:
-        """Fail these runs of this server that are still running, as interrupted."""
-
-    @abc.abstractmethod
-    async def _retire(self) -> list[str]:
-        """Interrupt this server's runs that are still running; drop its lease row."""
-
-    @abc.abstractmethod
-    async def _commit(self, batch: Sequence[Item]) -> Written:
-        """Commit a batch in one transaction (see groupcommit for the error contract).
-
-        Creates come first: each inserts its row, replacing a finished run of that id
-        and its frames; a create whose id is running (or created earlier in the batch)
-        is refused with ``RunExists`` in the returned mapping, not raised. Appends and
-        finishes of runs that are not running here are dropped; their job ids are
-        returned.
-        """
-
-    @abc.abstractmethod
-    async def _not_running_here(self, job_ids: Sequence[str]) -> list[str]:
-        """Those of these runs that are not running here (any more)."""
-
-    @abc.abstractmethod
-    async def _terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
-        """The stored terminal frames of those of these runs that have one."""
-
-    @abc.abstractmethod
-    async def _get_run(self, job_id: str) -> RunRecord | None: ...
-
-    @abc.abstractmethod
-    async def _read_frames(self, job_id: str, after_seq: int) -> list[StoredFrame]: ...
-
-    @abc.abstractmethod
-    async def _read_tail(
-        self, job_id: str, after_seq: int
-    ) -> tuple[RunRecord | None, list[StoredFrame]]:
-        """The run row, *then* its frames after ``after_seq`` (that order matters)."""
-
-    @abc.abstractmethod
-    async def _wait_for_commit(self, event: asyncio.Event) -> None:
-        """Return when ``event`` is set, or when it is time to look again."""
-
-    @abc.abstractmethod
-    async def _request_cancel(self, job_id: str) -> str | None:
-        """Flag a running run for cancel and notify its owner; return the owner id."""
-
-    @abc.abstractmethod
-    async def _delete_finished_before(self, cutoff: float) -> int: ...
+    async def _catch_up(self) -> None:
+        """The backend's signals may have been lost (its listener reconnected): wake
+        every follower and deliver the pending cancel requests again."""
+        self._waiters.wake_all()
+        with contextlib.suppress(StoreError):
+            for job_id in await self.backend.pending_cancels():
+                self._deliver_cancel(job_id)
