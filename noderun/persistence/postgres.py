@@ -1,11 +1,13 @@
-"""The PostgreSQL run store (asyncpg).
+"""The PostgreSQL store's backend (asyncpg).
 
-Group commits go through writer connections of the store's own, not the pool: each is
-one call of the ``noderun_commit`` function (see :mod:`postgres_schema`), so one round
-trip with no BEGIN/COMMIT and no reset on release. A pool serves reads, sweeps, cancels
-and retention; its size, command timeout and idle lifetime come from
-:class:`StoreOptions`. A dedicated connection LISTENs for commits and cancels, and holds
-this server's claim on its id (:mod:`postgres_listener`).
+Two asyncpg pools. Group commits go through the writers' pool, one connection per
+commit in flight (``commit_concurrency``): each commit is one call of the
+``noderun_commit`` function (see :mod:`postgres_schema`), so one round trip with no
+BEGIN/COMMIT, and a writer is released without a reset (its session holds nothing to
+reset). The other pool serves reads, sweeps, cancels and retention; its size, command
+timeout and idle lifetime come from :class:`StoreOptions`. A dedicated connection
+LISTENs for commits and cancels, and holds this server's claim on its id
+(:mod:`postgres_listener`).
 
 Leases use the database clock (``now()``), so servers on different hosts agree on who
 is dead.
@@ -45,7 +47,7 @@ log = structlog.get_logger(__name__)
 
 # Strings: asyncpg's classes are generic only in the stubs.
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
-Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 
 _RUN_COLUMNS = (
     "job_id, workflow_id, user_id, status, server_id, created_at, finished_at, last_seq,"
@@ -85,6 +87,27 @@ async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
         )
 
 
+async def _keep_session(conn: object) -> None:
+    """The writers' reset on release: nothing to do, and no round trip (a commit is one
+    statement, outside any transaction, that leaves nothing behind in the session)."""
+
+
+def _drop(conn: Conn) -> None:
+    """Terminate a connection in an unknown state; that returns it to its pool, which
+    opens a fresh one when next asked."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # released already by its close
+        conn.terminate()
+
+
+async def _close_pool(pool: Pool | None, patience: float) -> None:
+    if pool is None:
+        return
+    try:
+        await asyncio.wait_for(pool.close(), patience)
+    except Exception:
+        pool.terminate()
+
+
 class PostgresBackend:
     """The :class:`~noderun.persistence.backend.Backend` of a PostgreSQL database,
     reached through ``dsn``."""
@@ -101,10 +124,8 @@ class PostgresBackend:
         self.dsn = dsn
         self.options = options or StoreOptions()
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        #: Idle writer connections; None once closed. A commit takes one (or opens one
-        #: when none is idle) and gives it back, so commits in flight together never
-        #: share one; the list is as long as the most commits ever in flight at once.
-        self._writers: list[Connection] | None = None
+        #: The group commit's connections, as many as commits in flight at once.
+        self._writers: Pool | None = None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
@@ -152,8 +173,7 @@ class PostgresBackend:
             async with self._connection() as conn:
                 await migrate(conn)
             await self._listener.open()
-            # Opened now so that the first commit does not wait for a connection.
-            self._writers = [await self._connect_writer()]
+            self._writers = await self._writers_pool()
         except WriteRejected as exc:
             # E.g. no right to create the tables: the store cannot be used at all.
             await self.close()
@@ -162,29 +182,29 @@ class PostgresBackend:
             await self.close()
             raise
 
-    async def _connect_writer(self) -> Connection:
+    async def _writers_pool(self) -> Pool:
+        """The writers: one connected now, so the first commit does not wait for one;
+        kept however long they idle, for the same reason."""
         options = self.options
         with connecting():
-            return await asyncpg.connect(
+            return await asyncpg.create_pool(
                 self.dsn,
-                timeout=options.connect_timeout,
+                min_size=1,
+                max_size=options.commit_concurrency,
                 command_timeout=options.pg_command_timeout,
+                max_inactive_connection_lifetime=0,
+                timeout=options.connect_timeout,
+                reset=_keep_session,
             )
 
     async def close(self) -> None:
-        writers, self._writers = self._writers or [], None
-        for writer in writers:
-            try:
-                await asyncio.wait_for(writer.close(), self.options.connect_timeout)
-            except Exception:
-                writer.terminate()
-        await self._listener.close()
+        writers, self._writers = self._writers, None
+        await _close_pool(writers, self.options.connect_timeout)
+        listener = getattr(self, "_listener", None)  # None if open() never ran
+        if listener is not None:
+            await listener.close()
         pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), self.options.finish_timeout)
-            except Exception:
-                pool.terminate()
+        await _close_pool(pool, self.options.finish_timeout)
 
     # -- notifications --------------------------------------------------------------
 
@@ -307,59 +327,47 @@ class PostgresBackend:
         return refused, row["ignored"] or ()
 
     async def _call_commit(self, *args: object) -> asyncpg.Record:
-        """Run the commit statement on an idle writer connection, or a new one.
+        """Run the commit statement on a writer connection.
 
         A connection that failed for any reason but a rejected statement (the server
-        went away, a timeout, a cancelled caller) is in an unknown state: it is dropped.
-        When an idle connection died under the commit (its backend was terminated, a
-        proxy restarted), the commit is replayed at once on a fresh one, so a blip
-        costs the batch a reconnect, not a refusal of its runs; replaying is safe, as
-        the commit function recognises a create that the lost attempt committed. A
-        fresh connection that fails, or a timeout, is an outage: the group committer
-        retries with backoff.
+        went away, a timeout, a cancelled caller) is in an unknown state: it is
+        terminated (the pool opens a fresh one when next asked). When the connection
+        died under the commit (its backend was terminated, a proxy restarted), the
+        commit is replayed once at once on a fresh one, so a blip costs the batch a
+        reconnect, not a refusal of its runs; replaying is safe, as the commit function
+        recognises a create that the lost attempt committed. A second failure, a
+        timeout or a failure to connect is an outage: the group committer retries with
+        backoff.
         """
-        conn = self._idle_writer()
-        fresh = conn is None
-        if conn is None:
-            conn = await self._connect_writer()
+        writers = self._writers
+        if writers is None:
+            raise StoreUnavailable(self.name, "store not open")
+        replayed = False
         while True:
+            with connecting():
+                # No timeout: the group committer never has more commits in flight
+                # than the pool has connections, and a connect has its own timeout.
+                conn = await writers.acquire()
             try:
                 with translated():
                     row = await conn.fetchrow(_COMMIT, *args)
             except WriteRejected:
-                self._give_back(conn)  # the server rolled the statement back; still usable
+                # The server rolled the statement back; the connection is still usable.
+                await writers.release(conn)
                 raise
             except StoreUnavailable as exc:
-                conn.terminate()
-                if fresh or isinstance(exc.__cause__, TimeoutError):
+                _drop(conn)
+                if replayed or isinstance(exc.__cause__, TimeoutError):
                     raise
                 log.info("store.commit_replayed", reason=exc.reason)
-                conn = await self._connect_writer()
-                fresh = True
+                replayed = True
                 continue
             except BaseException:
-                conn.terminate()
+                _drop(conn)
                 raise
-            self._give_back(conn)
+            await writers.release(conn)
             assert row is not None  # the function returns exactly one row
             return row
-
-    def _idle_writer(self) -> Connection | None:
-        writers = self._writers
-        if writers is None:
-            raise StoreUnavailable(self.name, "store not open")
-        while writers:
-            conn = writers.pop()
-            if not conn.is_closed():  # else the server ended it while it was idle
-                return conn
-        return None
-
-    def _give_back(self, conn: Connection) -> None:
-        writers = self._writers
-        if writers is None:  # closed meanwhile
-            conn.terminate()
-        else:
-            writers.append(conn)
 
     async def terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
         async with self._connection() as conn:

@@ -1,5 +1,5 @@
-"""PostgreSQL group commits: one round trip each on a writer connection of the store's
-own (no pool acquire, reset or BEGIN/COMMIT), safe to run concurrently, and a database
+"""PostgreSQL group commits: one round trip each on a connection of the writers' pool
+(no reset on release, no BEGIN/COMMIT), safe to run concurrently, and a database
 at an older schema version is migrated to the commit function.
 
 Round trips are counted on the wire by a proxy between the store and PostgreSQL: each
@@ -176,9 +176,12 @@ async def test_a_group_commit_is_one_round_trip(pg_url: str) -> None:
 
 
 async def test_concurrent_commits_each_take_a_writer_connection(pg_url: str) -> None:
-    """Commits in flight together do not share a connection; all of them commit, and
-    the connections are kept for later commits."""
-    async with WireCounter(pg_url).running() as wire, started(wire.url, **_QUIET) as s:
+    """Commits in flight together (up to ``commit_concurrency``) do not share a
+    connection; all of them commit, and the connections are kept for later commits."""
+    async with (
+        WireCounter(pg_url).running() as wire,
+        started(wire.url, commit_concurrency=8, **_QUIET) as s,
+    ):
         store, backend = _postgres(s)
         rounds = [[f"a{n}" for n in range(8)], [f"b{n}" for n in range(8)]]
         for job_id in (*rounds[0], *rounds[1]):
