@@ -118,12 +118,13 @@ class PostgresBackend:
     cancel_poll = None
     #: Who writes; set by ``open``.
     _owner: Owner
-    _listener: Listener
 
     def __init__(self, dsn: str, options: StoreOptions | None = None) -> None:
         self.dsn = dsn
         self.options = options or StoreOptions()
-        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        #: Made by ``open``, for its owner.
+        self._listener: Listener | None = None
+        self._pool: Pool | None = None
         #: The group commit's connections, as many as commits in flight at once.
         self._writers: Pool | None = None
 
@@ -151,7 +152,7 @@ class PostgresBackend:
     async def open(self, owner: Owner) -> None:
         self._owner = owner
         options = self.options
-        self._listener = Listener(
+        self._listener = listener = Listener(
             self.dsn,
             owner.server_id,
             options=options,
@@ -172,7 +173,7 @@ class PostgresBackend:
                 )
             async with self._connection() as conn:
                 await migrate(conn)
-            await self._listener.open()
+            await listener.open()
             self._writers = await self._writers_pool()
         except WriteRejected as exc:
             # E.g. no right to create the tables: the store cannot be used at all.
@@ -200,15 +201,15 @@ class PostgresBackend:
     async def close(self) -> None:
         writers, self._writers = self._writers, None
         await _close_pool(writers, self.options.connect_timeout)
-        listener = getattr(self, "_listener", None)  # None if open() never ran
-        if listener is not None:
-            await listener.close()
+        if self._listener is not None:
+            await self._listener.close()
         pool, self._pool = self._pool, None
         await _close_pool(pool, self.options.finish_timeout)
 
     # -- notifications --------------------------------------------------------------
 
     def background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        assert self._listener is not None, "background() before open()"
         return [("listener", self._listener.run())]
 
     async def pending_cancels(self) -> list[str]:
