@@ -3,11 +3,12 @@
 Two asyncpg pools. Group commits go through the writers' pool, one connection per
 commit in flight (``commit_concurrency``): each commit is one call of the
 ``noderun_commit`` function (see :mod:`postgres_schema`), so one round trip with no
-BEGIN/COMMIT, and a writer is released without a reset (its session holds nothing to
-reset). The other pool serves reads, sweeps, cancels and retention; its size, command
-timeout and idle lifetime come from :class:`StoreOptions`. A dedicated connection
-LISTENs for commits and cancels, and holds this server's claim on its id
-(:mod:`postgres_listener`).
+BEGIN/COMMIT. A writer stays checked out between commits (no release, reset and
+acquire each time); one that fails is terminated, which gives it back to the pool, and
+the pool connects a fresh one. The other pool serves reads, sweeps, cancels and
+retention; its size, command timeout and idle lifetime come from
+:class:`StoreOptions`. A dedicated connection LISTENs for commits and cancels, and
+holds this server's claim on its id (:mod:`postgres_listener`).
 
 Leases use the database clock (``now()``), so servers on different hosts agree on who
 is dead.
@@ -87,9 +88,15 @@ async def _notify_frames(conn: Conn, job_ids: Sequence[str]) -> None:
         )
 
 
-async def _keep_session(conn: object) -> None:
-    """The writers' reset on release: nothing to do, and no round trip (a commit is one
-    statement, outside any transaction, that leaves nothing behind in the session)."""
+def _usable(conn: Conn) -> bool:
+    """Whether a writer kept between commits is still open; if not, it is given back."""
+    try:
+        if not conn.is_closed():
+            return True
+    except asyncpg.InterfaceError:  # given back to its pool already, as it closed
+        return False
+    _drop(conn)
+    return False
 
 
 def _drop(conn: Conn) -> None:
@@ -127,6 +134,10 @@ class PostgresBackend:
         self._pool: Pool | None = None
         #: The group commit's connections, as many as commits in flight at once.
         self._writers: Pool | None = None
+        #: Writers checked out of the pool and kept between commits: a release and
+        #: an acquire cost a task and three turns of the loop each commit, more CPU
+        #: than the commit's own work in the client (docs/performance.md).
+        self._idle: list[Conn] = []
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
@@ -195,11 +206,15 @@ class PostgresBackend:
                 command_timeout=options.pg_command_timeout,
                 max_inactive_connection_lifetime=0,
                 timeout=options.connect_timeout,
-                reset=_keep_session,
             )
 
     async def close(self) -> None:
         writers, self._writers = self._writers, None
+        idle, self._idle = self._idle, []
+        if writers is not None:
+            for conn in idle:
+                with contextlib.suppress(Exception):  # a dead one is terminated
+                    await writers.release(conn, timeout=self.options.connect_timeout)
         await _close_pool(writers, self.options.connect_timeout)
         if self._listener is not None:
             await self._listener.close()
@@ -328,7 +343,7 @@ class PostgresBackend:
         return refused, row["ignored"] or ()
 
     async def _call_commit(self, *args: object) -> asyncpg.Record:
-        """Run the commit statement on a writer connection.
+        """Run the commit statement on an idle writer connection, or one of the pool.
 
         A connection that failed for any reason but a rejected statement (the server
         went away, a timeout, a cancelled caller) is in an unknown state: it is
@@ -343,18 +358,21 @@ class PostgresBackend:
         writers = self._writers
         if writers is None:
             raise StoreUnavailable(self.name, "store not open")
+        idle = self._idle
         replayed = False
         while True:
-            with connecting():
-                # No timeout: the group committer never has more commits in flight
-                # than the pool has connections, and a connect has its own timeout.
-                conn = await writers.acquire()
+            conn = idle.pop() if idle else None
+            if conn is None or not _usable(conn):  # the server ended it while idle
+                with connecting():
+                    # The group committer never has more commits in flight than
+                    # the pool has connections: the timeout is for a connect.
+                    conn = await writers.acquire(timeout=self.options.connect_timeout)
             try:
                 with translated():
                     row = await conn.fetchrow(_COMMIT, *args)
             except WriteRejected:
                 # The server rolled the statement back; the connection is still usable.
-                await writers.release(conn)
+                self._keep(conn)
                 raise
             except StoreUnavailable as exc:
                 _drop(conn)
@@ -366,9 +384,15 @@ class PostgresBackend:
             except BaseException:
                 _drop(conn)
                 raise
-            await writers.release(conn)
+            self._keep(conn)
             assert row is not None  # the function returns exactly one row
             return row
+
+    def _keep(self, conn: Conn) -> None:
+        if self._writers is None:  # closed meanwhile
+            _drop(conn)
+        else:
+            self._idle.append(conn)
 
     async def terminals(self, job_ids: Sequence[str]) -> dict[str, StoredFrame]:
         async with self._connection() as conn:
