@@ -19,7 +19,7 @@ from noderun.nodetool.errors import (
     WorkerStartError,
 )
 from noderun.nodetool.pool import PoolOptions, WorkerPool
-from noderun.nodetool.startup import start_nodetool
+from noderun.nodetool.startup import start_nodetool, workspace_dir
 
 __all__ = [
     "NodeToolError",
@@ -31,4 +31,5 @@ __all__ = [
     "WorkerPool",
     "WorkerStartError",
     "start_nodetool",
+    "workspace_dir",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
 import signal
 import sys
 import threading
@@ -33,7 +34,7 @@ import structlog
 
 from noderun.assets import AssetStore
 from noderun.contract import RunStore
-from noderun.nodetool import NodeToolError, PoolOptions, WorkerPool, start_nodetool
+from noderun.nodetool import NodeToolError, PoolOptions, WorkerPool, start_nodetool, workspace_dir
 from noderun.persistence.errors import StoreConfigError, StoreError, StoreUnavailable
 from noderun.persistence.retention import run_retention
 from noderun.runtime.hub import Hub, RuntimeConfig
@@ -421,6 +422,7 @@ def workers_readiness(pool: _CountsWorkers) -> ReadinessCheck:
 
 def pool_options(settings: Settings) -> PoolOptions:
     """The NodeTool worker pool that ``settings`` ask for."""
+    workspace = workspace_dir(settings.nodetool_tmpdir, os.environ)
     return PoolOptions(
         workers=settings.nodetool_workers,
         python=settings.nodetool_python or sys.executable,
@@ -430,8 +432,7 @@ def pool_options(settings: Settings) -> PoolOptions:
         start_timeout=settings.nodetool_start_timeout,
         cancel_grace=settings.nodetool_cancel_grace,
         hang_timeout=settings.nodetool_hang_timeout,
-        # Each execute makes and removes a workspace there (tempfile.mkdtemp).
-        env={"TMPDIR": settings.nodetool_tmpdir} if settings.nodetool_tmpdir else {},
+        env={} if workspace is None else {"TMPDIR": workspace},
     )
 
 

@@ -369,10 +369,10 @@ class Settings:
     nodetool_tmpdir: str = setting(
         "",
         "directory the NodeTool workers make each execute's workspace in (their `TMPDIR`); "
-        "a tmpfs such as `/dev/shm` makes every execute cheaper where `/tmp` is on disk",
+        "a tmpfs makes every execute cheaper where `/tmp` is on disk",
         check=_directory,
         metavar="DIR",
-        shown_default="the environment's",
+        shown_default="`TMPDIR` if set, else `/dev/shm` with 1 GiB free, else the system's",
     )
     assets_dir: str = setting(
         "./noderun-assets",

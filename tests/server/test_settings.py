@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
+from noderun.nodetool import startup
+from noderun.nodetool.startup import workspace_dir
 from noderun.persistence.options import ENV_VARIABLES, StoreOptions
 from noderun.server.cli import build_parser, settings_from
 from noderun.server.lifecycle import pool_options
@@ -174,10 +177,34 @@ def test_tls_and_proxy_settings_reach_uvicorn() -> None:
     assert config_for(parse(), object()).proxy_headers is False
 
 
-def test_the_nodetool_tmpdir_is_the_workers_tmpdir(tmp_path: Path) -> None:
+def test_the_nodetool_tmpdir_is_the_workers_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each NodeTool execute makes its workspace under the workers' ``TMPDIR``."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    # The environment's TMPDIR is the operator's choice: inherited, not replaced.
     assert pool_options(parse("--nodetool-workers", "1")).env == {}
+    monkeypatch.delenv("TMPDIR")
+    expected = workspace_dir("", {})
+    assert pool_options(parse("--nodetool-workers", "1")).env == (
+        {} if expected is None else {"TMPDIR": expected}
+    )
     settings = parse(env={"NODERUN_NODETOOL_TMPDIR": str(tmp_path)})
     assert pool_options(settings).env == {"TMPDIR": str(tmp_path)}
     with pytest.raises(SettingError, match="does not exist"):
         parse("--nodetool-tmpdir", str(tmp_path / "missing"))
+
+
+def test_the_workers_workspace_defaults_to_a_roomy_writable_shared_memory_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    assert workspace_dir("/elsewhere", {"TMPDIR": "/t"}, str(shm)) == "/elsewhere"
+    assert workspace_dir("", {"TMPDIR": "/t"}, str(shm)) is None
+    assert workspace_dir("", {}, str(shm)) == str(shm)
+    assert workspace_dir("", {}, str(tmp_path / "missing")) is None
+    # Less room than the bound (a container's 64 MiB /dev/shm): not taken unasked.
+    free = os.statvfs(shm).f_bavail * os.statvfs(shm).f_frsize
+    monkeypatch.setattr(startup, "SHM_MIN_FREE", free + (1 << 30))
+    assert workspace_dir("", {}, str(shm)) is None
