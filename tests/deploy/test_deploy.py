@@ -14,10 +14,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
@@ -30,7 +28,9 @@ import yaml
 
 from noderun.server.cli import build_parser as cli_parser
 from noderun.server.cli import settings_from
+from tests.support.ports import free_port
 from tests.support.timing import LONG_TIMEOUT
+from tests.support.waiting import eventually_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -94,12 +94,6 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
     return _VARIABLE.sub(replace, value)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(command: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[str]:
     """Start ``command`` (a ``noderun`` console-script call) and yield its base URL."""
     port = free_port()
@@ -110,19 +104,17 @@ def serve(command: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[str
         process = subprocess.Popen([executable, *command[1:]], env=full_env, cwd=cwd, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + LONG_TIMEOUT
-        while True:
+
+        def healthy() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"server exited with {process.returncode}: {log.read_text()}")
             try:
                 with urllib.request.urlopen(url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
+                    return bool(response.status == 200)
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not become healthy: {log.read_text()}")
-            time.sleep(0.05)
+                return False
+
+        eventually_blocking(healthy, LONG_TIMEOUT, explain=log.read_text)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

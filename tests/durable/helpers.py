@@ -1,5 +1,5 @@
-"""Helpers of the durable-run tests: real ``noderun serve`` processes, a WebSocket client,
-and direct reads of the store's database (sqlite file or PostgreSQL database).
+"""Helpers of the durable-run tests: real ``noderun serve`` processes, and direct reads
+of the store's database (sqlite file or PostgreSQL database).
 
 The tests look at the database with plain SQL rather than through
 :mod:`noderun.persistence`, so what they check does not depend on the code under test,
@@ -12,28 +12,25 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import msgspec
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
 
 from noderun.contract import store_key
 from noderun.server.auth import ANONYMOUS_USER
-from tests.support.timing import SECOND
+from tests.support.client import ClientOptions
+from tests.support.ports import free_port
+from tests.support.timing import LONG_TIMEOUT, SECOND
+from tests.support.waiting import eventually
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 INTERRUPTED = "interrupted: server stopped"
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -46,60 +43,7 @@ STORE_ENV = {
     "NODERUN_STORE_FINISH_TIMEOUT": str(SECOND * 2),
 }
 
-Frame = dict[str, Any]
-
-
-class Received(NamedTuple):
-    """One frame as the client got it: its exact bytes and its decoded map."""
-
-    raw: bytes
-    frame: Frame
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
-
-
-# -- graphs ------------------------------------------------------------------------
-
-
-def nd(node_id: str, node_type: str, **data: object) -> Frame:
-    return {"id": node_id, "type": node_type, "data": data}
-
-
-def edge(source: str, target: str, target_handle: str = "value") -> Frame:
-    return {
-        "id": f"{source}-{target}",
-        "source": source,
-        "sourceHandle": "output",
-        "target": target,
-        "targetHandle": target_handle,
-    }
-
-
-def progress_graph(steps: int, interval: float) -> Frame:
-    """``noderun.debug.Progress`` into an Output named ``steps``: one progress frame a step."""
-    return {
-        "nodes": [
-            nd("p", "noderun.debug.Progress", steps=steps, interval=interval),
-            nd("out", "nodetool.output.Output", name="steps"),
-        ],
-        "edges": [edge("p", "out")],
-    }
-
-
-def sleep_graph(seconds: float) -> Frame:
-    return {"nodes": [nd("s", "noderun.debug.Sleep", seconds=seconds)], "edges": []}
-
-
 # -- server processes --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -182,6 +126,13 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    @property
+    def client_options(self) -> ClientOptions:
+        """Its clients wait longer (a process under load) and buffer without bound: with a
+        bound, frames a test leaves unread pause reading, so the server's close frame is
+        not seen until the close timeout."""
+        return ClientOptions(within=LONG_TIMEOUT, max_queue=None)
+
     def log(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
         try:
@@ -199,15 +150,14 @@ class ServerProcess:
     async def start(self) -> None:
         """Spawn the server and wait until ``GET /health`` answers 200."""
         process = self.spawn()
-        deadline = time.monotonic() + self.start_within
-        while not await _healthy(self.port):
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"server exited with {process.returncode} at start:\n{self.log()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not healthy in time:\n{self.log()}")
-            await asyncio.sleep(SECOND / 50)
+
+        async def healthy() -> bool:
+            assert process.poll() is None, (
+                f"server exited with {process.returncode} at start:\n{self.log()}"
+            )
+            return await _healthy(self.port)
+
+        await eventually(healthy, self.start_within, explain=self.log)
 
     async def wait_exit(self, within: float) -> int:
         """Wait for the process to exit; its return code."""
@@ -267,132 +217,6 @@ async def serving(
             assert "Traceback" not in server.log(), server.log()
     finally:
         await server.kill()
-
-
-# -- the client --------------------------------------------------------------------
-
-
-class Client:
-    """A WebSocket client speaking MessagePack (JSON text with ``text``); keeps the exact
-    bytes of each frame."""
-
-    def __init__(self, ws: ClientConnection, *, text: bool = False) -> None:
-        self.ws = ws
-        self.text = text
-
-    async def send(self, frame: Mapping[str, object]) -> None:
-        if self.text:
-            await self.ws.send(msgspec.json.encode(frame).decode())
-        else:
-            await self.ws.send(msgspec.msgpack.encode(frame))
-
-    async def command(self, command: str, data: Mapping[str, object]) -> None:
-        """A command the way the SDK sends it (``type`` and ``request_id`` too)."""
-        await self.send({"command": command, "type": command, "request_id": None, "data": data})
-
-    async def run_job(
-        self,
-        graph: Frame,
-        *,
-        job_id: str | None = None,
-        durable: bool = True,
-        workflow_id: str = "wf",
-    ) -> str:
-        """Send ``run_job`` (durable unless told otherwise); the job id, without waiting."""
-        job_id = job_id or new_job_id()
-        await self.command(
-            "run_job",
-            {
-                "type": "run_job_request",
-                "job_id": job_id,
-                "workflow_id": workflow_id,
-                "graph": graph,
-                "params": None,
-                "explicit_types": False,
-                "require_terminal_result": True,
-                "execution_options": {"persistence": "job" if durable else "session"},
-            },
-        )
-        return job_id
-
-    async def reconnect(self, job_id: str, after_seq: int = 0) -> None:
-        await self.command("reconnect_job", {"job_id": job_id, "after_seq": after_seq})
-
-    async def cancel(self, job_id: str) -> None:
-        await self.command("cancel_job", {"job_id": job_id})
-
-    async def recv(self, within: float = SECOND * 10) -> Received:
-        raw = await asyncio.wait_for(self.ws.recv(), within)
-        if self.text:
-            assert isinstance(raw, str), f"expected a text frame, got {raw!r}"
-            raw = raw.encode()
-            frame = msgspec.json.decode(raw)
-        else:
-            assert isinstance(raw, bytes), f"expected a binary frame, got {raw!r}"
-            frame = msgspec.msgpack.decode(raw)
-        assert isinstance(frame, dict), f"server sent a non-map frame: {frame!r}"
-        return Received(raw, frame)
-
-    async def until(
-        self, predicate: Callable[[Frame], bool], within: float = SECOND * 10
-    ) -> list[Received]:
-        """Every frame up to and including the first that matches ``predicate``."""
-        received: list[Received] = []
-        deadline = time.monotonic() + within
-        while True:
-            item = await self.recv(max(deadline - time.monotonic(), 0.001))
-            received.append(item)
-            if predicate(item.frame):
-                return received
-
-    async def until_terminal(self, job_id: str, within: float = SECOND * 10) -> list[Received]:
-        return await self.until(lambda frame: is_terminal(frame, job_id), within)
-
-
-def is_terminal(frame: Mapping[str, object], job_id: str) -> bool:
-    return (
-        frame.get("type") == "job_update"
-        and frame.get("job_id") == job_id
-        and frame.get("status") in TERMINAL
-    )
-
-
-def is_ack(frame: Mapping[str, object]) -> bool:
-    return frame.get("message") == "Job started"
-
-
-def run_messages(received: Sequence[Received], job_id: str) -> list[Received]:
-    """The messages of run ``job_id`` (they carry ``job_seq``), in arrival order."""
-    return [
-        item
-        for item in received
-        if item.frame.get("job_id") == job_id and item.frame.get("job_seq") is not None
-    ]
-
-
-def seqs(received: Sequence[Received]) -> list[int]:
-    return [item.frame["job_seq"] for item in received]
-
-
-def as_stored(received: Sequence[Received]) -> list[tuple[int, bytes]]:
-    """Run messages as the store keeps them: ``(job_seq, exact bytes)``."""
-    return [(item.frame["job_seq"], item.raw) for item in received]
-
-
-@contextlib.asynccontextmanager
-async def connect(server: ServerProcess, *, text: bool = False) -> AsyncIterator[Client]:
-    async with ws_connect(
-        server.ws_url,
-        compression=None,
-        proxy=None,
-        ping_interval=None,
-        # Unbounded: with websockets' default (16), frames a test leaves unread pause
-        # reading, so the server's close frame is not seen until close_timeout.
-        max_queue=None,
-        open_timeout=SECOND * 5,
-        close_timeout=SECOND * 5,
-    ) as ws:
-        yield Client(ws, text=text)
 
 
 # -- the store's database ----------------------------------------------------------

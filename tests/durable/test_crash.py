@@ -8,18 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.durable.helpers import (
-    INTERRUPTED,
-    Received,
-    ServerProcess,
-    StoreDb,
-    as_stored,
-    connect,
-    progress_graph,
-    run_messages,
-    seqs,
-    serving,
-)
+from tests.durable.helpers import INTERRUPTED, ServerProcess, StoreDb, serving
+from tests.support.client import connect
+from tests.support.frames import Received, as_stored, run_messages, seqs
+from tests.support.graphs import progress_graph
 from tests.support.timing import LONG_TIMEOUT, SECOND
 from tests.support.waiting import eventually
 
@@ -39,8 +31,8 @@ async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
     store: StoreDb, tmp_path: Path
 ) -> None:
     async with serving(store.url, tmp_path) as first, connect(first) as client:
-        job_id = await client.run_job(progress_graph(1000, SECOND / 10))
-        seen = await client.until(
+        job_id = await client.run_job(progress_graph(1000, SECOND / 10), durable=True)
+        seen = await client.receive_until(
             lambda frame: frame.get("type") == "node_progress" and frame["progress"] >= 3
         )
 
@@ -57,12 +49,12 @@ async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
     async with serving(store.url, tmp_path) as second, connect(second) as client:
         await client.reconnect(job_id)
         # The killed server's lease must expire before the new one fails its run.
-        received = await client.until_terminal(job_id, SECOND * 15)
+        received = await client.receive_until_terminal(job_id, SECOND * 15)
         # A client that got messages the killed server never committed (so its position
         # is past the interrupted terminal's job_seq) still gets the terminal message.
         async with connect(second) as late:
             await late.reconnect(job_id, after_seq=received[-1].frame["job_seq"] + 10)
-            caught_up = await late.until_terminal(job_id)
+            caught_up = await late.receive_until_terminal(job_id)
 
     resumed = received[0].frame
     assert resumed["type"] == "job_resumed"
@@ -85,17 +77,17 @@ async def test_run_killed_mid_run_is_reported_interrupted_by_the_next_server(
 
 async def test_run_finished_before_a_kill_keeps_its_result(store: StoreDb, tmp_path: Path) -> None:
     async with serving(store.url, tmp_path) as first, connect(first) as client:
-        job_id = await client.run_job(progress_graph(3, 0))
-        seen = run_messages(await client.until_terminal(job_id), job_id)
+        job_id = await client.run_job(progress_graph(3, 0), durable=True)
+        seen = run_messages(await client.receive_until_terminal(job_id), job_id)
         assert seen[-1].frame["status"] == "completed"
         await first.kill()
 
     async with serving(store.url, tmp_path) as second, connect(second) as client:
         await client.reconnect(job_id)
-        received = await client.until_terminal(job_id)
+        received = await client.receive_until_terminal(job_id)
         # Asked again on the same connection, it answers again (PROTOCOL.md §4).
         await client.reconnect(job_id)
-        again = await client.until_terminal(job_id)
+        again = await client.receive_until_terminal(job_id)
         assert [item.raw for item in again] == [item.raw for item in received]
 
     resumed = received[0].frame
@@ -116,15 +108,15 @@ async def test_graceful_stop_cancels_durable_runs_and_stores_that(
     """SIGTERM is the designed shutdown: runs end ``cancelled`` with a reason, committed,
     so the next server replays that terminal message."""
     async with serving(store.url, tmp_path) as first, connect(first) as client:
-        job_id = await client.run_job(progress_graph(1000, SECOND / 10))
-        await client.until(lambda frame: frame.get("type") == "node_progress")
+        job_id = await client.run_job(progress_graph(1000, SECOND / 10), durable=True)
+        await client.receive_until(lambda frame: frame.get("type") == "node_progress")
         await first.stop()
     run = await store.run(job_id)
     assert run is not None and run.status == "cancelled"
 
     async with serving(store.url, tmp_path) as second, connect(second) as client:
         await client.reconnect(job_id)
-        received = await client.until_terminal(job_id)
+        received = await client.receive_until_terminal(job_id)
     replayed = run_messages(received, job_id)
     assert seqs(replayed) == list(range(1, len(replayed) + 1))
     terminal = replayed[-1].frame
@@ -150,8 +142,8 @@ async def test_a_restarted_server_fails_its_runs_before_it_reports_ready(
     args = ("--server-id", "worker-7") if identity == "same --server-id" else ()
     async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY, args=args) as first:
         async with connect(first) as client:
-            job_id = await client.run_job(progress_graph(1000, SECOND / 10))
-            await client.until(lambda frame: frame.get("type") == "node_progress")
+            job_id = await client.run_job(progress_graph(1000, SECOND / 10), durable=True)
+            await client.receive_until(lambda frame: frame.get("type") == "node_progress")
         await first.kill()
     run = await store.run(job_id)
     assert run is not None and run.status == "running"
@@ -163,7 +155,7 @@ async def test_a_restarted_server_fails_its_runs_before_it_reports_ready(
         assert (run.status, run.error) == ("failed", INTERRUPTED)
         async with connect(second) as client:
             await client.reconnect(job_id)
-            received = await client.until_terminal(job_id)
+            received = await client.receive_until_terminal(job_id)
     assert received[0].frame["status"] == "failed"
     terminal = received[-1].frame
     assert (terminal["status"], terminal["error"]) == ("failed", INTERRUPTED)
@@ -176,8 +168,8 @@ async def test_a_restart_under_another_identity_leaves_the_run_to_its_lease(
     server is not the killed one and must wait for its lease (here: never)."""
     async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY) as first:
         async with connect(first) as client:
-            job_id = await client.run_job(progress_graph(1000, SECOND / 10))
-            await client.until(lambda frame: frame.get("type") == "node_progress")
+            job_id = await client.run_job(progress_graph(1000, SECOND / 10), durable=True)
+            await client.receive_until(lambda frame: frame.get("type") == "node_progress")
         await first.kill()
     async with serving(store.url, tmp_path, env=_NO_LEASE_EXPIRY):
         run = await store.run(job_id)
@@ -189,8 +181,8 @@ async def test_a_second_live_server_with_the_same_id_refuses_to_start(
 ) -> None:
     args = ("--server-id", "twin")
     async with serving(store.url, tmp_path, args=args) as live, connect(live) as client:
-        job_id = await client.run_job(progress_graph(1000, SECOND / 10))
-        await client.until(lambda frame: frame.get("type") == "node_progress")
+        job_id = await client.run_job(progress_graph(1000, SECOND / 10), durable=True)
+        await client.receive_until(lambda frame: frame.get("type") == "node_progress")
         twin = ServerProcess(store.url, tmp_path, args=args)
         twin.spawn()
         try:
@@ -202,4 +194,4 @@ async def test_a_second_live_server_with_the_same_id_refuses_to_start(
         # The live server's run was not touched, and it goes on.
         run = await store.run(job_id)
         assert run is not None and run.status == "running"
-        await client.until(lambda frame: frame.get("type") == "node_progress")
+        await client.receive_until(lambda frame: frame.get("type") == "node_progress")

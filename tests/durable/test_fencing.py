@@ -17,16 +17,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.durable.helpers import (
-    INTERRUPTED,
-    Client,
-    ServerProcess,
-    StoreDb,
-    connect,
-    is_ack,
-    serving,
-    sleep_graph,
-)
+from tests.durable.helpers import INTERRUPTED, ServerProcess, StoreDb, serving
+from tests.support.client import Client, connect
+from tests.support.frames import is_ack
+from tests.support.graphs import sleep_graph
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
@@ -105,7 +99,7 @@ async def proxied(url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
 
 
 async def _started(client: Client, job_id: str) -> None:
-    await client.until(lambda frame: is_ack(frame) and frame.get("job_id") == job_id)
+    await client.receive_until(lambda frame: is_ack(frame) and frame.get("job_id") == job_id)
 
 
 async def _check_one_truth(store: StoreDb, job_id: str, *servers: ServerProcess) -> bytes:
@@ -117,7 +111,7 @@ async def _check_one_truth(store: StoreDb, job_id: str, *servers: ServerProcess)
     for server in servers:
         async with connect(server) as client:
             await client.reconnect(job_id)
-            received = await client.until_terminal(job_id)
+            received = await client.receive_until_terminal(job_id)
         assert received[0].frame["status"] == "failed"
         assert received[-1].raw == run.terminal_frame
     return run.terminal_frame
@@ -141,20 +135,20 @@ async def test_a_server_cut_off_from_postgres_sends_the_stored_terminal(
         connect(cut_off) as client,
     ):
         # Far longer than the test: only the loss of the run can end it in time.
-        job_id = await client.run_job(sleep_graph(SECOND * 600))
+        job_id = await client.run_job(sleep_graph(SECOND * 600), durable=True)
         await _started(client, job_id)
         proxy.cut()
         try:
             await _failed_in_store(pg_store, job_id, SECOND * 15)
         finally:
             proxy.restore()
-        received = await client.until_terminal(job_id, SECOND * 20)
+        received = await client.receive_until_terminal(job_id, SECOND * 20)
         terminal = received[-1]
         assert (terminal.frame["status"], terminal.frame["error"]) == ("failed", INTERRUPTED)
         assert terminal.raw == await _check_one_truth(pg_store, job_id, cut_off, other)
         # The cut-off server works normally again.
-        job = await client.run_job(sleep_graph(0))
-        assert (await client.until_terminal(job))[-1].frame["status"] == "completed"
+        job = await client.run_job(sleep_graph(0), durable=True)
+        assert (await client.receive_until_terminal(job))[-1].frame["status"] == "completed"
 
 
 async def test_a_paused_sqlite_server_sends_the_stored_terminal(
@@ -166,7 +160,7 @@ async def test_a_paused_sqlite_server_sends_the_stored_terminal(
         serving(store.url, tmp_path) as other,
         connect(paused) as client,
     ):
-        job_id = await client.run_job(sleep_graph(SECOND * 600))
+        job_id = await client.run_job(sleep_graph(SECOND * 600), durable=True)
         await _started(client, job_id)
         process = paused.process
         assert process is not None
@@ -182,7 +176,7 @@ async def test_a_paused_sqlite_server_sends_the_stored_terminal(
             break
         else:
             raise AssertionError("the other server never failed the paused server's run")
-        received = await client.until_terminal(job_id, SECOND * 20)
+        received = await client.receive_until_terminal(job_id, SECOND * 20)
         terminal = received[-1]
         assert (terminal.frame["status"], terminal.frame["error"]) == ("failed", INTERRUPTED)
         assert terminal.raw == await _check_one_truth(store, job_id, paused, other)

@@ -6,16 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.durable.helpers import (
-    INTERRUPTED,
-    StoreDb,
-    as_stored,
-    connect,
-    progress_graph,
-    run_messages,
-    seqs,
-    serving,
-)
+from tests.durable.helpers import INTERRUPTED, StoreDb, serving
+from tests.support.client import connect
+from tests.support.frames import as_stored, run_messages, seqs
+from tests.support.graphs import progress_graph
 from tests.support.timing import LONG_TIMEOUT, SECOND
 from tests.support.waiting import eventually
 
@@ -29,11 +23,11 @@ async def test_reconnect_on_another_server_replays_then_follows_live(
         connect(owner) as on_owner,
         connect(other) as on_other,
     ):
-        job_id = await on_owner.run_job(progress_graph(10, SECOND / 10))
-        seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
+        job_id = await on_owner.run_job(progress_graph(10, SECOND / 10), durable=True)
+        seen = await on_owner.receive_until(lambda frame: frame.get("type") == "node_progress")
         # The same id on the other server while the run goes on: refused by the store.
-        await on_other.run_job(progress_graph(1, 0), job_id=job_id)
-        refusal = (await on_other.recv()).frame
+        await on_other.run_job(progress_graph(1, 0), job_id=job_id, durable=True)
+        refusal = (await on_other.receive()).frame
         assert refusal["error"] == "job_already_running", refusal
         assert refusal["job_id"] == job_id
 
@@ -41,8 +35,8 @@ async def test_reconnect_on_another_server_replays_then_follows_live(
         # first one is answered, which must not start a second stream either.
         await on_other.reconnect(job_id)
         await on_other.reconnect(job_id)
-        followed = await on_other.until_terminal(job_id)
-        seen += await on_owner.until_terminal(job_id)
+        followed = await on_other.receive_until_terminal(job_id)
+        seen += await on_owner.receive_until_terminal(job_id)
 
     sent = run_messages(seen, job_id)
     assert sent[-1].frame["status"] == "completed"
@@ -71,13 +65,13 @@ async def test_cancel_sent_to_another_server_cancels_the_run(
         connect(owner) as on_owner,
         connect(other) as on_other,
     ):
-        job_id = await on_owner.run_job(progress_graph(1000, SECOND / 10))
-        seen = await on_owner.until(lambda frame: frame.get("type") == "node_progress")
+        job_id = await on_owner.run_job(progress_graph(1000, SECOND / 10), durable=True)
+        seen = await on_owner.receive_until(lambda frame: frame.get("type") == "node_progress")
         await on_other.reconnect(job_id)
-        followed = await on_other.until(lambda frame: frame.get("type") == "node_progress")
+        followed = await on_other.receive_until(lambda frame: frame.get("type") == "node_progress")
 
         await on_other.cancel(job_id)
-        followed += await on_other.until(
+        followed += await on_other.receive_until(
             lambda frame: frame.get("message") == "Job cancellation requested"
         )
         assert followed[-1].frame == {
@@ -85,12 +79,12 @@ async def test_cancel_sent_to_another_server_cancels_the_run(
             "job_id": job_id,
             "workflow_id": "wf",
         }
-        followed += await on_other.until_terminal(job_id)
-        seen += await on_owner.until_terminal(job_id)
+        followed += await on_other.receive_until_terminal(job_id)
+        seen += await on_owner.receive_until_terminal(job_id)
         # Finished now: a second cancel finds nothing to cancel, on either server.
         for client in (on_other, on_owner):
             await client.cancel(job_id)
-            answer = (await client.recv()).frame
+            answer = (await client.receive()).frame
             assert answer == {"error": "Job not found or already completed", "job_id": job_id}
 
     sent = run_messages(seen, job_id)
@@ -114,12 +108,14 @@ async def test_follower_on_another_server_sees_the_owner_killed_as_interrupted(
         connect(other) as on_other,
     ):
         async with connect(owner) as on_owner:
-            job_id = await on_owner.run_job(progress_graph(1000, SECOND / 10))
-            await on_owner.until(lambda frame: frame.get("type") == "node_progress")
+            job_id = await on_owner.run_job(progress_graph(1000, SECOND / 10), durable=True)
+            await on_owner.receive_until(lambda frame: frame.get("type") == "node_progress")
             await on_other.reconnect(job_id)
-            followed = await on_other.until(lambda frame: frame.get("type") == "node_progress")
+            followed = await on_other.receive_until(
+                lambda frame: frame.get("type") == "node_progress"
+            )
             await owner.kill()
-        followed += await on_other.until_terminal(job_id, SECOND * 15)
+        followed += await on_other.receive_until_terminal(job_id, SECOND * 15)
 
         async def stored_as_failed() -> bool:
             run = await store.run(job_id)

@@ -8,17 +8,11 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from tests.durable.helpers import (
-    Client,
-    ServerProcess,
-    StoreDb,
-    connect,
-    free_port,
-    is_terminal,
-    progress_graph,
-    serving,
-    sleep_graph,
-)
+from tests.durable.helpers import ServerProcess, StoreDb, serving
+from tests.support.client import Client, connect
+from tests.support.frames import is_terminal
+from tests.support.graphs import progress_graph, sleep_graph
+from tests.support.ports import free_port
 from tests.support.timing import LONG_TIMEOUT, SECOND
 from tests.support.waiting import eventually
 
@@ -27,7 +21,7 @@ async def _terminal(
     client: Client, graph: dict[str, object], *, durable: bool = True
 ) -> dict[str, object]:
     job_id = await client.run_job(graph, durable=durable)
-    return (await client.until_terminal(job_id)).pop().frame
+    return (await client.receive_until_terminal(job_id)).pop().frame
 
 
 async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
@@ -42,8 +36,8 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
     ):
         assert (await _terminal(client, progress_graph(2, 0)))["status"] == "completed"
         # In flight when the database goes: its terminal state cannot be committed yet.
-        in_flight = await client.run_job(sleep_graph(SECOND / 2))
-        await client.until(lambda frame: frame.get("type") == "node_update")
+        in_flight = await client.run_job(sleep_graph(SECOND / 2), durable=True)
+        await client.receive_until(lambda frame: frame.get("type") == "node_update")
         await pg_store.refuse_connections()
         seen: list[dict[str, object]] = []
         try:
@@ -52,8 +46,8 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
             # one is refused.
             refused: dict[str, object] | None = None
             for _attempt in range(20):
-                job_id = await client.run_job(progress_graph(2, 0))
-                received = await client.until_terminal(job_id)
+                job_id = await client.run_job(progress_graph(2, 0), durable=True)
+                received = await client.receive_until_terminal(job_id)
                 seen += [item.frame for item in received]
                 if received[-1].frame["status"] != "completed":
                     refused = received[-1].frame
@@ -64,7 +58,7 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
             assert "store unavailable" in str(refused["error"])
 
             job_id = await client.run_job(progress_graph(2, 0), durable=False)
-            received = await client.until_terminal(job_id)
+            received = await client.receive_until_terminal(job_id)
             seen += [item.frame for item in received]
             ephemeral = received[-1].frame
             assert ephemeral["status"] == "completed"
@@ -73,16 +67,18 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
             # Past the node's end and the store's finish deadline: still no terminal.
             await asyncio.sleep(SECOND * 3)
             await client.send({"type": "ping"})  # everything sent so far arrives before the pong
-            seen += [item.frame for item in await client.until(lambda f: f.get("type") == "pong")]
+            seen += [
+                item.frame for item in await client.receive_until(lambda f: f.get("type") == "pong")
+            ]
             assert not any(is_terminal(frame, in_flight) for frame in seen)
         finally:
             await pg_store.allow_connections()
-        terminal = (await client.until_terminal(in_flight, SECOND * 20)).pop()
+        terminal = (await client.receive_until_terminal(in_flight, SECOND * 20)).pop()
         assert terminal.frame["status"] == "completed"
 
         async with connect(server) as other:
             await other.reconnect(in_flight)
-            replayed = (await other.until_terminal(in_flight)).pop()
+            replayed = (await other.receive_until_terminal(in_flight)).pop()
         assert replayed.raw == terminal.raw
 
         async def durable_run_completes() -> bool:
@@ -140,10 +136,13 @@ async def test_a_burst_of_durable_runs_rides_out_terminated_database_connections
         some_done = asyncio.Event()
 
         async def burst(client: Client) -> None:
-            sent = [await client.run_job(progress_graph(2, 0)) for _ in range(runs // clients)]
+            sent = [
+                await client.run_job(progress_graph(2, 0), durable=True)
+                for _ in range(runs // clients)
+            ]
             job_ids.extend(sent)
             while not all(job_id in terminals for job_id in sent):
-                frame = (await client.recv(SECOND * 20)).frame
+                frame = (await client.receive(SECOND * 20)).frame
                 if is_terminal(frame, str(frame.get("job_id"))):
                     terminals[str(frame["job_id"])] = frame
                     if len(terminals) >= runs // 10:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.durable.helpers import StoreDb, connect, progress_graph, serving
+from tests.durable.helpers import StoreDb, serving
+from tests.support.client import connect
+from tests.support.graphs import progress_graph
 from tests.support.timing import LONG_TIMEOUT, SECOND
 from tests.support.waiting import eventually
 
@@ -18,10 +20,10 @@ async def test_finished_runs_older_than_the_retention_are_deleted(
         serving(store.url, tmp_path, args=["--retention", "1"]) as server,
         connect(server) as client,
     ):
-        running = await client.run_job(progress_graph(1000, SECOND / 10))
-        await client.until(lambda frame: frame.get("type") == "node_progress")
-        finished = await client.run_job(progress_graph(3, 0))
-        terminal = (await client.until_terminal(finished)).pop().frame
+        running = await client.run_job(progress_graph(1000, SECOND / 10), durable=True)
+        await client.receive_until(lambda frame: frame.get("type") == "node_progress")
+        finished = await client.run_job(progress_graph(3, 0), durable=True)
+        terminal = (await client.receive_until_terminal(finished)).pop().frame
         assert terminal["status"] == "completed"
 
         async def deleted() -> bool:
@@ -40,8 +42,8 @@ async def test_retention_zero_keeps_finished_runs(sqlite_url: str, tmp_path: Pat
         serving(store.url, tmp_path, args=["--retention", "0"]) as server,
         connect(server) as client,
     ):
-        job_id = await client.run_job(progress_graph(3, 0))
-        received = await client.until_terminal(job_id)
+        job_id = await client.run_job(progress_graph(3, 0), durable=True)
+        received = await client.receive_until_terminal(job_id)
         # Longer than a 1 s retention takes to delete a run (its task looks every second).
         await asyncio.sleep(SECOND * 3)
         run = await store.run(job_id)

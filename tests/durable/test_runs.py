@@ -5,16 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.durable.helpers import (
-    StoreDb,
-    as_stored,
-    connect,
-    is_ack,
-    progress_graph,
-    run_messages,
-    seqs,
-    serving,
-)
+from tests.durable.helpers import StoreDb, serving
+from tests.support.client import connect
+from tests.support.frames import as_stored, is_ack, run_messages, seqs
+from tests.support.graphs import progress_graph
 from tests.support.timing import LONG_TIMEOUT, SECOND
 from tests.support.waiting import eventually
 
@@ -22,12 +16,12 @@ from tests.support.waiting import eventually
 async def test_ephemeral_run_writes_nothing_to_the_store(store: StoreDb, tmp_path: Path) -> None:
     async with serving(store.url, tmp_path) as server, connect(server) as client:
         ephemeral = await client.run_job(progress_graph(3, 0), durable=False)
-        received = await client.until_terminal(ephemeral)
+        received = await client.receive_until_terminal(ephemeral)
         assert received[-1].frame["status"] == "completed"
         # A durable run after it: the store commits in order, so anything queued for
         # the ephemeral run would be committed by the time this one has finished.
-        durable = await client.run_job(progress_graph(3, 0))
-        assert (await client.until_terminal(durable))[-1].frame["status"] == "completed"
+        durable = await client.run_job(progress_graph(3, 0), durable=True)
+        assert (await client.receive_until_terminal(durable))[-1].frame["status"] == "completed"
 
         assert await store.run(ephemeral) is None
         assert await store.frames(ephemeral) == []
@@ -39,11 +33,11 @@ async def test_durable_run_stores_its_row_and_the_exact_bytes_of_every_frame(
     store: StoreDb, tmp_path: Path
 ) -> None:
     async with serving(store.url, tmp_path) as server, connect(server) as client:
-        job_id = await client.run_job(progress_graph(3, 0))
-        received = [await client.recv()]
+        job_id = await client.run_job(progress_graph(3, 0), durable=True)
+        received = [await client.receive()]
         assert is_ack(received[0].frame), received[0].frame
         assert await store.run(job_id) is not None  # committed before the ack
-        received += await client.until_terminal(job_id)
+        received += await client.receive_until_terminal(job_id)
 
         messages = run_messages(received, job_id)
         assert len(messages) == len(received) - 1
@@ -66,7 +60,7 @@ async def test_reconnect_to_an_unknown_job_is_failed_job_not_found(
 ) -> None:
     async with serving(store.url, tmp_path) as server, connect(server) as client:
         await client.reconnect("no-such-job")
-        answer = (await client.recv()).frame
+        answer = (await client.receive()).frame
         assert answer["type"] == "job_update"
         assert (answer["job_id"], answer["status"]) == ("no-such-job", "failed")
         assert answer["error"] == "job not found"
@@ -77,16 +71,18 @@ async def test_duplicate_durable_job_id_while_running_gets_an_error_ack(
 ) -> None:
     """The second run_job is refused; the first run goes on and is the one stored."""
     async with serving(store.url, tmp_path) as server, connect(server) as client:
-        job_id = await client.run_job(progress_graph(100, SECOND / 10))
-        received = await client.until(lambda frame: frame.get("type") == "node_progress")
-        await client.run_job(progress_graph(1, 0), job_id=job_id)
-        received += await client.until(lambda frame: "error" in frame and "job_seq" not in frame)
+        job_id = await client.run_job(progress_graph(100, SECOND / 10), durable=True)
+        received = await client.receive_until(lambda frame: frame.get("type") == "node_progress")
+        await client.run_job(progress_graph(1, 0), job_id=job_id, durable=True)
+        received += await client.receive_until(
+            lambda frame: "error" in frame and "job_seq" not in frame
+        )
         refusal = received[-1].frame
         assert refusal["error"] == "job_already_running", refusal
         assert refusal["job_id"] == job_id
 
         await client.cancel(job_id)
-        received += await client.until_terminal(job_id)
+        received += await client.receive_until_terminal(job_id)
         assert received[-1].frame["status"] == "cancelled"
         assert [item.frame for item in received if is_ack(item.frame)] == [
             {"message": "Job started", "job_id": job_id, "workflow_id": "wf"}
@@ -109,10 +105,10 @@ async def test_job_id_of_a_finished_durable_run_can_be_used_again(
 ) -> None:
     """The new run replaces the old one in the store, frames included."""
     async with serving(store.url, tmp_path) as server, connect(server) as client:
-        job_id = await client.run_job(progress_graph(5, 0))
-        first = run_messages(await client.until_terminal(job_id), job_id)
-        await client.run_job(progress_graph(1, 0), job_id=job_id)
-        received = await client.until_terminal(job_id)
+        job_id = await client.run_job(progress_graph(5, 0), durable=True)
+        first = run_messages(await client.receive_until_terminal(job_id), job_id)
+        await client.run_job(progress_graph(1, 0), job_id=job_id, durable=True)
+        received = await client.receive_until_terminal(job_id)
         assert is_ack(received[0].frame)
         second = run_messages(received, job_id)
         assert len(second) < len(first)
@@ -120,7 +116,7 @@ async def test_job_id_of_a_finished_durable_run_can_be_used_again(
         assert await store.frames(job_id) == as_stored(second)
 
         await client.reconnect(job_id)
-        replayed = run_messages(await client.until_terminal(job_id), job_id)
+        replayed = run_messages(await client.receive_until_terminal(job_id), job_id)
         assert as_stored(replayed) == as_stored(second)
 
 
@@ -133,7 +129,7 @@ async def test_durable_run_goes_on_when_its_client_disconnects_right_after_run_j
         job_ids = []
         for _ in range(30):
             async with connect(server) as client:
-                job_ids.append(await client.run_job(progress_graph(1, 0)))
+                job_ids.append(await client.run_job(progress_graph(1, 0), durable=True))
 
         async def all_completed() -> bool:
             runs = [await store.run(job_id) for job_id in job_ids]

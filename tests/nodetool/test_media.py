@@ -9,9 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.nodetool.test_server import DEMO, nodetool_server, run
-from tests.server.helpers import ServerHandle, connect, graph, nd
+from tests.server.helpers import ServerHandle
 from tests.server.test_assets_api import ALICE, BOB, request, upload
 from tests.server.test_endpoint import closed_with
+from tests.support.client import connect
+from tests.support.graphs import graph, nd
 from tests.support.timing import START_TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.nodetool.test_server import DEMO, nodetool_server, run
-from tests.server.helpers import connect, graph, nd
 from tests.server.test_metrics import scrape, scrape_until, value
+from tests.support.client import connect
+from tests.support.graphs import graph, nd
 
 pytestmark = pytest.mark.timeout(120)
 

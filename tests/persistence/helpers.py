@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
-from noderun.contract import RunRecord, RunStore
+from noderun.contract import RunRecord, RunStore, StoredFrame
 from noderun.persistence import StoreOptions, open_store
 from tests.support.timing import SECOND
 
@@ -61,3 +62,22 @@ async def started(
         yield store
     finally:
         await store.close()
+
+
+class Follower:
+    """A task following one run (``store.follow``), whose progress the test can watch: it
+    has read what is committed and waits for more once :attr:`seqs` holds that, so a test
+    writes the next frames then instead of sleeping a guessed time."""
+
+    def __init__(self, store: RunStore, job_id: str, after_seq: int = 0) -> None:
+        self.frames: list[StoredFrame] = []
+        self.task = asyncio.ensure_future(self._follow(store, job_id, after_seq))
+
+    async def _follow(self, store: RunStore, job_id: str, after_seq: int) -> list[StoredFrame]:
+        async for stored in store.follow(job_id, after_seq):
+            self.frames.append(stored)
+        return self.frames
+
+    @property
+    def seqs(self) -> list[int]:
+        return [stored.seq for stored in self.frames]

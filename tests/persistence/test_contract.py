@@ -26,7 +26,7 @@ from noderun.persistence.store import Store
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
-from .helpers import fast_options, frame, record, started, terminal
+from .helpers import Follower, fast_options, frame, record, started, terminal
 
 
 async def _committed(store: RunStore, job_id: str, count: int) -> None:
@@ -137,14 +137,14 @@ async def _follow_while_writing(writer: RunStore, reader: RunStore) -> None:
     for seq in range(1, 4):
         writer.append("j1", seq, frame("j1", seq))
     await _committed(writer, "j1", 3)
-    follower = asyncio.create_task(_collect(reader, "j1", 1))
-    await asyncio.sleep(SECOND / 10)
-    assert not follower.done()
-    for seq in range(4, 7):
+    follower = Follower(reader, "j1", 1)
+    await eventually(lambda: follower.seqs == [2, 3])  # replayed; now it waits
+    assert not follower.task.done()
+    for seq in range(4, 7):  # each live frame reaches it once committed
         writer.append("j1", seq, frame("j1", seq))
-        await asyncio.sleep(SECOND / 50)
+        await eventually(lambda: follower.seqs[-1] == seq)  # noqa: B023 (awaited here)
     await writer.finish("j1", "completed", 7, terminal("j1", 7), None)
-    got = await asyncio.wait_for(follower, SECOND * 5)
+    got = await asyncio.wait_for(follower.task, SECOND * 5)
     assert [f.seq for f in got] == [2, 3, 4, 5, 6, 7]
     assert got[-1].frame == terminal("j1", 7)
     assert got[0].frame == frame("j1", 2)

@@ -12,12 +12,11 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from noderun.contract import RunStore
 from noderun.persistence import StoreUnavailable
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
-from .helpers import frame, record, started, terminal
+from .helpers import Follower, frame, record, started, terminal
 
 
 class Outage:
@@ -121,12 +120,13 @@ async def test_postgres_followers_and_cancels_survive_a_database_restart(
         cancelled: asyncio.Queue[str] = asyncio.Queue()
         owner.on_cancel_request(cancelled.put_nowait)
         await owner.create_run(record("j1"))
-        follower = asyncio.create_task(_collect_seqs(other, "j1"))
-        await asyncio.sleep(SECOND / 10)
-        await outage.begin()
-        await asyncio.sleep(SECOND / 10)
-        await outage.end()
         owner.append("j1", 1, frame("j1", 1))
+        follower = Follower(other, "j1")
+        await eventually(lambda: follower.seqs == [1])  # it read the run; now it waits
+        await outage.begin()
+        await asyncio.sleep(SECOND / 10)  # the outage lasts a while
+        await outage.end()
+        owner.append("j1", 2, frame("j1", 2))
 
         async def can_cancel() -> bool:
             try:
@@ -136,9 +136,6 @@ async def test_postgres_followers_and_cancels_survive_a_database_restart(
 
         await eventually(can_cancel)
         assert await asyncio.wait_for(cancelled.get(), SECOND * 5) == "j1"
-        await owner.finish("j1", "cancelled", 2, terminal("j1", 2, "cancelled"), None)
-        assert await asyncio.wait_for(follower, SECOND * 5) == [1, 2]
-
-
-async def _collect_seqs(store: RunStore, job_id: str) -> list[int]:
-    return [stored.seq async for stored in store.follow(job_id, 0)]
+        await owner.finish("j1", "cancelled", 3, terminal("j1", 3, "cancelled"), None)
+        await asyncio.wait_for(follower.task, SECOND * 5)
+        assert follower.seqs == [1, 2, 3]

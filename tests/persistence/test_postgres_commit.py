@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from noderun.contract import RunStore, StoredFrame
+from noderun.contract import StoredFrame
 from noderun.persistence import SchemaTooNew, open_store
 from noderun.persistence.groupcommit import Append, Create, Finish, Item
 from noderun.persistence.postgres import PostgresBackend
@@ -29,7 +29,7 @@ from noderun.persistence.store import Store
 from tests.support.timing import SECOND
 from tests.support.waiting import eventually
 
-from .helpers import fast_options, frame, record, started, terminal
+from .helpers import Follower, fast_options, frame, record, started, terminal
 
 # Startup-phase requests after which the client sends another untyped message.
 _SSL_REQUEST = 80877103
@@ -236,20 +236,20 @@ async def test_followers_on_another_server_wake_for_any_job_id(pg_url: str) -> N
         many = [f"run-{n}-" + "y" * 200 for n in range(60)]  # > 8000 bytes of ids
         for job_id in (*odd, *many):
             await owner.create_run(record(job_id))
-        followers = [asyncio.create_task(_seqs(other, job_id)) for job_id in (*odd, *many)]
-        await asyncio.sleep(SECOND / 10)  # each follower has read the (empty) run
+            owner.append(job_id, 1, frame(job_id, 1))
+        followers = [Follower(other, job_id) for job_id in (*odd, *many)]
+        # Each follower has read its run's first frame: it waits for a notification now.
+        await eventually(lambda: all(follower.seqs == [1] for follower in followers))
         ends = []
         for job_id in (*odd, *many):  # one batch: one commit, several notifications
-            owner.append(job_id, 1, frame(job_id, 1))
-            ends.append(owner.finish(job_id, "completed", 2, terminal(job_id, 2), None))
+            owner.append(job_id, 2, frame(job_id, 2))
+            ends.append(owner.finish(job_id, "completed", 3, terminal(job_id, 3), None))
         await asyncio.gather(*ends)
-        done, pending = await asyncio.wait(followers, timeout=SECOND * 5)
+        _done, pending = await asyncio.wait(
+            [follower.task for follower in followers], timeout=SECOND * 5
+        )
         assert not pending, "a follower was not woken"
-        assert all(task.result() == [1, 2] for task in done)
-
-
-async def _seqs(store: RunStore, job_id: str) -> list[int]:
-    return [stored.seq async for stored in store.follow(job_id, 0)]
+        assert all(follower.seqs == [1, 2, 3] for follower in followers)
 
 
 async def test_a_run_created_in_the_commit_is_not_notified(pg_url: str) -> None:

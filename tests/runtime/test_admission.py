@@ -7,7 +7,7 @@ from __future__ import annotations
 from noderun.protocol.server import JobQueued, JobUpdate
 from noderun.runtime.hub import RuntimeConfig, StartRefused
 from noderun.runtime.run import Run
-from tests.runtime.support import Collector, node, request, running_hub
+from tests.support.hub import Collector, node, request, running_hub
 
 
 async def test_a_deep_queue_of_inline_runs_drains_in_order_in_one_release() -> None:

@@ -12,7 +12,7 @@ from noderun.protocol.client import ExecutionOptions
 from noderun.runtime.hub import Hub, RuntimeConfig, StartRefused
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run
-from tests.runtime.support import node, request
+from tests.support.hub import node, request
 from tests.support.timing import TIMEOUT
 
 

@@ -12,7 +12,7 @@ from noderun.runtime.node import node as define
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
-from tests.runtime.support import Collector, edge, node, request, running_hub, start
+from tests.support.hub import Collector, edge, node, request, running_hub, start
 
 CALLS: list[dict[str, Any]] = []
 

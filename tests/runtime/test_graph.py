@@ -9,7 +9,7 @@ from noderun.runtime.errors import GraphError
 from noderun.runtime.graph import Plan, plan_graph
 from noderun.runtime.node import node as define
 from noderun.runtime.registry import Registry, default_registry
-from tests.runtime.support import edge, node
+from tests.support.hub import edge, node
 
 REGISTRY = default_registry(debug_nodes=True)
 

@@ -11,7 +11,7 @@ from noderun.protocol.client import Edge, Node
 from noderun.protocol.server import JobUpdate, NodeUpdate
 from noderun.runtime.hub import PLAN_AT_ONCE, RuntimeConfig
 from noderun.runtime.run import RunState
-from tests.runtime.support import Collector, edge, node, request, running_hub, start
+from tests.support.hub import Collector, edge, node, request, running_hub, start
 
 #: A chain that is validated and executed in several slices, not in one step.
 _LONG = 20 * PLAN_AT_ONCE

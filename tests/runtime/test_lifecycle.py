@@ -15,8 +15,8 @@ from noderun.protocol.server import JobUpdate
 from noderun.runtime.hub import Hub
 from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run, RunState
-from tests.runtime.support import Collector, node, request, running_hub, start
 from tests.runtime.test_durable_start import HeldFinishStore
+from tests.support.hub import Collector, node, request, running_hub, start
 from tests.support.timing import TIMEOUT
 
 

@@ -16,7 +16,7 @@ from noderun.runtime.node import node as define
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import BUILTIN_NODES, DEBUG_NODES
 from noderun.runtime.registry import Registry
-from tests.runtime.support import Collector, edge, node, request, running_hub, start
+from tests.support.hub import Collector, edge, node, request, running_hub, start
 from tests.support.timing import TIMEOUT
 
 

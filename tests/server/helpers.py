@@ -1,30 +1,28 @@
-"""Helpers of the end-to-end tests: a real server in a thread, a real WebSocket client.
+"""Helpers of the end-to-end tests: a real server in a thread, the golden-shape check of
+its frames, and the test nodes it serves.
 
-Every frame :class:`Client` receives is checked against NodeTool's golden SDK v1
-server frames (``shared/fixtures/nodetool-sdk-v1``): a frame whose ``type`` (and,
-for ``job_update``/``node_update``, ``status``) matches a golden frame must carry
-every key of it with the same value type, nil allowed where PROTOCOL.md §3.1
-marks the field optional. So every test doubles as a conformance check.
+A client of a :class:`ServerHandle` (``tests.support.client.connect(server)``) checks every
+frame it receives with :func:`conformance`: against NodeTool's golden SDK v1 server frames
+(``shared/fixtures/nodetool-sdk-v1``) -- a frame whose ``type`` (and, for
+``job_update``/``node_update``, ``status``) matches a golden frame must carry every key of
+it with the same value type, nil allowed where PROTOCOL.md §3.1 marks the field optional --
+and against the protocol's schema. So every test doubles as a conformance check. Clients of
+``noderun serve`` processes get the same check through :data:`CONFORMANT`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
 import tempfile
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import uvicorn
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
 
 from noderun.runtime.context import NodeContext
 from noderun.runtime.node import node
@@ -35,29 +33,20 @@ from noderun.server.settings import Settings
 from noderun.server.uvicorn_config import uvicorn_config
 from tests.golden import FIXTURE
 from tests.schema_check import check_server_frame
+from tests.support.client import ClientOptions
+from tests.support.frames import Frame
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 
 __all__ = [
+    "CONFORMANT",
     "GOLDEN_FRAMES",
-    "TERMINAL",
-    "Client",
-    "Frame",
     "ServerHandle",
     "check_golden_shape",
-    "connect",
-    "edge",
-    "graph",
-    "is_terminal",
-    "nd",
-    "new_job_id",
+    "conformance",
     "registry_with_test_nodes",
     "running_server",
 ]
-
-
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-
-Frame = dict[str, Any]
 
 
 def _load_golden() -> list[tuple[str, str, Frame, bytes]]:
@@ -130,6 +119,16 @@ def check_golden_shape(frame: Mapping[str, object]) -> None:
         )
 
 
+def conformance(frame: Frame) -> None:
+    """The check of every frame a test receives: its golden shape, and the protocol schema."""
+    check_golden_shape(frame)
+    check_server_frame(frame)
+
+
+#: What a client checks of a server under test: every frame conforms.
+CONFORMANT = ClientOptions(check=conformance)
+
+
 # -- a node that reaches the message types no built-in emits ---------------------
 
 
@@ -163,6 +162,8 @@ class ServerHandle:
     settings: Settings
     #: The served application (its ``state`` is read across threads: only after the fact).
     app: Any = None
+    #: What its clients check (:func:`tests.support.client.connect`).
+    client_options: ClientOptions = field(default=CONFORMANT)
 
     @property
     def ws_url(self) -> str:
@@ -212,16 +213,16 @@ def running_server(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + start_within
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            if assets_dir is not None:
-                thread.join(TIMEOUT)
-                assets_dir.cleanup()
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
+    try:
+        eventually_blocking(lambda: server.started or not thread.is_alive(), start_within)
+        assert server.started, "the server thread ended"
+    except AssertionError as failure:
+        server.should_exit = True
+        sock.close()
+        if assets_dir is not None:
+            thread.join(TIMEOUT)
+            assets_dir.cleanup()
+        raise RuntimeError(f"the test server did not start: {failure}") from None
     try:
         yield ServerHandle(port=port, settings=settings, app=app)
     finally:
@@ -231,178 +232,3 @@ def running_server(
         if assets_dir is not None:
             assets_dir.cleanup()
         assert not thread.is_alive(), "the test server did not stop"
-
-
-# -- the client --------------------------------------------------------------------
-
-
-class Client:
-    """A WebSocket client speaking the protocol; checks every frame it receives."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        #: Whether the last frame received was a text (JSON) frame.
-        self.last_text: bool | None = None
-
-    async def send(self, frame: Mapping[str, object], *, text: bool = False) -> None:
-        if text:
-            await self.ws.send(msgspec.json.encode(frame).decode())
-        else:
-            await self.ws.send(msgspec.msgpack.encode(frame))
-
-    async def command(
-        self,
-        command: str,
-        data: Mapping[str, object] | None = None,
-        *,
-        request_id: str | None = None,
-        text: bool = False,
-    ) -> None:
-        """Send a command the way the SDK does (``type`` and ``request_id`` too)."""
-        frame: Frame = {
-            "command": command,
-            "type": command,
-            "request_id": request_id,
-            "data": dict(data or {}),
-        }
-        await self.send(frame, text=text)
-
-    async def run_job(
-        self,
-        nodes: Mapping[str, object] | None,
-        *,
-        job_id: str | None = None,
-        workflow_id: str = "wf",
-        params: Mapping[str, object] | None = None,
-        event_detail: str = "full",
-        explicit_types: bool = False,
-        require_terminal_result: bool = True,
-        text: bool = False,
-    ) -> str:
-        """Send ``run_job`` for ``nodes`` (a graph); returns the job id (no wait)."""
-        job_id = job_id or new_job_id()
-        await self.command(
-            "run_job",
-            {
-                "type": "run_job_request",
-                "job_id": job_id,
-                "workflow_id": workflow_id,
-                "graph": nodes,
-                "params": dict(params) if params is not None else None,
-                "explicit_types": explicit_types,
-                "require_terminal_result": require_terminal_result,
-                "execution_options": {"persistence": "session", "event_detail": event_detail},
-            },
-            text=text,
-        )
-        return job_id
-
-    async def recv(self, within: float = TIMEOUT) -> Frame:
-        """The next frame, decoded and checked against the golden frames."""
-        raw = await asyncio.wait_for(self.ws.recv(), within)
-        if isinstance(raw, bytes):
-            frame = msgspec.msgpack.decode(raw)
-            self.last_text = False
-        else:
-            frame = msgspec.json.decode(raw)
-            self.last_text = True
-        assert isinstance(frame, dict), f"server sent a non-map frame: {frame!r}"
-        check_golden_shape(frame)
-        check_server_frame(frame)
-        return frame
-
-    async def recv_until(
-        self, predicate: Callable[[Frame], bool], within: float = TIMEOUT
-    ) -> list[Frame]:
-        """Every frame up to and including the first that matches ``predicate``."""
-        frames: list[Frame] = []
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            left = deadline - asyncio.get_running_loop().time()
-            frame = await self.recv(max(left, 0.001))
-            frames.append(frame)
-            if predicate(frame):
-                return frames
-
-    async def until_terminal(self, job_id: str, within: float = TIMEOUT) -> list[Frame]:
-        """Frames up to and including the terminal ``job_update`` of ``job_id``."""
-        return await self.recv_until(lambda frame: is_terminal(frame, job_id), within)
-
-    async def ping_barrier(self) -> list[Frame]:
-        """Send a ping; return every frame that arrived before its pong."""
-        await self.send({"type": "ping"})
-        frames = await self.recv_until(lambda frame: frame.get("type") == "pong")
-        return frames[:-1]
-
-    async def status(self, job_id: str | None = None) -> Frame:
-        """``get_status``; skips run messages that arrive meanwhile."""
-        await self.command("get_status", {"job_id": job_id} if job_id else {})
-        frames = await self.recv_until(
-            lambda frame: "job_seq" not in frame and ("status" in frame or "active_jobs" in frame)
-        )
-        return frames[-1]
-
-
-def is_terminal(frame: Mapping[str, object], job_id: str) -> bool:
-    return (
-        frame.get("type") == "job_update"
-        and frame.get("job_id") == job_id
-        and frame.get("status") in TERMINAL
-    )
-
-
-@contextlib.asynccontextmanager
-async def connect(
-    server: ServerHandle,
-    *,
-    query: str = "",
-    headers: Mapping[str, str] | None = None,
-    compression: str | None = None,
-) -> AsyncIterator[Client]:
-    async with ws_connect(
-        server.ws_url + query,
-        compression=compression,
-        additional_headers=headers,
-        proxy=None,
-        ping_interval=None,
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-    ) as ws:
-        yield Client(ws)
-
-
-# -- graphs ------------------------------------------------------------------------
-
-
-def nd(node_id: str, node_type: str, **data: object) -> Frame:
-    """A graph node as the SDK sends it (with the UI keys the server must ignore)."""
-    return {
-        "id": node_id,
-        "parent_id": None,
-        "type": node_type,
-        "data": data,
-        "ui_properties": {},
-        "dynamic_properties": {},
-        "dynamic_outputs": {},
-        "sync_mode": "on_any",
-    }
-
-
-def edge(source: str, target: str, target_handle: str, source_handle: str = "output") -> Frame:
-    return {
-        "id": f"{source}-{target}-{target_handle}",
-        "source": source,
-        "sourceHandle": source_handle,
-        "target": target,
-        "targetHandle": target_handle,
-        "ui_properties": None,
-        "edge_type": "data",
-    }
-
-
-def graph(*nodes: Frame, edges: list[Frame] | None = None) -> Frame:
-    return {"nodes": list(nodes), "edges": edges or []}
-
-
-def new_job_id() -> str:
-    return f"job-{uuid.uuid4().hex[:12]}"

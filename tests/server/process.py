@@ -8,26 +8,19 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 
-__all__ = ["NODERUN", "Process", "free_port", "get"]
+__all__ = ["NODERUN", "Process", "get"]
 
 #: The console script ``pip install`` made, beside this interpreter.
 NODERUN = str(Path(sys.executable).parent / "noderun")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(port: int, path: str, *, scheme: str = "http") -> tuple[int, dict[str, object]] | None:
@@ -81,14 +74,13 @@ class Process:
 
     def wait_ready(self) -> None:
         """Until ``/readyz`` answers 200; fails if the process exits first."""
-        deadline = time.monotonic() + TIMEOUT * 2
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             assert self.process.poll() is None, f"server exited early:\n{self.output()}"
             answer = get(self.port, "/readyz")
-            if answer is not None and answer[0] == 200:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"not ready within {TIMEOUT * 2} s:\n{self.output()}")
+            return answer is not None and answer[0] == 200
+
+        eventually_blocking(ready, TIMEOUT * 2, explain=self.output)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import msgspec
 
@@ -15,10 +14,10 @@ from noderun.runtime.workflows import WorkflowCatalog
 from noderun.server.sdk import SdkService
 from noderun.server.session import Action, Session
 from noderun.server.settings import Settings
+from tests.support.frames import Frame
 
-__all__ = ["CLOCK", "Frame", "Peer", "Wire"]
+__all__ = ["CLOCK", "Peer", "Wire"]
 
-Frame = dict[str, Any]
 CLOCK = 1234.5
 _REGISTRY = default_registry(debug_nodes=True)
 _SDK = SdkService(Settings(), _REGISTRY, WorkflowCatalog())

@@ -25,7 +25,7 @@ from noderun.server.auth import Authenticator
 from noderun.server.settings import Settings, load_settings
 from tests.server.helpers import ServerHandle, running_server
 from tests.support.timing import TIMEOUT
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_blocking
 
 ALICE, BOB = "alice-token", "bob-token"
 MiB = 1 << 20
@@ -101,10 +101,7 @@ def stored_files(server: ServerHandle) -> list[str]:
 
 
 def wait_until_no_files(server: ServerHandle) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while stored_files(server):
-        assert time.monotonic() < deadline, stored_files(server)
-        time.sleep(0.01)
+    eventually_blocking(lambda: not stored_files(server), explain=lambda: str(stored_files(server)))
 
 
 @pytest.fixture(scope="module")
@@ -293,10 +290,10 @@ def test_a_temporary_asset_expires_and_the_sweep_deletes_it() -> None:
         assert request(server, "GET", path, token=ALICE).status == 404
         assert request(server, "GET", path + "/download", token=ALICE).status == 404
         # The server's own sweep (every TTL/4) frees the disk space.
-        deadline = time.monotonic() + TIMEOUT
-        while any(asset_id in name for name in stored_files(server)):
-            assert time.monotonic() < deadline, stored_files(server)
-            time.sleep(0.01)
+        eventually_blocking(
+            lambda: not any(asset_id in name for name in stored_files(server)),
+            explain=lambda: str(stored_files(server)),
+        )
         assert stored_files(server) == [f"data/{kept['id']}", f"meta/{kept['id']}.json"]
         assert request(server, "GET", f"/api/assets/{kept['id']}", token=ALICE).status == 200
 
@@ -393,10 +390,9 @@ def test_a_client_that_goes_away_mid_upload_leaves_nothing(small: ServerHandle) 
         await writer.wait_closed()
 
     asyncio.run(abandon())
-    deadline = time.monotonic() + TIMEOUT
-    while stored_files(small) != before:
-        assert time.monotonic() < deadline, stored_files(small)
-        time.sleep(0.01)
+    eventually_blocking(
+        lambda: stored_files(small) == before, explain=lambda: str(stored_files(small))
+    )
 
 
 def multipart(*parts: bytes, boundary: str = "bnd", close: bool = True) -> bytes:

@@ -19,7 +19,10 @@ from websockets.uri import parse_uri
 from noderun.server.cli import build_parser, settings_from
 from noderun.server.connection import Connection
 from noderun.server.settings import SettingError, Settings, load_settings
-from tests.server.helpers import Frame, ServerHandle, connect, graph, nd, new_job_id, running_server
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import connect
+from tests.support.frames import Frame
+from tests.support.graphs import graph, nd, new_job_id
 from tests.support.timing import SECOND, TIMEOUT
 
 PROGRESS_STEPS = 5_000
@@ -79,16 +82,8 @@ async def test_a_durable_runs_live_client_gets_every_seq(tmp_path: Path) -> None
     gets seq 1..N without a gap (caught up from the store when the buffer lost some)."""
     with running_server(store=f"sqlite:///{tmp_path / 'runs.db'}", replay_limit=100) as handle:
         async with connect(handle) as client:
-            job_id = new_job_id()
-            await client.command(
-                "run_job",
-                {
-                    "job_id": job_id,
-                    "workflow_id": "wf",
-                    "graph": graph(nd("p", "noderun.debug.Progress", steps=2_500)),
-                    "require_terminal_result": True,
-                    "execution_options": {"persistence": "job", "event_detail": "full"},
-                },
+            job_id = await client.run_job(
+                graph(nd("p", "noderun.debug.Progress", steps=2_500)), durable=True
             )
             frames = await client.until_terminal(job_id, within=TIMEOUT * 6)
             assert frames[-1]["status"] == "completed"

@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -18,16 +16,13 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.server.helpers import Client, graph, nd
+from tests.server.helpers import CONFORMANT
+from tests.support.client import Client
+from tests.support.graphs import graph, nd
+from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 from tests.workflow_files import GREET, SUM
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def health(port: int) -> dict[str, object] | None:
@@ -62,14 +57,13 @@ class Serve:
         return self.log.read_text(errors="replace")
 
     def wait_healthy(self, port: int) -> dict[str, object]:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
+        def answered() -> dict[str, object] | None:
             assert self.process.poll() is None, f"server exited early:\n{self.output()}"
-            body = health(port)
-            if body is not None:
-                return body
-            time.sleep(0.05)
-        raise AssertionError(f"no /health within {TIMEOUT} s:\n{self.output()}")
+            return health(port)
+
+        body = eventually_blocking(answered, explain=self.output)
+        assert body is not None
+        return body
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -136,7 +130,7 @@ def test_sigterm_ends_active_runs_with_a_terminal_frame_before_closing(
 
     async def scenario() -> list[dict[str, object]]:
         async with ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None) as ws:
-            client = Client(ws)
+            client = Client(ws, CONFORMANT)
             job_id = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=30)))
             await client.recv_until(lambda f: f.get("status") == "running")
             server.process.send_signal(signal.SIGTERM)
@@ -180,14 +174,11 @@ def test_sighup_reloads_the_workflows_directory(serve: list[Serve], tmp_path: Pa
     (directory / "greet.json").write_text(json.dumps(GREET))
     (directory / "sum.json").unlink()
     server.process.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + TIMEOUT
-    while workflow_ids(port) != ["greet"]:
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.05)
+    eventually_blocking(lambda: workflow_ids(port) == ["greet"], explain=server.output)
 
     async def run_greet() -> dict[str, object]:
         async with ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None) as ws:
-            client = Client(ws)
+            client = Client(ws, CONFORMANT)
             job_id = await client.run_job(None, workflow_id="greet", params={"name": "HUP"})
             return (await client.until_terminal(job_id))[-1]
 
@@ -196,10 +187,7 @@ def test_sighup_reloads_the_workflows_directory(serve: list[Serve], tmp_path: Pa
     (directory / "greet.json").unlink()
     directory.rmdir()
     server.process.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + TIMEOUT
-    while "workflows.reload_failed" not in server.output():
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.05)
+    eventually_blocking(lambda: "workflows.reload_failed" in server.output(), explain=server.output)
     assert workflow_ids(port) == ["greet"]
     assert server.terminate() == 0, server.output()
 

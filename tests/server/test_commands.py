@@ -3,21 +3,12 @@ live property changes, clear_models and the node-catalog RPCs."""
 
 from __future__ import annotations
 
-import asyncio
-
-from tests.server.helpers import (
-    Client,
-    Frame,
-    ServerHandle,
-    connect,
-    edge,
-    graph,
-    is_terminal,
-    nd,
-    new_job_id,
-    running_server,
-)
-from tests.support.timing import SECOND, TIMEOUT
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame, is_terminal
+from tests.support.graphs import edge, graph, nd, new_job_id
+from tests.support.timing import SECOND
+from tests.support.waiting import eventually
 
 NOT_FOUND = "Job not found or already completed"
 SLEEP_30 = graph(nd("s", "noderun.debug.Sleep", seconds=30))
@@ -211,16 +202,17 @@ async def test_stop_ends_streaming_to_this_connection_but_the_run_goes_on(
         assert stopped["job_id"] == job_id and isinstance(stopped["message"], str)
         assert ack["job_id"] == job_id and isinstance(ack["message"], str)
         assert "error" not in ack
-        deadline = asyncio.get_running_loop().time() + TIMEOUT
-        while True:
+        statuses: list[Frame] = []
+
+        async def finished() -> bool:
             # The very next frame is the status answer: no run message slips in.
             await client.command("get_status", {"job_id": job_id})
-            status = await client.recv()
-            assert "job_seq" not in status, status
-            if status["status"] != "running":
-                break
-            assert asyncio.get_running_loop().time() < deadline, "the run never finished"
-            await asyncio.sleep(0.02)
+            statuses.append(await client.recv())
+            assert "job_seq" not in statuses[-1], statuses[-1]
+            return bool(statuses[-1]["status"] != "running")
+
+        await eventually(finished, explain=lambda: "the run never finished")
+        status = statuses[-1]
     assert status == {"status": "completed", "job_id": job_id, "workflow_id": "wf"}
 
 

@@ -10,7 +10,10 @@ from collections.abc import Iterator, Mapping
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.helpers import ServerHandle, connect, graph, is_terminal, nd, running_server
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import connect
+from tests.support.frames import is_terminal
+from tests.support.graphs import graph, nd
 from tests.support.timing import SECOND, TIMEOUT
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="a", b="b"))

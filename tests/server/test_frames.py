@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from tests.server.helpers import (
-    Client,
-    Frame,
-    ServerHandle,
-    connect,
-    edge,
-    graph,
-    is_terminal,
-    nd,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame, is_terminal
+from tests.support.graphs import edge, graph, nd
 from tests.support.timing import TIMEOUT
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="a", b="b"))

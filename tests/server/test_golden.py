@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.golden import golden_frames
-from tests.server.helpers import (
-    GOLDEN_FRAMES,
-    Client,
-    Frame,
-    ServerHandle,
-    check_golden_shape,
-    connect,
-    edge,
-    graph,
-    is_terminal,
-    nd,
-    running_server,
-)
+from tests.server.helpers import GOLDEN_FRAMES, ServerHandle, check_golden_shape, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame, is_terminal
+from tests.support.graphs import edge, graph, nd
 
 NOT_FOUND = "Job not found or already completed"
 CLIENT = {name: raw for name, direction, _frame, raw in GOLDEN_FRAMES if direction == "client"}

@@ -15,15 +15,9 @@ import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.helpers import (
-    Client,
-    ServerHandle,
-    connect,
-    graph,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.graphs import graph, nd, new_job_id
 
 DEPTH = 10_000
 

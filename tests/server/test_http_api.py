@@ -11,7 +11,10 @@ import httpx
 import pytest
 
 from tests.server import sdk_shapes as shapes
-from tests.server.helpers import ServerHandle, connect, graph, is_terminal, nd, running_server
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import connect
+from tests.support.frames import is_terminal
+from tests.support.graphs import graph, nd
 from tests.support.timing import TIMEOUT
 from tests.workflow_files import GREET, write_workflows
 
@@ -340,17 +343,7 @@ async def test_jobs_of_this_server_ephemeral_and_durable(api_server: ServerHandl
     async with connect(api_server, headers=TOKEN) as ws:
         ephemeral = await ws.run_job(concat)
         await ws.until_terminal(ephemeral)
-        durable = ephemeral + "-durable"  # run_job (the helper) sends persistence=session
-        await ws.command(
-            "run_job",
-            {
-                "job_id": durable,
-                "workflow_id": "wf",
-                "graph": concat,
-                "require_terminal_result": True,
-                "execution_options": {"persistence": "job"},
-            },
-        )
+        durable = await ws.run_job(concat, durable=True, job_id=ephemeral + "-durable")
         await ws.until_terminal(durable)
     async with httpx.AsyncClient(base_url=api_server.http_url, headers=TOKEN) as client:
         first = (await client.get(f"/api/jobs/{ephemeral}")).json()
@@ -404,16 +397,7 @@ async def test_a_durable_job_is_read_from_the_store_after_a_restart(tmp_path: Pa
     concat = graph(nd("n1", "nodetool.text.Concat", a="x", b="y"))
     with running_server(tokens=("secret", "other"), store=store) as first:
         async with connect(first, headers=TOKEN) as ws:
-            await ws.command(
-                "run_job",
-                {
-                    "job_id": "kept",
-                    "workflow_id": "wf",
-                    "graph": concat,
-                    "require_terminal_result": True,
-                    "execution_options": {"persistence": "job"},
-                },
-            )
+            await ws.run_job(concat, durable=True, job_id="kept")
             await ws.recv_until(lambda frame: is_terminal(frame, "kept"))
     with running_server(tokens=("secret", "other"), store=store) as second:
         async with httpx.AsyncClient(base_url=second.http_url, headers=TOKEN) as client:

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.server.helpers import (
-    Client,
-    Frame,
-    connect,
-    graph,
-    is_terminal,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame, is_terminal
+from tests.support.graphs import graph, nd, new_job_id
 from tests.support.timing import TIMEOUT
 
 #: The chain of issue 12: long enough that, run in one go, it held every other client

@@ -12,7 +12,10 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.helpers import Client, Frame, connect, graph, nd, new_job_id, running_server
+from tests.server.helpers import running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame
+from tests.support.graphs import graph, nd, new_job_id
 from tests.support.timing import TIMEOUT
 
 SLEEP = graph(nd("s", "noderun.debug.Sleep", seconds=30))
@@ -272,16 +275,7 @@ async def test_two_users_run_the_same_job_id_independently() -> None:
 
 
 async def _durable(client: Client, graph_: Frame, job_id: str, workflow_id: str) -> None:
-    await client.command(
-        "run_job",
-        {
-            "job_id": job_id,
-            "workflow_id": workflow_id,
-            "graph": graph_,
-            "require_terminal_result": True,
-            "execution_options": {"persistence": "job", "event_detail": "full"},
-        },
-    )
+    await client.run_job(graph_, durable=True, job_id=job_id, workflow_id=workflow_id)
 
 
 async def test_two_users_run_the_same_durable_job_id_independently(store_url: str) -> None:

@@ -9,10 +9,8 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,23 +19,20 @@ import structlog
 from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.logging import configure_logging, redact
-from tests.server.helpers import Client, graph, nd
+from tests.server.helpers import CONFORMANT
+from tests.support.client import Client
+from tests.support.graphs import graph, nd
+from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 
 SECRET = "s3cr3t-token-value"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _serve_and_talk(tmp_path: Path, level: str) -> list[str]:
     """Start the CLI, connect with the token by header and by query and once with a wrong
     one, run a node, stop; the server's stderr lines."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / f"serve-{level}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODERUN_")}
     with log.open("wb") as out:
@@ -62,26 +57,27 @@ def _serve_and_talk(tmp_path: Path, level: str) -> list[str]:
             cwd=tmp_path,
         )
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
+
+        def healthy() -> bool:
             assert process.poll() is None, log.read_text()
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
             except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+                return False
+            return True
+
+        eventually_blocking(healthy, explain=log.read_text)
 
         async def talk() -> None:
             url = f"ws://127.0.0.1:{port}/ws"
             async with ws_connect(
                 url, additional_headers={"Authorization": f"Bearer {SECRET}"}, proxy=None
             ) as ws:
-                client = Client(ws)
+                client = Client(ws, CONFORMANT)
                 job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
                 await client.until_terminal(job_id)
             async with ws_connect(f"{url}?api_key={SECRET}", proxy=None) as ws:
-                client = Client(ws)
+                client = Client(ws, CONFORMANT)
                 job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
                 await client.until_terminal(job_id)
             async with ws_connect(f"{url}?api_key=wrong-{SECRET}", proxy=None) as ws:

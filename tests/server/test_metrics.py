@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.server.helpers import (
-    Client,
-    ServerHandle,
-    connect,
-    graph,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame
+from tests.support.graphs import graph, nd, new_job_id
 from tests.support.timing import SECOND, TIMEOUT
+from tests.support.waiting import eventually
 
 #: ``(sample name, sorted label pairs)`` → value.
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -61,14 +57,14 @@ async def scrape_until(
 ) -> Samples:
     """Scrape until ``predicate`` holds: for what the server learns only when a socket's
     end reaches it (nothing to await from the client's side)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        samples = await asyncio.to_thread(scrape, server)
-        if predicate(samples):
-            return samples
-        assert loop.time() < deadline, "the metrics never got there"
-        await asyncio.sleep(0.01)
+    scraped: list[Samples] = []
+
+    async def there() -> bool:
+        scraped.append(await asyncio.to_thread(scrape, server))
+        return predicate(scraped[-1])
+
+    await eventually(there, within, explain=lambda: "the metrics never got there")
+    return scraped[-1]
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +74,10 @@ def durable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerH
         yield handle
 
 
-async def durable_run(client: Client, nodes: object, *, event_detail: str) -> str:
-    job_id = new_job_id()
-    await client.command(
-        "run_job",
-        {
-            "type": "run_job_request",
-            "job_id": job_id,
-            "workflow_id": "wf",
-            "graph": nodes,
-            "execution_options": {"persistence": "job", "event_detail": event_detail},
-        },
+async def durable_run(client: Client, nodes: Frame, *, event_detail: str) -> str:
+    return await client.run_job(
+        nodes, durable=True, event_detail=event_detail, require_terminal_result=False
     )
-    return job_id
 
 
 CONCAT = "nodetool.text.Concat"

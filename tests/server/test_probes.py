@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import asyncpg
@@ -13,18 +12,23 @@ from noderun.server.lifecycle import Lifecycle, Phase
 from noderun.server.settings import Settings
 from tests.server.process import Process, get
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 
 
 def wait_for_status(server: Process, status: int) -> tuple[int, dict[str, object]]:
     """Poll ``/readyz`` until it answers ``status``; its last answer."""
-    deadline = time.monotonic() + TIMEOUT * 2
-    while True:
+    answers: list[tuple[int, dict[str, object]]] = []
+
+    def answered() -> bool:
         answer = get(server.port, "/readyz")
         assert answer is not None, server.output()
-        if answer[0] == status:
-            return answer
-        assert time.monotonic() < deadline, f"/readyz stayed {answer}:\n{server.output()}"
-        time.sleep(0.05)
+        answers.append(answer)
+        return answer[0] == status
+
+    eventually_blocking(
+        answered, TIMEOUT * 2, explain=lambda: f"/readyz stayed {answers[-1]}:\n{server.output()}"
+    )
+    return answers[-1]
 
 
 def phase(lifecycle: Lifecycle) -> Phase:

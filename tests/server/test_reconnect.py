@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from tests.server.helpers import (
-    Client,
-    Frame,
-    ServerHandle,
-    connect,
-    graph,
-    is_terminal,
-    nd,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame, is_terminal
+from tests.support.graphs import graph, nd
 from tests.support.timing import SECOND, TIMEOUT
 from tests.support.waiting import eventually
 

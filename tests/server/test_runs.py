@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.server.helpers import (
-    Client,
-    Frame,
-    ServerHandle,
-    connect,
-    edge,
-    graph,
-    is_terminal,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame, is_terminal
+from tests.support.graphs import edge, graph, nd, new_job_id
 from tests.support.timing import SECOND
 
 CONCAT = graph(nd("n1", "nodetool.text.Concat", a="hello ", b="world"))

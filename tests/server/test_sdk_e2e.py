@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 
 from tests.server import sdk_shapes as shapes
-from tests.server.helpers import connect, running_server
+from tests.server.helpers import running_server
+from tests.support.client import connect
 from tests.workflow_files import write_workflows
 
 TOKEN = {"Authorization": "Bearer vvvv"}

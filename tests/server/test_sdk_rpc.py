@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from tests.server import sdk_shapes as shapes
-from tests.server.helpers import Client, Frame, ServerHandle, connect, running_server
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import Client, connect
+from tests.support.frames import Frame
 from tests.workflow_files import write_workflows
 
 

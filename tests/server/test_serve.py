@@ -14,7 +14,6 @@ import ssl
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,14 @@ from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.heap import YOUNG_THRESHOLD
-from tests.server.helpers import Client, Frame, graph, nd
-from tests.server.process import NODERUN, Process, free_port, get
+from tests.server.helpers import CONFORMANT
+from tests.server.process import NODERUN, Process, get
+from tests.support.client import Client
+from tests.support.frames import Frame
+from tests.support.graphs import graph, nd
+from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -49,7 +53,7 @@ async def run(port: int, nodes: Frame, *, scheme: str = "ws", **kwargs: object) 
     async with ws_connect(
         f"{scheme}://127.0.0.1:{port}/ws", compression=None, proxy=None, ssl=context
     ) as ws:
-        client = Client(ws)
+        client = Client(ws, CONFORMANT)
         job_id = await client.run_job(nodes, explicit_types=False)
         return await client.until_terminal(job_id)
 
@@ -253,7 +257,7 @@ def test_sigterm_drains_short_runs_cancels_long_ones_and_exits_0(
             ws_connect(url, compression=None, proxy=None) as short_ws,
             ws_connect(url, compression=None, proxy=None) as long_ws,
         ):
-            short, long = Client(short_ws), Client(long_ws)
+            short, long = Client(short_ws, CONFORMANT), Client(long_ws, CONFORMANT)
             short_id = await short.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=1.0)))
             long_id = await long.run_job(graph(nd("l", "noderun.debug.Sleep", seconds=600)))
             await short.recv_until(lambda f: f.get("type") == "node_update")
@@ -281,10 +285,7 @@ def test_sigterm_drains_short_runs_cancels_long_ones_and_exits_0(
 
 def _wait_refused(port: int) -> None:
     """Until a new connection to ``port`` is refused (the listener closed)."""
-    end = time.monotonic() + TIMEOUT
-    while get(port, "/livez") is not None:
-        assert time.monotonic() < end, "the server still accepts connections"
-        time.sleep(0.02)
+    eventually_blocking(lambda: get(port, "/livez") is None)
 
 
 def test_plain_uvicorn_serves_create_app_and_drains_the_same_way(
@@ -315,7 +316,7 @@ def test_plain_uvicorn_serves_create_app_and_drains_the_same_way(
     async def scenario() -> tuple[list[Frame], tuple[int, dict[str, object]] | None, int]:
         url = f"ws://127.0.0.1:{server.port}/ws"
         async with ws_connect(url, compression=None, proxy=None) as ws:
-            client = Client(ws)
+            client = Client(ws, CONFORMANT)
             # Long enough to outlast the probes below, well within the drain timeout.
             seconds = TIMEOUT / 2
             job_id = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=seconds)))
@@ -338,12 +339,14 @@ def test_plain_uvicorn_serves_create_app_and_drains_the_same_way(
 
 
 def _wait_status(port: int, path: str, status: int) -> tuple[int, dict[str, object]] | None:
-    end = time.monotonic() + TIMEOUT
-    while True:
-        answer = get(port, path)
-        if (answer is not None and answer[0] == status) or time.monotonic() > end:
-            return answer
-        time.sleep(0.02)
+    answers: list[tuple[int, dict[str, object]] | None] = []
+
+    def answered() -> bool:
+        answers.append(get(port, path))
+        return answers[-1] is not None and answers[-1][0] == status
+
+    eventually_blocking(answered, explain=lambda: f"{path} answered {answers[-1]}")
+    return answers[-1]
 
 
 # -- probes --------------------------------------------------------------------------
@@ -536,11 +539,11 @@ def test_tls_serves_wss(processes: list[Process], tmp_path: Path) -> None:
     server = Process.serve(["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)], tmp_path)
     processes.append(server)
     context = ssl.create_default_context(cafile=str(cert))
-    deadline = time.monotonic() + TIMEOUT * 2
-    while True:
+
+    def served() -> list[Frame] | None:
         assert server.process.poll() is None, server.output()
         try:
-            frames = asyncio.run(
+            return asyncio.run(
                 run(
                     server.port,
                     graph(nd("c", "nodetool.text.Concat", a="tl", b="s")),
@@ -548,10 +551,11 @@ def test_tls_serves_wss(processes: list[Process], tmp_path: Path) -> None:
                     ssl_context=context,
                 )
             )
-            break
-        except OSError:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.05)
+        except OSError:  # not listening yet
+            return None
+
+    frames = eventually_blocking(served, TIMEOUT * 2, explain=server.output)
+    assert frames is not None
     assert outputs(frames) == {"c": {"output": "tls"}}
     # Plain ws:// on the TLS port is not served.
     with pytest.raises(Exception):  # noqa: B017

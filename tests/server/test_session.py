@@ -27,7 +27,8 @@ from noderun.server.session import (
     ResumeFollowed,
     State,
 )
-from tests.server.session_support import CLOCK, Frame, Peer
+from tests.server.session_support import CLOCK, Peer
+from tests.support.frames import Frame
 
 NOT_FOUND = "Job not found or already completed"
 

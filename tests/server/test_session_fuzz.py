@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from noderun.protocol.codec import Outbound
 from noderun.protocol.values import INT_MAX, INT_MIN
-from tests.server.session_support import Frame, Peer
+from tests.server.session_support import Peer
+from tests.support.frames import Frame
 
 FUZZ = settings(
     max_examples=150,

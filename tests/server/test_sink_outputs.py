@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.helpers import (
-    Client,
-    Frame,
-    ServerHandle,
-    connect,
-    edge,
-    graph,
-    nd,
-    new_job_id,
-    running_server,
-)
+from tests.server.helpers import ServerHandle, running_server
 from tests.server.test_runs import CONCAT, kinds, run_to_end
+from tests.support.client import Client, connect
+from tests.support.frames import Frame
+from tests.support.graphs import edge, graph, nd
 
 DATE_DIFFERENCE = graph(
     nd(
@@ -171,20 +164,7 @@ def durable_server() -> Iterator[ServerHandle]:
 
 
 async def run_durable(client: Client, nodes: Frame, event_detail: str) -> list[Frame]:
-    job_id = new_job_id()
-    await client.command(
-        "run_job",
-        {
-            "type": "run_job_request",
-            "job_id": job_id,
-            "workflow_id": "wf",
-            "graph": nodes,
-            "params": None,
-            "explicit_types": False,
-            "require_terminal_result": True,
-            "execution_options": {"persistence": "job", "event_detail": event_detail},
-        },
-    )
+    job_id = await client.run_job(nodes, durable=True, event_detail=event_detail)
     frames = await client.until_terminal(job_id)
     return [f for f in frames if "job_seq" in f]
 

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import textwrap
-import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -22,10 +21,13 @@ from noderun.server.supervisor import (
     restart_delay,
     worker_server_id,
 )
-from tests.durable.helpers import progress_graph
-from tests.server.helpers import Client, Frame, graph, nd, new_job_id
+from tests.server.helpers import CONFORMANT
 from tests.server.process import Process
+from tests.support.client import Client
+from tests.support.frames import Frame
+from tests.support.graphs import graph, nd, progress_graph
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually_blocking
 
 PID_NODES = textwrap.dedent(
     """
@@ -57,14 +59,19 @@ def events(server: Process, name: str) -> list[dict[str, object]]:
 
 def wait_for_event(server: Process, name: str, count: int) -> list[dict[str, object]]:
     """Until ``server`` logged ``name`` ``count`` times; fails if it exits first."""
-    deadline = time.monotonic() + TIMEOUT * 2
-    while time.monotonic() < deadline:
+
+    def logged() -> list[dict[str, object]] | None:
         found = events(server, name)
         if len(found) >= count:
             return found
         assert server.process.poll() is None, f"server exited:\n{server.output()}"
-        time.sleep(0.05)
-    raise AssertionError(f"{name} not logged {count} times:\n{server.output()}")
+        return None
+
+    found = eventually_blocking(
+        logged, TIMEOUT * 2, explain=lambda: f"{name} not logged {count} times:\n{server.output()}"
+    )
+    assert found is not None
+    return found
 
 
 async def pid_of(client: Client) -> int:
@@ -86,7 +93,8 @@ async def pids_serving(port: int, connections: int) -> set[int]:
             Client(
                 await stack.enter_async_context(
                     ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None)
-                )
+                ),
+                CONFORMANT,
             )
             for _ in range(connections)
         ]
@@ -145,21 +153,6 @@ def test_two_workers_serve_on_one_port_replace_a_killed_child_and_drain(
     assert len(events(server, "server.drained")) == 2
 
 
-async def run_durable(client: Client, nodes: Frame) -> str:
-    job_id = new_job_id()
-    await client.command(
-        "run_job",
-        {
-            "type": "run_job_request",
-            "job_id": job_id,
-            "workflow_id": "wf",
-            "graph": nodes,
-            "execution_options": {"persistence": "job"},
-        },
-    )
-    return job_id
-
-
 def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
     processes: list[Process], tmp_path: Path
 ) -> None:
@@ -173,14 +166,16 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
 
     async def scenario() -> tuple[int, int, list[Frame]]:
         async with ws_connect(url, compression=None, proxy=None) as first:
-            owner = Client(first)
+            owner = Client(first, CONFORMANT)
             owner_pid = await pid_of(owner)
             ephemeral = await owner.run_job(graph(nd("p", "test.Pid")))
             await owner.until_terminal(ephemeral)
-            job_id = await run_durable(owner, progress_graph(20, 0.05))
+            job_id = await owner.run_job(
+                progress_graph(20, 0.05), durable=True, require_terminal_result=False
+            )
             for _ in range(ATTEMPTS):
                 async with ws_connect(url, compression=None, proxy=None) as second:
-                    other = Client(second)
+                    other = Client(second, CONFORMANT)
                     other_pid = await pid_of(other)
                     if other_pid == owner_pid:
                         continue

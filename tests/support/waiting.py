@@ -6,17 +6,26 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tests.support.timing import SECOND, TIMEOUT
 
-__all__ = ["eventually"]
+__all__ = ["eventually", "eventually_blocking"]
+
+_T = TypeVar("_T")
 
 #: Between two looks; short, as what a test waits for is usually quick.
 _POLL = SECOND / 50
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = TIMEOUT) -> None:
-    """Return as soon as ``check()`` (plain or async) is true; fail after ``within`` seconds.
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]],
+    within: float = TIMEOUT,
+    *,
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Return as soon as ``check()`` (plain or async) is true; fail after ``within`` seconds,
+    with ``explain()`` (a server's log, say) in the message.
 
     For what a test cannot await directly (a fake's counter, a row in a store): it polls,
     so it is as quick as the thing it waits for and waits as long as a slow machine needs.
@@ -29,5 +38,29 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float 
         if held:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
+            raise AssertionError(_failure(within, explain))
         await asyncio.sleep(_POLL)
+
+
+def eventually_blocking(
+    check: Callable[[], _T], within: float = TIMEOUT, *, explain: Callable[[], str] | None = None
+) -> _T:
+    """The first truthy ``check()``; fail after ``within`` seconds, with ``explain()`` (a
+    server's log, say) in the message.
+
+    :func:`eventually` for code without an event loop: a test that drives a server process
+    or a server thread from plain functions. It blocks the calling thread while it polls.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        held = check()
+        if held:
+            return held
+        if time.monotonic() > deadline:
+            raise AssertionError(_failure(within, explain))
+        time.sleep(_POLL)
+
+
+def _failure(within: float, explain: Callable[[], str] | None) -> str:
+    detail = f":\n{explain()}" if explain is not None else ""
+    return f"condition not met within {within}s{detail}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tests.server.helpers import Frame, ServerHandle, connect
+from tests.server.helpers import ServerHandle
+from tests.support.client import connect
+from tests.support.frames import Frame
 
 
 async def run(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.server.helpers import Frame, ServerHandle, connect, graph
+from tests.server.helpers import ServerHandle
+from tests.support.client import connect
+from tests.support.frames import Frame
+from tests.support.graphs import graph
 
 
 async def run_graph(server: ServerHandle, *nodes: Frame, edges: list[Frame] | None = None) -> Frame:

@@ -6,7 +6,8 @@ import pytest
 
 from noderun.runtime.nodes import boolean
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, edge, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, nd
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ from noderun.runtime.nodes.values import (
     VideoModel,
 )
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, edge, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, nd
 
 
 def test_plain_constants() -> None:

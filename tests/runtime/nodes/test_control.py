@@ -11,7 +11,9 @@ import pytest
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import control
 from tests.runtime.nodes.support import failure, outputs, run
-from tests.server.helpers import Frame, ServerHandle, edge, graph, nd
+from tests.server.helpers import ServerHandle
+from tests.support.frames import Frame
+from tests.support.graphs import edge, graph, nd
 
 
 def drain(stream: AsyncIterator[Any]) -> list[Any]:

@@ -9,9 +9,11 @@ import pytest
 
 from noderun.runtime.nodes import date
 from noderun.runtime.nodes.values import Date, Datetime
-from tests.durable import helpers as durable
+from tests.durable.helpers import serving
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, edge, nd
+from tests.server.helpers import ServerHandle
+from tests.support.client import connect
+from tests.support.graphs import edge, graph, nd
 
 
 def at(*fields: int, offset: float = 0, tzinfo: str = "UTC") -> Datetime:
@@ -212,22 +214,20 @@ async def test_datetimes_survive_a_durable_run_and_its_replay(
 ) -> None:
     """A durable run on a real ``noderun serve`` with sqlite: the datetime map in the
     terminal result, and byte-identical when the run is replayed from the store."""
-    nodes = {
-        "nodes": [
-            durable.nd("parse", "lib.date.ParseDateTime", datetime_string="2024-02-29"),
-            durable.nd("end", "lib.date.BoundaryTime", period="month", boundary="end"),
-        ],
-        "edges": [durable.edge("parse", "end", "input_datetime")],
-    }
-    async with durable.serving(sqlite_url, tmp_path) as process:
-        async with durable.connect(process) as client:
-            job_id = await client.run_job(nodes)
-            received = await client.until_terminal(job_id)
+    nodes = graph(
+        nd("parse", "lib.date.ParseDateTime", datetime_string="2024-02-29"),
+        nd("end", "lib.date.BoundaryTime", period="month", boundary="end"),
+        edges=[edge("parse", "end", "input_datetime")],
+    )
+    async with serving(sqlite_url, tmp_path) as process:
+        async with connect(process) as client:
+            job_id = await client.run_job(nodes, durable=True)
+            received = await client.receive_until_terminal(job_id)
         terminal = received[-1]
         assert terminal.frame["status"] == "completed", terminal.frame
         end = terminal.frame["result"]["outputs"]["end"]["output"]
         assert (end["type"], end["month"], end["day"], end["hour"]) == ("datetime", 2, 29, 23)
-        async with durable.connect(process) as client:
+        async with connect(process) as client:
             await client.reconnect(job_id)
-            replayed = await client.until_terminal(job_id)
+            replayed = await client.receive_until_terminal(job_id)
         assert replayed[-1].raw == terminal.raw

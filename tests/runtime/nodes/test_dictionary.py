@@ -11,7 +11,8 @@ import pytest
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import dictionary as d
 from tests.runtime.nodes.support import failure, outputs, run
-from tests.server.helpers import ServerHandle, edge, graph, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, graph, nd
 
 
 def passed(stream: AsyncIterator[Any]) -> list[Any]:

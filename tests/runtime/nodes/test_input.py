@@ -11,7 +11,10 @@ from __future__ import annotations
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import input as nodes
 from tests.runtime.nodes.support import outputs, run
-from tests.server.helpers import Client, Frame, ServerHandle, connect, edge, graph, nd
+from tests.server.helpers import ServerHandle
+from tests.support.client import Client, connect
+from tests.support.frames import Frame
+from tests.support.graphs import edge, graph, nd
 
 UPPER = [
     nd("up", "nodetool.text.ToUppercase"),

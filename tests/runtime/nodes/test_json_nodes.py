@@ -9,7 +9,8 @@ import pytest
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import json_nodes as j
 from tests.runtime.nodes.support import failure, outputs, run
-from tests.server.helpers import ServerHandle, edge, graph, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, graph, nd
 
 DATA = {"a": {"b": [{"c": 1}, {"c": "2.5"}], "t": True, "s": "xy"}}
 

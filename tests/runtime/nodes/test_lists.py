@@ -11,7 +11,9 @@ import pytest
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import lists
 from tests.runtime.nodes.support import failure, outputs, run
-from tests.server.helpers import ServerHandle, connect, edge, graph, nd
+from tests.server.helpers import ServerHandle
+from tests.support.client import connect
+from tests.support.graphs import edge, graph, nd
 
 
 async def drain(stream: AsyncIterator[Any]) -> list[Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from noderun.runtime.nodes import markdown
 from noderun.runtime.nodes.values import ColumnDef, DataframeRef
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import nd
 
 DOC = """# Title
 Intro with [a link](https://a.example) and <https://b.example>.

@@ -8,7 +8,8 @@ import pytest
 
 from noderun.runtime.nodes import math as nodes
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, edge, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, nd
 
 
 def test_add_subtract_multiply_keep_ints() -> None:

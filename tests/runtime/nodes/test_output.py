@@ -5,7 +5,8 @@ from __future__ import annotations
 from noderun.runtime.node import spec_of
 from noderun.runtime.nodes import output
 from tests.runtime.nodes.support import outputs, run
-from tests.server.helpers import ServerHandle, edge, graph, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, graph, nd
 
 
 def test_output_passes_its_value_through() -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from noderun.runtime.nodes import text
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, edge, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, nd
 
 
 def test_to_string_str_and_repr() -> None:

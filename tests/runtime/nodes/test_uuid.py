@@ -8,7 +8,8 @@ import pytest
 
 from noderun.runtime.nodes import uuid as nodes
 from tests.runtime.nodes.terminal import failure, outputs, run_graph
-from tests.server.helpers import ServerHandle, edge, nd
+from tests.server.helpers import ServerHandle
+from tests.support.graphs import edge, nd
 
 SAMPLE = "12345678-1234-5678-1234-567812345678"
 

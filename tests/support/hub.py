@@ -1,4 +1,5 @@
-"""A collecting subscriber and helpers to drive runs without a socket."""
+"""Driving runs without a socket: a hub on its own runner pool, the runtime's typed graph
+builders, and a subscriber that collects what a run delivers."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from noderun.runtime.hub import Hub, RuntimeConfig
 from noderun.runtime.pool import RunnerPool
 from noderun.runtime.registry import Registry, default_registry
 from noderun.runtime.run import Run
+from tests.support.frames import TERMINAL
 from tests.support.timing import TIMEOUT
 
-_TERMINAL = {"completed", "failed", "cancelled"}
+__all__ = ["Collector", "edge", "node", "request", "running_hub", "start"]
 
 
 class Collector:
@@ -30,16 +32,7 @@ class Collector:
     def deliver(self, item: Outbound) -> None:
         self.items.append(item)
         message = item.message
-        if (
-            isinstance(message, JobUpdate)
-            and message.status
-            in {
-                "completed",
-                "failed",
-                "cancelled",
-            }
-            and not self.done.done()
-        ):
+        if isinstance(message, JobUpdate) and message.status in TERMINAL and not self.done.done():
             self.done.set_result(message)
 
     def run_finished(self, job_id: str) -> None:
@@ -63,10 +56,12 @@ class Collector:
 
 
 def node(node_id: str, node_type: str, **data: object) -> Node:
+    """A typed graph node (what the codec decodes a wire node into)."""
     return Node(id=node_id, type=node_type, data=dict(data))
 
 
 def edge(source: str, target: str, target_handle: str, source_handle: str = "output") -> Edge:
+    """A typed graph edge; the same arguments as the wire :func:`tests.support.graphs.edge`."""
     return Edge(
         source=source, target=target, source_handle=source_handle, target_handle=target_handle
     )
@@ -82,6 +77,7 @@ def request(
     explicit_types: bool = False,
     require_terminal_result: bool = True,
 ) -> RunJob:
+    """A decoded ``run_job`` of ``nodes`` and ``edges``."""
     return RunJob(
         job_id=job_id,
         workflow_id="wf",
@@ -109,6 +105,7 @@ async def running_hub(
 
 
 def start(hub: Hub, frame: RunJob, collector: Collector) -> Run:
+    """Create and start a run of ``frame`` for user ``"1"``, delivering to ``collector``."""
     run = hub.create(frame, "1", collector)
     run.start()
     return run
