@@ -14,6 +14,7 @@ from noderun.runtime.registry import default_registry
 from noderun.runtime.run import Run
 from tests.support.hub import node, request
 from tests.support.timing import TIMEOUT
+from tests.support.waiting import eventually
 
 
 class SlowCreateStore:
@@ -25,6 +26,8 @@ class SlowCreateStore:
         self.refuse = refuse
         self.appended: list[int] = []
         self.finished: list[str] = []
+        #: Set when the run queues its terminal (``finish``).
+        self.terminal_queued = asyncio.Event()
 
     def create_run(self, record: RunRecord) -> asyncio.Future[None]:
         created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -32,8 +35,8 @@ class SlowCreateStore:
         return created
 
     async def _commit(self, created: asyncio.Future[None], job_id: str) -> None:
-        for _ in range(3):  # let the run execute and queue its terminal first
-            await asyncio.sleep(0)
+        # The run executes and queues its terminal before its row commits.
+        await asyncio.wait_for(self.terminal_queued.wait(), TIMEOUT)
         if self.refuse is not None:
             created.set_exception(self.refuse(job_id))
         else:
@@ -53,6 +56,7 @@ class SlowCreateStore:
         patient: bool = False,
     ) -> asyncio.Future[None]:
         self.finished.append(status)
+        self.terminal_queued.set()
         return self._terminal_commit()
 
     def _terminal_commit(self) -> asyncio.Future[None]:
@@ -112,7 +116,7 @@ async def test_a_committed_row_returns_the_run_with_its_messages_held() -> None:
     hub = Hub(default_registry(debug_nodes=True), None, store=cast(RunStore, store))
     run, refusal = await start(hub, "ok")
     assert refusal is None
-    await asyncio.sleep(0)  # the terminal's commit callback
+    await eventually(lambda: run.finished)  # the terminal's commit called back
     items, incomplete = run.replay(0)
     assert not incomplete
     # Job and node running, the sink's output_update (§3.2), node completed, terminal:

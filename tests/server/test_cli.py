@@ -14,10 +14,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect as ws_connect
 
 from tests.server.helpers import CONFORMANT
-from tests.support.client import Client
+from tests.support.client import connect
 from tests.support.graphs import graph, nd
 from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
@@ -129,8 +128,7 @@ def test_sigterm_ends_active_runs_with_a_terminal_frame_before_closing(
     server.wait_healthy(port)
 
     async def scenario() -> list[dict[str, object]]:
-        async with ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None) as ws:
-            client = Client(ws, CONFORMANT)
+        async with connect(f"ws://127.0.0.1:{port}/ws", options=CONFORMANT) as client:
             job_id = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=30)))
             await client.recv_until(lambda f: f.get("status") == "running")
             server.process.send_signal(signal.SIGTERM)
@@ -177,8 +175,7 @@ def test_sighup_reloads_the_workflows_directory(serve: list[Serve], tmp_path: Pa
     eventually_blocking(lambda: workflow_ids(port) == ["greet"], explain=server.output)
 
     async def run_greet() -> dict[str, object]:
-        async with ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None) as ws:
-            client = Client(ws, CONFORMANT)
+        async with connect(f"ws://127.0.0.1:{port}/ws", options=CONFORMANT) as client:
             job_id = await client.run_job(None, workflow_id="greet", params={"name": "HUP"})
             return (await client.until_terminal(job_id))[-1]
 

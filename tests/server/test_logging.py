@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.logging import configure_logging, redact
 from tests.server.helpers import CONFORMANT
-from tests.support.client import Client
+from tests.support.client import connect
 from tests.support.graphs import graph, nd
 from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
@@ -70,14 +70,11 @@ def _serve_and_talk(tmp_path: Path, level: str) -> list[str]:
 
         async def talk() -> None:
             url = f"ws://127.0.0.1:{port}/ws"
-            async with ws_connect(
-                url, additional_headers={"Authorization": f"Bearer {SECRET}"}, proxy=None
-            ) as ws:
-                client = Client(ws, CONFORMANT)
+            bearer = {"Authorization": f"Bearer {SECRET}"}
+            async with connect(url, options=CONFORMANT, headers=bearer) as client:
                 job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
                 await client.until_terminal(job_id)
-            async with ws_connect(f"{url}?api_key={SECRET}", proxy=None) as ws:
-                client = Client(ws, CONFORMANT)
+            async with connect(url, options=CONFORMANT, query=f"?api_key={SECRET}") as client:
                 job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
                 await client.until_terminal(job_id)
             async with ws_connect(f"{url}?api_key=wrong-{SECRET}", proxy=None) as ws:

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect as ws_connect
 from noderun.server.heap import YOUNG_THRESHOLD
 from tests.server.helpers import CONFORMANT
 from tests.server.process import NODERUN, Process, get
-from tests.support.client import Client
+from tests.support.client import Client, connect
 from tests.support.frames import Frame
 from tests.support.graphs import graph, nd
 from tests.support.ports import free_port
@@ -254,10 +254,9 @@ def test_sigterm_drains_short_runs_cancels_long_ones_and_exits_0(
     async def scenario() -> tuple[list[Frame], list[Frame], int]:
         url = f"ws://127.0.0.1:{server.port}/ws"
         async with (
-            ws_connect(url, compression=None, proxy=None) as short_ws,
-            ws_connect(url, compression=None, proxy=None) as long_ws,
+            connect(url, options=CONFORMANT) as short,
+            connect(url, options=CONFORMANT) as long,
         ):
-            short, long = Client(short_ws, CONFORMANT), Client(long_ws, CONFORMANT)
             short_id = await short.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=1.0)))
             long_id = await long.run_job(graph(nd("l", "noderun.debug.Sleep", seconds=600)))
             await short.recv_until(lambda f: f.get("type") == "node_update")
@@ -315,8 +314,7 @@ def test_plain_uvicorn_serves_create_app_and_drains_the_same_way(
 
     async def scenario() -> tuple[list[Frame], tuple[int, dict[str, object]] | None, int]:
         url = f"ws://127.0.0.1:{server.port}/ws"
-        async with ws_connect(url, compression=None, proxy=None) as ws:
-            client = Client(ws, CONFORMANT)
+        async with connect(url, options=CONFORMANT) as client:
             # Long enough to outlast the probes below, well within the drain timeout.
             seconds = TIMEOUT / 2
             job_id = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=seconds)))

@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.settings import Settings
 from noderun.server.supervisor import (
@@ -23,7 +22,7 @@ from noderun.server.supervisor import (
 )
 from tests.server.helpers import CONFORMANT
 from tests.server.process import Process
-from tests.support.client import Client
+from tests.support.client import Client, connect
 from tests.support.frames import Frame
 from tests.support.graphs import graph, nd, progress_graph
 from tests.support.timing import TIMEOUT
@@ -90,11 +89,8 @@ async def pids_serving(port: int, connections: int) -> set[int]:
     """The pids that served ``connections`` connections open at once."""
     async with AsyncExitStack() as stack:
         clients = [
-            Client(
-                await stack.enter_async_context(
-                    ws_connect(f"ws://127.0.0.1:{port}/ws", compression=None, proxy=None)
-                ),
-                CONFORMANT,
+            await stack.enter_async_context(
+                connect(f"ws://127.0.0.1:{port}/ws", options=CONFORMANT)
             )
             for _ in range(connections)
         ]
@@ -165,8 +161,7 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
     url = f"ws://127.0.0.1:{server.port}/ws"
 
     async def scenario() -> tuple[int, int, list[Frame]]:
-        async with ws_connect(url, compression=None, proxy=None) as first:
-            owner = Client(first, CONFORMANT)
+        async with connect(url, options=CONFORMANT) as owner:
             owner_pid = await pid_of(owner)
             ephemeral = await owner.run_job(graph(nd("p", "test.Pid")))
             await owner.until_terminal(ephemeral)
@@ -174,8 +169,7 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
                 progress_graph(20, 0.05), durable=True, require_terminal_result=False
             )
             for _ in range(ATTEMPTS):
-                async with ws_connect(url, compression=None, proxy=None) as second:
-                    other = Client(second, CONFORMANT)
+                async with connect(url, options=CONFORMANT) as other:
                     other_pid = await pid_of(other)
                     if other_pid == owner_pid:
                         continue
