@@ -20,7 +20,7 @@ from noderun.protocol.client import (
 from noderun.protocol.codec import Outbound, decode_frame, encode_msgpack
 from noderun.protocol.errors import CommandError, FrameError, MessageError
 from noderun.protocol.server import JobUpdate, NodeUpdate, rejection
-from tests.golden import golden_frames
+from tests.support.golden import golden_frames
 
 
 def mp(value: object) -> bytes:

@@ -7,11 +7,11 @@ import jsonschema
 import pytest
 
 from noderun.protocol.schema import asyncapi, client_commands, json_schema, server_frames
-from tests.golden import golden_frames
-from tests.schema_check import check_client_frame, check_server_frame
 from tests.server.helpers import running_server
 from tests.support.client import connect
+from tests.support.golden import golden_frames
 from tests.support.graphs import edge, graph, nd
+from tests.support.schema import check_client_frame, check_server_frame
 
 
 def test_schema_is_valid_json_schema_2020_12() -> None:

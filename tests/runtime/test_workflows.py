@@ -11,7 +11,7 @@ import structlog
 from noderun.runtime.errors import WorkflowError
 from noderun.runtime.registry import default_registry
 from noderun.runtime.workflows import WorkflowCatalog, load_workflows, run_error
-from tests.workflow_files import write_workflows
+from tests.support.workflows import write_workflows
 
 
 @pytest.fixture

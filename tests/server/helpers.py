@@ -13,7 +13,6 @@ and against the protocol's schema. So every test doubles as a conformance check.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import tempfile
 import threading
@@ -31,10 +30,10 @@ from noderun.runtime.registry import Registry
 from noderun.server.app import create_app
 from noderun.server.settings import Settings
 from noderun.server.uvicorn_config import uvicorn_config
-from tests.golden import FIXTURE
-from tests.schema_check import check_server_frame
 from tests.support.client import ClientOptions
 from tests.support.frames import Frame
+from tests.support.golden import available_golden_frames
+from tests.support.schema import check_server_frame
 from tests.support.timing import TIMEOUT
 from tests.support.waiting import eventually_blocking
 
@@ -49,22 +48,19 @@ __all__ = [
 ]
 
 
-def _load_golden() -> list[tuple[str, str, Frame, bytes]]:
-    """``(name, direction, decoded frame, exact bytes)`` of every golden frame; none when
-    ``../shared`` is not beside the repository (``test_golden`` then skips, or fails in CI)."""
-    if not FIXTURE.exists():
-        return []
-    fixture = json.loads(FIXTURE.read_text())
+def _decoded_golden() -> list[tuple[str, str, Frame, bytes]]:
+    """``(name, direction, frame decoded from its MessagePack, exact bytes)`` of every golden
+    frame; none when ``../shared`` is not beside the repository (``test_golden`` then skips,
+    or fails in CI)."""
     frames = []
-    for entry in fixture["frames"]:
-        raw = bytes.fromhex(entry["messagepack_hex"])
-        decoded = msgspec.msgpack.decode(raw)
+    for golden in available_golden_frames():
+        decoded = msgspec.msgpack.decode(golden.payload)
         assert isinstance(decoded, dict)
-        frames.append((entry["name"], entry["direction"], decoded, raw))
+        frames.append((golden.name, golden.direction, decoded, golden.payload))
     return frames
 
 
-GOLDEN_FRAMES = _load_golden()
+GOLDEN_FRAMES = _decoded_golden()
 
 #: PROTOCOL.md §3.1: fields marked ``?`` may be nil.
 _OPTIONAL: dict[str, frozenset[str]] = {

@@ -21,7 +21,7 @@ from tests.support.graphs import graph, nd
 from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
 from tests.support.waiting import eventually_blocking
-from tests.workflow_files import GREET, SUM
+from tests.support.workflows import GREET, SUM
 
 
 def health(port: int) -> dict[str, object] | None:

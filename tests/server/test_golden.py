@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden import golden_frames
 from tests.server.helpers import GOLDEN_FRAMES, ServerHandle, check_golden_shape, running_server
 from tests.support.client import Client, connect
 from tests.support.frames import Frame, is_terminal
+from tests.support.golden import golden_frames
 from tests.support.graphs import edge, graph, nd
 
 NOT_FOUND = "Job not found or already completed"

@@ -16,7 +16,7 @@ from tests.support.client import connect
 from tests.support.frames import is_terminal
 from tests.support.graphs import graph, nd
 from tests.support.timing import TIMEOUT
-from tests.workflow_files import GREET, write_workflows
+from tests.support.workflows import GREET, write_workflows
 
 TOKEN = {"Authorization": "Bearer secret"}
 OTHER = {"Authorization": "Bearer other"}

@@ -19,7 +19,7 @@ import httpx
 from tests.server import sdk_shapes as shapes
 from tests.server.helpers import running_server
 from tests.support.client import connect
-from tests.workflow_files import write_workflows
+from tests.support.workflows import write_workflows
 
 TOKEN = {"Authorization": "Bearer vvvv"}
 #: ``RunJobExecutionOptions`` for ``WorkflowExecutionOptions(EventDetail: Outputs)``.

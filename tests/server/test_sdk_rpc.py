@@ -11,7 +11,7 @@ from tests.server import sdk_shapes as shapes
 from tests.server.helpers import ServerHandle, running_server
 from tests.support.client import Client, connect
 from tests.support.frames import Frame
-from tests.workflow_files import write_workflows
+from tests.support.workflows import write_workflows
 
 
 @pytest.fixture(scope="module")

@@ -1,2 +1,5 @@
-"""What every test package shares: the one scaled time unit (:mod:`tests.support.timing`)
-and the one way to wait for something that must happen (:mod:`tests.support.waiting`)."""
+"""What every test package shares, one concept a module: the scaled time unit (``timing``),
+waiting for what must happen (``waiting``), the WebSocket client (``client``), received
+frames and their predicates (``frames``), wire graphs (``graphs``), runs without a socket
+(``hub``), free ports (``ports``), NodeTool's golden frames (``golden``), the protocol
+schema check (``schema``) and NodeTool workflow files (``workflows``)."""

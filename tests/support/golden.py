@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 FIXTURE = (
-    Path(__file__).resolve().parents[2]
+    Path(__file__).resolve().parents[3]
     / "shared"
     / "fixtures"
     / "nodetool-sdk-v1"
@@ -33,6 +33,14 @@ def golden_frames() -> list[GoldenFrame]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    return available_golden_frames()
+
+
+def available_golden_frames() -> list[GoldenFrame]:
+    """Every golden frame, or none when ``../shared`` is not beside the repository (for
+    what is built at import time; the tests that need the frames use :func:`golden_frames`)."""
+    if not FIXTURE.exists():
+        return []
     data = json.loads(FIXTURE.read_text())
     return [
         GoldenFrame(f["name"], f["direction"], f["message"], bytes.fromhex(f["messagepack_hex"]))
