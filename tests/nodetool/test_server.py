@@ -20,12 +20,12 @@ from noderun.runtime.nodes import BUILTIN_NODES
 from noderun.runtime.registry import Registry
 from noderun.server.cli import build_parser, settings_from
 from tests.nodetool.support import NODEPACK, require_nodetool
-from tests.openapi_check import check_answer
 from tests.server.helpers import ServerHandle, running_server
 from tests.server.test_commands import assert_metadata
 from tests.support.client import Client, connect
 from tests.support.frames import Frame
 from tests.support.graphs import edge, graph, nd
+from tests.support.openapi import check_answer
 from tests.support.timing import START_TIMEOUT, TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)

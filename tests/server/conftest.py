@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.openapi_check import check_answer
 from tests.server.helpers import ServerHandle, running_server
 from tests.server.process import Process
+from tests.support.openapi import check_answer
 
 
 @pytest.fixture(scope="module")

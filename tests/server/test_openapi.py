@@ -24,10 +24,12 @@ from noderun.server.app import create_app
 from noderun.server.http_api import QUERIES, query_fields
 from noderun.server.openapi import openapi, openapi_path
 from noderun.server.settings import Settings
-from tests.openapi_check import check_answer, document
-from tests.server.helpers import ServerHandle, graph, nd, running_server
+from tests.server.helpers import ServerHandle, running_server
+from tests.support.client import connect
+from tests.support.graphs import graph, nd
+from tests.support.openapi import check_answer, document
 from tests.support.timing import TIMEOUT
-from tests.workflow_files import write_workflows
+from tests.support.workflows import write_workflows
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -211,8 +213,6 @@ async def test_every_documented_route_and_status_answers_as_documented(
 
 
 async def _finished_job(server: ServerHandle) -> str:
-    from tests.server.helpers import connect
-
     async with connect(server, headers=AUTH) as ws:
         job_id = await ws.run_job(graph(nd("a", "lib.math.Add", a=1, b=2)))
         await ws.until_terminal(job_id)
