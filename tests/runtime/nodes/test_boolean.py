@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from noderun.runtime.nodes import boolean
-from tests.runtime.nodes.terminal import failure, outputs, run_graph
+from tests.runtime.nodes.support import failure, outputs, run_graph
 from tests.server.helpers import ServerHandle
 from tests.support.graphs import edge, nd
 

@@ -21,7 +21,7 @@ from noderun.runtime.nodes.values import (
     TTSModel,
     VideoModel,
 )
-from tests.runtime.nodes.terminal import failure, outputs, run_graph
+from tests.runtime.nodes.support import failure, outputs, run_graph
 from tests.server.helpers import ServerHandle
 from tests.support.graphs import edge, nd
 

@@ -10,7 +10,7 @@ import pytest
 from noderun.runtime.nodes import date
 from noderun.runtime.nodes.values import Date, Datetime
 from tests.durable.helpers import serving
-from tests.runtime.nodes.terminal import failure, outputs, run_graph
+from tests.runtime.nodes.support import failure, outputs, run_graph
 from tests.server.helpers import ServerHandle
 from tests.support.client import connect
 from tests.support.graphs import edge, graph, nd

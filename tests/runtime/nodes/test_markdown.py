@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from noderun.runtime.nodes import markdown
 from noderun.runtime.nodes.values import ColumnDef, DataframeRef
-from tests.runtime.nodes.terminal import failure, outputs, run_graph
+from tests.runtime.nodes.support import failure, outputs, run_graph
 from tests.server.helpers import ServerHandle
 from tests.support.graphs import nd
 

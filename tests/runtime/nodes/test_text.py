@@ -8,7 +8,7 @@ import string
 import pytest
 
 from noderun.runtime.nodes import text
-from tests.runtime.nodes.terminal import failure, outputs, run_graph
+from tests.runtime.nodes.support import failure, outputs, run_graph
 from tests.server.helpers import ServerHandle
 from tests.support.graphs import edge, nd
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from noderun.runtime.nodes import uuid as nodes
-from tests.runtime.nodes.terminal import failure, outputs, run_graph
+from tests.runtime.nodes.support import failure, outputs, run_graph
 from tests.server.helpers import ServerHandle
 from tests.support.graphs import edge, nd
 
