@@ -25,6 +25,7 @@ from noderun.nodetool.catalog import log_load_errors, node_specs
 from noderun.nodetool.startup import server_secrets
 from noderun.nodetool.wire import WorkerFrame
 from tests.nodetool.support import options, require_nodetool
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -179,8 +180,7 @@ async def test_beyond_the_queue_limit_a_request_fails_at_once() -> None:
         busy = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
         await progressed.wait()
         queued = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "q"}))
-        await asyncio.sleep(0)  # one loop turn: the task runs up to its wait in the queue
-        assert pool.queued == 1
+        await eventually(lambda: pool.queued == 1)  # the task waits in the queue
         with pytest.raises(QueueFull, match=r"queue full \(1 waiting\)"):
             await pool.execute(DEMO + "Shout", {})
         busy.cancel()
@@ -328,7 +328,7 @@ async def test_close_ends_what_is_in_flight_and_refuses_what_waits() -> None:
     running = asyncio.create_task(pool.execute(DEMO + "Wait", {}, on_event=on_event))
     await progressed.wait()
     waiting = asyncio.create_task(pool.execute(DEMO + "Shout", {}))
-    await asyncio.sleep(0)  # one loop turn: the task runs up to its wait in the queue
+    await eventually(lambda: pool.queued == 1)  # the task waits in the queue
     await pool.close(deadline=0.2)
     with pytest.raises(WorkerLost, match="did not exit after its input closed"):
         await running
