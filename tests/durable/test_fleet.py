@@ -27,7 +27,7 @@ async def test_reconnect_on_another_server_replays_then_follows_live(
         seen = await on_owner.receive_until(lambda frame: frame.get("type") == "node_progress")
         # The same id on the other server while the run goes on: refused by the store.
         await on_other.run_job(progress_graph(1, 0), job_id=job_id, durable=True)
-        refusal = (await on_other.receive()).frame
+        refusal = await on_other.recv()
         assert refusal["error"] == "job_already_running", refusal
         assert refusal["job_id"] == job_id
 
@@ -84,7 +84,7 @@ async def test_cancel_sent_to_another_server_cancels_the_run(
         # Finished now: a second cancel finds nothing to cancel, on either server.
         for client in (on_other, on_owner):
             await client.cancel(job_id)
-            answer = (await client.receive()).frame
+            answer = await client.recv()
             assert answer == {"error": "Job not found or already completed", "job_id": job_id}
 
     sent = run_messages(seen, job_id)

@@ -47,10 +47,10 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
             refused: dict[str, object] | None = None
             for _attempt in range(20):
                 job_id = await client.run_job(progress_graph(2, 0), durable=True)
-                received = await client.receive_until_terminal(job_id)
-                seen += [item.frame for item in received]
-                if received[-1].frame["status"] != "completed":
-                    refused = received[-1].frame
+                frames = await client.until_terminal(job_id)
+                seen += frames
+                if frames[-1]["status"] != "completed":
+                    refused = frames[-1]
                     break
                 await asyncio.sleep(SECOND / 10)
             assert refused is not None, "no durable run was refused while PostgreSQL was down"
@@ -58,18 +58,15 @@ async def test_durable_runs_fail_promptly_while_postgres_is_down_and_work_after(
             assert "store unavailable" in str(refused["error"])
 
             job_id = await client.run_job(progress_graph(2, 0), durable=False)
-            received = await client.receive_until_terminal(job_id)
-            seen += [item.frame for item in received]
-            ephemeral = received[-1].frame
+            seen += await client.until_terminal(job_id)
+            ephemeral = seen[-1]
             assert ephemeral["status"] == "completed"
             assert ephemeral["result"] == {"outputs": {"steps": [2]}}
 
             # Past the node's end and the store's finish deadline: still no terminal.
             await asyncio.sleep(SECOND * 3)
             await client.send({"type": "ping"})  # everything sent so far arrives before the pong
-            seen += [
-                item.frame for item in await client.receive_until(lambda f: f.get("type") == "pong")
-            ]
+            seen += await client.recv_until(lambda f: f.get("type") == "pong")
             assert not any(is_terminal(frame, in_flight) for frame in seen)
         finally:
             await pg_store.allow_connections()
@@ -142,7 +139,7 @@ async def test_a_burst_of_durable_runs_rides_out_terminated_database_connections
             ]
             job_ids.extend(sent)
             while not all(job_id in terminals for job_id in sent):
-                frame = (await client.receive(SECOND * 20)).frame
+                frame = await client.recv(SECOND * 20)
                 if is_terminal(frame, str(frame.get("job_id"))):
                     terminals[str(frame["job_id"])] = frame
                     if len(terminals) >= runs // 10:

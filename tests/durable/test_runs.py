@@ -21,7 +21,7 @@ async def test_ephemeral_run_writes_nothing_to_the_store(store: StoreDb, tmp_pat
         # A durable run after it: the store commits in order, so anything queued for
         # the ephemeral run would be committed by the time this one has finished.
         durable = await client.run_job(progress_graph(3, 0), durable=True)
-        assert (await client.receive_until_terminal(durable))[-1].frame["status"] == "completed"
+        assert (await client.until_terminal(durable))[-1]["status"] == "completed"
 
         assert await store.run(ephemeral) is None
         assert await store.frames(ephemeral) == []
@@ -60,7 +60,7 @@ async def test_reconnect_to_an_unknown_job_is_failed_job_not_found(
 ) -> None:
     async with serving(store.url, tmp_path) as server, connect(server) as client:
         await client.reconnect("no-such-job")
-        answer = (await client.receive()).frame
+        answer = await client.recv()
         assert answer["type"] == "job_update"
         assert (answer["job_id"], answer["status"]) == ("no-such-job", "failed")
         assert answer["error"] == "job not found"
