@@ -1,5 +1,6 @@
 """A real server process for the tests of the CLI and its lifecycle: ``noderun serve`` (the
-installed console script) or any other command, its output in a file, HTTP probes.
+installed console script) or any other command, its output in a file, HTTP probes; a
+``tests.support.client.connect(process)`` client.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tests.server.helpers import CONFORMANT
+from tests.support.client import ClientOptions
 from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
 from tests.support.waiting import eventually_blocking
@@ -68,6 +71,15 @@ class Process:
         port = free_port()
         argv = [NODERUN, "serve", "--port", str(port), "--store", "none", *args]
         return cls(argv, cwd, env, port)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def client_options(self) -> ClientOptions:
+        """Its clients check every frame, as those of the in-thread servers do."""
+        return CONFORMANT
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

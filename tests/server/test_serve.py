@@ -252,11 +252,7 @@ def test_sigterm_drains_short_runs_cancels_long_ones_and_exits_0(
     assert first.status == 200
 
     async def scenario() -> tuple[list[Frame], list[Frame], int]:
-        url = f"ws://127.0.0.1:{server.port}/ws"
-        async with (
-            connect(url, options=CONFORMANT) as short,
-            connect(url, options=CONFORMANT) as long,
-        ):
+        async with connect(server) as short, connect(server) as long:
             short_id = await short.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=1.0)))
             long_id = await long.run_job(graph(nd("l", "noderun.debug.Sleep", seconds=600)))
             await short.recv_until(lambda f: f.get("type") == "node_update")
@@ -313,15 +309,14 @@ def test_plain_uvicorn_serves_create_app_and_drains_the_same_way(
     server.wait_ready()
 
     async def scenario() -> tuple[list[Frame], tuple[int, dict[str, object]] | None, int]:
-        url = f"ws://127.0.0.1:{server.port}/ws"
-        async with connect(url, options=CONFORMANT) as client:
+        async with connect(server) as client:
             # Long enough to outlast the probes below, well within the drain timeout.
             seconds = TIMEOUT / 2
             job_id = await client.run_job(graph(nd("s", "noderun.debug.Sleep", seconds=seconds)))
             await client.recv_until(lambda f: f.get("type") == "node_update")
             server.signal(signal.SIGTERM)
             readyz = await asyncio.to_thread(_wait_status, server.port, "/readyz", 503)
-            async with ws_connect(url, compression=None, proxy=None) as late:
+            async with ws_connect(server.ws_url, compression=None, proxy=None) as late:
                 with pytest.raises(Exception) as closed:
                     await asyncio.wait_for(late.recv(), TIMEOUT)
             code = getattr(getattr(closed.value, "rcvd", None), "code", 0)

@@ -158,10 +158,9 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
     processes.append(server)
     server.wait_ready()
     wait_for_event(server, "server.listening", 2)
-    url = f"ws://127.0.0.1:{server.port}/ws"
 
     async def scenario() -> tuple[int, int, list[Frame]]:
-        async with connect(url, options=CONFORMANT) as owner:
+        async with connect(server) as owner:
             owner_pid = await pid_of(owner)
             ephemeral = await owner.run_job(graph(nd("p", "test.Pid")))
             await owner.until_terminal(ephemeral)
@@ -169,7 +168,7 @@ def test_a_durable_run_started_on_one_child_is_reconnected_through_the_other(
                 progress_graph(20, 0.05), durable=True, require_terminal_result=False
             )
             for _ in range(ATTEMPTS):
-                async with connect(url, options=CONFORMANT) as other:
+                async with connect(server) as other:
                     other_pid = await pid_of(other)
                     if other_pid == owner_pid:
                         continue
