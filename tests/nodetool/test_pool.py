@@ -201,8 +201,7 @@ async def test_a_queued_request_whose_caller_leaves_is_never_sent() -> None:
         leaving = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "gone"}))
         unsendable = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": object()}))
         queued = asyncio.create_task(pool.execute(DEMO + "Shout", {"text": "q"}))
-        await asyncio.sleep(0)  # one loop turn: the three are in the queue
-        assert pool.queued == 3
+        await eventually(lambda: pool.queued == 3)  # the three wait in the queue
         leaving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leaving
