@@ -94,6 +94,23 @@ class Process:
 
         eventually_blocking(ready, TIMEOUT * 2, explain=self.output)
 
+    def wait_healthy(self) -> dict[str, object]:
+        """Until ``/health`` answers 200; its body. Fails if the process exits first."""
+
+        def healthy() -> dict[str, object] | None:
+            assert self.process.poll() is None, f"server exited early:\n{self.output()}"
+            answer = get(self.port, "/health")
+            return answer[1] if answer is not None and answer[0] == 200 else None
+
+        body = eventually_blocking(healthy, explain=self.output)
+        assert body is not None
+        return body
+
+    def terminate(self) -> int:
+        """SIGTERM; the exit code (fails if the server does not stop in time)."""
+        self.signal(signal.SIGTERM)
+        return self.wait(TIMEOUT)
+
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
 
