@@ -7,24 +7,19 @@ import asyncio
 import io
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import structlog
 from websockets.asyncio.client import connect as ws_connect
 
 from noderun.server.logging import configure_logging, redact
-from tests.server.helpers import CONFORMANT
+from tests.server.process import Process
 from tests.support.client import connect
 from tests.support.graphs import graph, nd
 from tests.support.ports import free_port
 from tests.support.timing import TIMEOUT
-from tests.support.waiting import eventually_blocking
 
 SECRET = "s3cr3t-token-value"
 
@@ -33,58 +28,26 @@ def _serve_and_talk(tmp_path: Path, level: str) -> list[str]:
     """Start the CLI, connect with the token by header and by query and once with a wrong
     one, run a node, stop; the server's stderr lines."""
     port = free_port()
-    log = tmp_path / f"serve-{level}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODERUN_")}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "noderun",
-                "serve",
-                "--port",
-                str(port),
-                "--store",
-                "none",
-                "--token",
-                SECRET,
-                "--log-level",
-                level,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp_path,
-        )
+    argv = [sys.executable, "-m", "noderun", "serve", "--port", str(port), "--store", "none"]
+    server = Process([*argv, "--token", SECRET, "--log-level", level], tmp_path, port=port)
     try:
-
-        def healthy() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-            except (urllib.error.URLError, ConnectionError):
-                return False
-            return True
-
-        eventually_blocking(healthy, explain=log.read_text)
+        server.wait_healthy()
 
         async def talk() -> None:
-            url = f"ws://127.0.0.1:{port}/ws"
             bearer = {"Authorization": f"Bearer {SECRET}"}
-            async with connect(url, options=CONFORMANT, headers=bearer) as client:
+            async with connect(server, headers=bearer) as client:
                 job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
                 await client.until_terminal(job_id)
-            async with connect(url, options=CONFORMANT, query=f"?api_key={SECRET}") as client:
+            async with connect(server, query=f"?api_key={SECRET}") as client:
                 job_id = await client.run_job(graph(nd("c", "nodetool.text.Concat", a="x", b="y")))
                 await client.until_terminal(job_id)
-            async with ws_connect(f"{url}?api_key=wrong-{SECRET}", proxy=None) as ws:
+            async with ws_connect(f"{server.ws_url}?api_key=wrong-{SECRET}", proxy=None) as ws:
                 await ws.wait_closed()
 
         asyncio.run(talk())
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(TIMEOUT)
-    return [line for line in log.read_text().splitlines() if line.strip()]
+        server.terminate()
+    return [line for line in server.output().splitlines() if line.strip()]
 
 
 def test_every_line_is_json_and_no_secret_is_logged_at_debug(tmp_path: Path) -> None:
