@@ -16,18 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.durable.helpers import (
-    INTERRUPTED,
-    ServerProcess,
-    StoreDb,
-    as_stored,
-    connect,
-    edge,
-    nd,
-    run_messages,
-    serving,
-)
+from tests.durable.helpers import INTERRUPTED, ServerProcess, StoreDb, serving
 from tests.nodetool.support import NODEPACK, require_nodetool
+from tests.support.client import connect
+from tests.support.frames import as_stored, run_messages
+from tests.support.graphs import edge, nd
 from tests.support.timing import LONG_TIMEOUT, SECOND, START_TIMEOUT
 from tests.support.waiting import eventually
 
@@ -100,7 +93,7 @@ def _pixel_graph() -> dict[str, object]:
             nd("p", DEMO + "Pixel", level=9),
             nd("out", "nodetool.output.Output", name="pixel"),
         ],
-        "edges": [edge("p", "out")],
+        "edges": [edge("p", "out", "value")],
     }
 
 
@@ -117,11 +110,13 @@ async def test_a_durable_run_with_a_remote_node_survives_a_kill_like_any_other(
         workers = _worker_pids(first)
         assert len(workers) == 1, first.log()
         async with connect(first) as client:
-            done_id = await client.run_job(_pixel_graph())
-            done = run_messages(await client.until_terminal(done_id, LONG_TIMEOUT), done_id)
+            done_id = await client.run_job(_pixel_graph(), durable=True)
+            done = run_messages(await client.receive_until_terminal(done_id, LONG_TIMEOUT), done_id)
             assert done[-1].frame["status"] == "completed", done[-1].frame
-            job_id = await client.run_job(_wait_graph())
-            await client.until(lambda frame: frame.get("type") == "node_progress", LONG_TIMEOUT)
+            job_id = await client.run_job(_wait_graph(), durable=True)
+            await client.receive_until(
+                lambda frame: frame.get("type") == "node_progress", LONG_TIMEOUT
+            )
 
             async def progress_committed() -> bool:
                 return len(await store.frames(job_id)) >= 3
@@ -146,12 +141,13 @@ async def test_a_durable_run_with_a_remote_node_survives_a_kill_like_any_other(
         assert len(_worker_pids(second)) == 1
         async with connect(second) as client:
             await client.reconnect(job_id)
-            interrupted = await client.until_terminal(job_id)
+            interrupted = await client.receive_until_terminal(job_id)
             await client.reconnect(done_id)
-            replayed = await client.until_terminal(done_id)
-        async with connect(second, text=True) as reader:
-            await reader.reconnect(done_id)
-            as_text = await reader.until_terminal(done_id)
+            replayed = await client.receive_until_terminal(done_id)
+        async with connect(second) as reader:
+            await reader.reconnect(done_id, text=True)
+            as_text = await reader.receive_until_terminal(done_id)
+            assert all(item.text for item in as_text)  # mirrored: JSON frames
 
     # The interrupted run: what was committed, then the terminal the new server stored.
     assert interrupted[0].frame["type"] == "job_resumed"

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from noderun.contract import StoredFrame
+from noderun.contract import RunStore, StoredFrame
 from noderun.persistence import SchemaTooNew, open_store
 from noderun.persistence.groupcommit import Append, Create, Finish, Item
 from noderun.persistence.postgres import PostgresBackend

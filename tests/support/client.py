@@ -123,11 +123,11 @@ class Client:
         )
         return job_id
 
-    async def reconnect(self, job_id: str, after_seq: int = 0) -> None:
-        await self.command("reconnect_job", {"job_id": job_id, "after_seq": after_seq})
+    async def reconnect(self, job_id: str, after_seq: int = 0, *, text: bool = False) -> None:
+        await self.command("reconnect_job", {"job_id": job_id, "after_seq": after_seq}, text=text)
 
-    async def cancel(self, job_id: str) -> None:
-        await self.command("cancel_job", {"job_id": job_id})
+    async def cancel(self, job_id: str, *, text: bool = False) -> None:
+        await self.command("cancel_job", {"job_id": job_id}, text=text)
 
     # -- receiving: ``receive*`` keep the exact bytes, ``recv*`` give the decoded frames --
 
